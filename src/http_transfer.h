@@ -1,0 +1,58 @@
+/*
+** http_transfer.h — one HTTP transfer on a libcurl easy handle: buffers,
+** streaming to and from files, and the mapping of curl failures to the
+** short error codes the engine retries on.  No Lua in here.
+*/
+#ifndef QMIG_HTTP_TRANSFER_H
+#define QMIG_HTTP_TRANSFER_H
+
+#include <stdio.h>
+#include <curl/curl.h>
+
+typedef struct Buffer {
+  char *data;
+  size_t len, cap;
+} Buffer;
+
+int buffer_append(Buffer *b, const char *p, size_t n);
+void buffer_free(Buffer *b);
+
+typedef struct Transfer {
+  CURL *easy;
+  struct curl_slist *headers;
+  curl_mime *mime;
+  Buffer body;            /* reply body when it is not streamed to a file */
+  Buffer head;            /* raw header lines of the final response */
+  FILE *sink;             /* reply body goes here when the status is 2xx */
+  char *sink_path;        /* final name; data is written to <sink_path>.part */
+  char *sink_part;
+  int sink_used;          /* the body went to the sink file */
+  FILE *source;           /* request body streamed from this file */
+  size_t max_body;        /* bound on an in-memory reply body */
+  int too_large;          /* the reply exceeded max_body */
+  int done;               /* curl reported the transfer finished */
+  int in_multi;
+  CURLcode result;
+  char errbuf[CURL_ERROR_SIZE];
+} Transfer;
+
+/* Curl callbacks; userdata is the Transfer. */
+size_t transfer_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
+size_t transfer_header_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
+size_t transfer_read_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
+
+/* Opens <path>.part for the reply body; 0 on success, else errno. */
+int transfer_open_sink(Transfer *t, const char *path);
+/* Closes the sink: renames .part into place when keep, removes it
+** otherwise.  0 on success, else errno. */
+int transfer_close_sink(Transfer *t, int keep);
+
+/* Releases everything but the struct itself; safe to call twice. */
+void transfer_cleanup(Transfer *t);
+
+/* Short, stable error code for a failed transfer ("timeout", "refused",
+** "dns", "tls", "dropped", "too_large", "redirects", "io", "interrupted",
+** "http"); the engine decides what is transient from it. */
+const char *transfer_error_code(const Transfer *t);
+
+#endif
