@@ -1,0 +1,878 @@
+"""qliksim core: HTTP(S) listeners, request/response plumbing, faults, counters.
+
+The two API halves (qrs.QRS and cloud.Cloud) plug in through a tiny interface:
+    __init__(seed: dict, ctx: SimContext)
+    handle(req: Request) -> Response      (may raise ApiError)
+    state() -> dict
+    tier(method, path) -> str
+"""
+import datetime
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+import uuid
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MAX_BODY = 64 << 20          # body() / json() / multipart() limit
+PREBUFFER = 1 << 20          # small bodies are read up front (fault hashing)
+DRAIN_LIMIT = 16 << 20      # unread request bodies up to this size are drained (keep-alive)
+IO_CHUNK = 1 << 20
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+CLIENT_KEY_PASSWORD = "qliksim-pass"
+
+
+# --------------------------------------------------------------------------- errors / responses
+
+class ApiError(Exception):
+    """An error a handler wants rendered in its half's error shape."""
+
+    def __init__(self, status, code, title, detail=None, headers=None):
+        super().__init__(f"{status} {code} {title}")
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
+class Response:
+    def __init__(self, status, body=None, headers=None, content_type=None,
+                 file=None, chunks=None, length=None):
+        self.status = status
+        self.headers = dict(headers or {})
+        self.file = file
+        self.chunks = chunks
+        self.length = length
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode("utf-8")
+            content_type = content_type or "application/json; charset=utf-8"
+        elif isinstance(body, str):
+            body = body.encode("utf-8")
+            content_type = content_type or "text/plain; charset=utf-8"
+        self.body = body if body is not None else b""
+        if content_type:
+            self.headers.setdefault("Content-Type", content_type)
+
+
+def render_error(half_name, err, trace_id):
+    """Default error rendering: Cloud JSON shape or QRS plain text."""
+    if half_name == "cloud":
+        item = {"code": err.code, "title": err.title, "status": str(err.status)}
+        if err.detail is not None:
+            item["detail"] = err.detail
+        return Response(err.status, {"errors": [item], "traceId": trace_id}, headers=err.headers)
+    text = err.detail if err.detail is not None else err.title
+    return Response(err.status, text, headers=err.headers)
+
+
+# --------------------------------------------------------------------------- context
+
+class SimContext:
+    """Shared services for both halves. Ids are deterministic (seeded counters)."""
+
+    def __init__(self, data_dir, seed=0):
+        self.data_dir = data_dir
+        self.seed = seed
+        self.lock = threading.RLock()
+        self.halves = {}
+        self._counter = 0
+
+    def reset_ids(self):
+        self._counter = 0
+
+    def _next_digest(self):
+        with self.lock:
+            self._counter += 1
+            n = self._counter
+        return hashlib.sha256(f"qliksim:{self.seed}:{n}".encode()).digest()
+
+    def new_id(self):
+        return str(uuid.UUID(bytes=self._next_digest()[:16], version=4))
+
+    def new_hex_id(self, n=24):
+        return self._next_digest().hex()[:n]
+
+    @staticmethod
+    def now():
+        return datetime.datetime.now(datetime.timezone.utc)
+
+    def iso(self, dt=None):
+        dt = dt or self.now()
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+    def other(self, name):
+        return self.halves[name]
+
+
+# --------------------------------------------------------------------------- request bodies
+
+class _Throttle:
+    """Sleeps so that the bytes passed through stay under `bps` per second."""
+
+    def __init__(self, bps):
+        self.bps = bps
+        self.start = time.monotonic()
+        self.done = 0
+
+    def step(self):
+        return max(1024, self.bps // 20) if self.bps else IO_CHUNK
+
+    def account(self, n):
+        if not self.bps:
+            return
+        self.done += n
+        ahead = self.done / self.bps - (time.monotonic() - self.start)
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+class _RawBody(io.RawIOBase):
+    """Base of the request body readers: `readinto` over the socket's rfile."""
+
+    def __init__(self, rfile, throttle):
+        self.rfile, self.throttle = rfile, throttle
+
+    def readable(self):
+        return True
+
+    def _limit(self, n):
+        return min(n, self.throttle.step()) if self.throttle.bps else n
+
+    def _fill(self, buf, n):
+        data = self.rfile.read(n)
+        if not data:
+            raise ApiError(400, "HTTP-400", "Bad Request", "request body truncated")
+        buf[:len(data)] = data
+        self.throttle.account(len(data))
+        return len(data)
+
+
+class _LengthReader(_RawBody):
+    def __init__(self, rfile, length, throttle):
+        super().__init__(rfile, throttle)
+        self.left = length
+
+    def readinto(self, buf):
+        if self.left <= 0 or not len(buf):
+            return 0
+        got = self._fill(buf, self._limit(min(len(buf), self.left)))
+        self.left -= got
+        return got
+
+
+class _ChunkedReader(_RawBody):
+    def __init__(self, rfile, throttle):
+        super().__init__(rfile, throttle)
+        self.in_chunk = 0
+        self.eof = False
+
+    def _next_chunk(self):
+        line = self.rfile.readline(1024)
+        try:
+            size = int(line.split(b";")[0].strip(), 16)
+        except ValueError:
+            raise ApiError(400, "HTTP-400", "Bad Request", "bad chunk header") from None
+        if size == 0:
+            while self.rfile.readline(1024).strip():   # trailers
+                pass
+            self.eof = True
+        self.in_chunk = size
+
+    def readinto(self, buf):
+        if self.eof or not len(buf):
+            return 0
+        if self.in_chunk == 0:
+            self._next_chunk()
+            if self.eof:
+                return 0
+        got = self._fill(buf, self._limit(min(len(buf), self.in_chunk)))
+        self.in_chunk -= got
+        if self.in_chunk == 0:
+            self.rfile.readline(8)   # CRLF after the chunk data
+        return got
+
+
+class Request:
+    def __init__(self, method, raw_path, headers, rfile, client_cert, throttle):
+        self.method = method
+        self.raw_path = raw_path
+        split = urllib.parse.urlsplit(raw_path)
+        self.path = urllib.parse.unquote(split.path)
+        self.query_list = urllib.parse.parse_qsl(split.query, keep_blank_values=True)
+        self.query = dict(self.query_list)
+        self.headers = headers
+        self.client_cert = client_cert
+        self.endpoint = None
+        self._raw = self._make_raw(rfile, throttle)
+        self._stream = io.BufferedReader(self._raw, IO_CHUNK)
+
+    def _make_raw(self, rfile, throttle):
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return _ChunkedReader(rfile, throttle)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise ApiError(400, "HTTP-400", "Bad Request", "bad Content-Length") from None
+        return _LengthReader(rfile, length, throttle)
+
+    # -- used by the core
+    def body_key(self):
+        """A digest of the body when it is small enough to read up front."""
+        if isinstance(self._raw, _LengthReader) and self._raw.left <= PREBUFFER:
+            data = self._read_all(PREBUFFER)
+            self._stream = io.BytesIO(data)
+            return hashlib.sha256(data).hexdigest()
+        return "stream"
+
+    def drain(self, limit):
+        """Discard an unread body; False if more than `limit` bytes remain."""
+        left = getattr(self._raw, "left", None)
+        if left is not None and left > limit:
+            return False
+        try:
+            got = 0
+            while got <= limit:
+                data = self._stream.read(IO_CHUNK)
+                if not data:
+                    return True
+                got += len(data)
+        except (ApiError, OSError):
+            return False
+        return False
+
+    # -- used by handlers
+    def query_ci(self, name):
+        name = name.lower()
+        found = None
+        for key, value in self.query_list:
+            if key.lower() == name:
+                found = value
+        return found
+
+    def _read_all(self, limit):
+        buf = bytearray()
+        while True:
+            data = self._stream.read(IO_CHUNK)
+            if not data:
+                return bytes(buf)
+            buf += data
+            if len(buf) > limit:
+                raise ApiError(413, "HTTP-413", "Payload Too Large",
+                               f"request body larger than {limit} bytes")
+
+    def body(self):
+        return self._read_all(MAX_BODY)
+
+    def json(self):
+        raw = self.body()
+        try:
+            return json.loads(raw.decode("utf-8")) if raw.strip() else None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ApiError(400, "HTTP-400", "Bad Request", f"invalid JSON body: {exc}") from None
+
+    def body_stream(self):
+        return self._stream
+
+    def save_body(self, path):
+        total = 0
+        with open(path, "wb") as out:
+            while True:
+                data = self._stream.read(IO_CHUNK)
+                if not data:
+                    return total
+                out.write(data)
+                total += len(data)
+
+    def multipart(self):
+        ctype = self.headers.get("Content-Type") or ""
+        msg = Message()
+        msg["Content-Type"] = ctype
+        boundary = msg.get_param("boundary")
+        if msg.get_content_type() != "multipart/form-data" or not boundary:
+            raise ApiError(400, "HTTP-400", "Bad Request", "expected multipart/form-data")
+        return parse_multipart(self._read_all(MAX_BODY * 4), boundary.encode("latin-1"))
+
+
+def parse_multipart(raw, boundary):
+    parts = []
+    delimiter = b"--" + boundary
+    for section in raw.split(delimiter)[1:]:
+        if section.startswith(b"--"):
+            break
+        section = section[2:] if section.startswith(b"\r\n") else section
+        head, sep, data = section.partition(b"\r\n\r\n")
+        if not sep:
+            raise ApiError(400, "HTTP-400", "Bad Request", "malformed multipart part")
+        if data.endswith(b"\r\n"):
+            data = data[:-2]
+        headers = Message()
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            key, _, value = line.partition(":")
+            if key:
+                headers[key.strip()] = value.strip()
+        disposition = Message()
+        disposition["Content-Type"] = "x/" + (headers.get("Content-Disposition") or "")
+        parts.append({"name": disposition.get_param("name"),
+                      "filename": disposition.get_param("filename"),
+                      "content_type": headers.get("Content-Type"),
+                      "data": data})
+    return parts
+
+
+# --------------------------------------------------------------------------- faults
+
+def _unit(*parts):
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
+
+def _rule_matches(match, method, path):
+    if match.startswith("~"):
+        return re.search(match[1:], f"{method} {path}") is not None
+    want_method, _, prefix = match.partition(" ")
+    return want_method.upper() == method and path.startswith(prefix)
+
+
+class Faults:
+    """Deterministic fault injection. All state resets when the config is replaced."""
+
+    DEFAULTS = {"seed": 1, "latency_ms": 0, "bandwidth_bps": 0, "error_rate": 0.0,
+                "error_status": 503, "rate_429": 0.0, "retry_after": 1, "drop_rate": 0.0,
+                "drop_after_apply_rate": 0.0, "slow_rate": 0.0, "slow_ms": 2000,
+                "tiers": None, "apply_to": ["cloud", "qrs"], "rules": [],
+                "kill_after_writes": None}
+    ACTIONS = ("error", "429", "drop", "drop_after_apply", "slow", "kill")
+    RANDOM = (("rate_429", "429"), ("error_rate", "error"), ("drop_rate", "drop"),
+              ("drop_after_apply_rate", "drop_after_apply"), ("slow_rate", "slow"))
+
+    def __init__(self, config=None):
+        self.lock = threading.Lock()
+        self.set(config or {})
+
+    def set(self, config):
+        unknown = set(config) - set(self.DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown fault keys: {sorted(unknown)}")
+        for rule in config.get("rules") or []:
+            if not isinstance(rule.get("match"), str) or rule.get("action") not in self.ACTIONS:
+                raise ValueError(f"a rule needs a 'match' string and an action in {self.ACTIONS}")
+            if rule["action"] == "kill" and "pid" not in rule:
+                raise ValueError("a kill rule needs a 'pid'")
+        spec = config.get("kill_after_writes")
+        if spec is not None and not ("pid" in spec and "n" in spec):
+            raise ValueError("kill_after_writes needs 'pid' and 'n'")
+        with self.lock:
+            self.raw = dict(config)
+            self.cfg = {**self.DEFAULTS, **config}
+            self.attempts = {}
+            self.rule_hits = [0] * len(self.cfg["rules"] or [])
+            self.writes = 0
+            self.buckets = {}
+            self.blocked_until = {}
+
+    def applies(self, half):
+        return half in (self.cfg["apply_to"] or [])
+
+    def decide(self, method, path_key, body_key):
+        """Return (action, rule) decided before the handler runs. action may be None."""
+        with self.lock:
+            key = (method, path_key, body_key)
+            attempt = self.attempts.get(key, 0)
+            self.attempts[key] = attempt + 1
+            chosen = None
+            for i, rule in enumerate(self.cfg["rules"] or []):
+                if not _rule_matches(rule["match"], method, path_key):
+                    continue
+                self.rule_hits[i] += 1
+                first = int(rule.get("nth", 1))
+                in_window = first <= self.rule_hits[i] < first + int(rule.get("times", 1))
+                if in_window and chosen is None:
+                    chosen = rule
+            if chosen is not None:
+                return chosen["action"], chosen
+            for knob, action in self.RANDOM:
+                rate = float(self.cfg[knob] or 0)
+                if rate and _unit(self.cfg["seed"], action, method, path_key, body_key,
+                                  attempt) < rate:
+                    return action, None
+        return None, None
+
+    def take_token(self, tier):
+        """Token bucket per tier. Returns None or the Retry-After seconds."""
+        tiers = self.cfg["tiers"] or {}
+        spec = tiers.get(tier)
+        if not spec:
+            return None
+        rate = float(spec["per_minute"]) / 60.0
+        capacity = float(spec.get("burst", tiers.get("burst", 10)))
+        now = time.monotonic()
+        with self.lock:
+            blocked = self.blocked_until.get(tier, 0)
+            if now < blocked:
+                return max(1, math.ceil(blocked - now))
+            tokens, last = self.buckets.get(tier, (capacity, now))
+            tokens = min(capacity, tokens + (now - last) * rate)
+            if tokens >= 1:
+                self.buckets[tier] = (tokens - 1, now)
+                return None
+            wait = max(1, math.ceil((1 - tokens) / rate))
+            self.buckets[tier] = (tokens, now)
+            self.blocked_until[tier] = now + wait
+            return wait
+
+    def count_write(self):
+        """Count an applied write; return the kill spec if this write triggers it."""
+        with self.lock:
+            self.writes += 1
+            spec = self.cfg["kill_after_writes"]
+            if spec and self.writes == int(spec["n"]):
+                return spec
+        return None
+
+
+def send_kill(spec):
+    try:
+        os.kill(int(spec["pid"]), int(spec.get("signal", signal.SIGKILL)))
+    except (ProcessLookupError, PermissionError, KeyError, ValueError) as exc:
+        print(f"qliksim: kill failed: {exc}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- counters
+
+class Counters:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.requests, self.writes, self.by_status = {}, {}, {}
+            self.total = self.total_writes = 0
+
+    def request(self, endpoint, status=None, write=False):
+        with self.lock:
+            self.requests[endpoint] = self.requests.get(endpoint, 0) + 1
+            self.total += 1
+            if status is not None:
+                key = str(status)
+                self.by_status[key] = self.by_status.get(key, 0) + 1
+            if write:
+                self.writes[endpoint] = self.writes.get(endpoint, 0) + 1
+                self.total_writes += 1
+
+    def snapshot(self):
+        with self.lock:
+            return {"requests": dict(self.requests), "writes": dict(self.writes),
+                    "total": self.total, "total_writes": self.total_writes,
+                    "by_status": dict(self.by_status)}
+
+
+# --------------------------------------------------------------------------- simulator
+
+class Simulator:
+    """Holds the site, both halves, the counters and the fault config."""
+
+    def __init__(self, site, half_classes, data_dir, faults=None):
+        self.site = site
+        self.half_classes = half_classes
+        self.ctx = SimContext(data_dir, seed=site.get("seed", 0))
+        self.counters = Counters()
+        self.faults = Faults(faults)
+        self.trace = 0
+        self.build_halves()
+
+    def build_halves(self):
+        with self.ctx.lock:
+            self.ctx.reset_ids()
+            self.ctx.halves = {}
+            for name, cls in self.half_classes.items():
+                self.ctx.halves[name] = cls(self.site.get(name) or {}, self.ctx)
+
+    def half(self, name):
+        return self.ctx.halves[name]
+
+    def next_trace(self):
+        with self.faults.lock:
+            self.trace += 1
+            return hashlib.sha256(f"trace{self.trace}".encode()).hexdigest()[:32]
+
+    def control(self, req):
+        """Handle /_sim/... requests. Returns a Response."""
+        route = (req.method, req.path.rstrip("/"))
+        if route == ("GET", "/_sim/state"):
+            with self.ctx.lock:
+                return Response(200, {n: h.state() for n, h in self.ctx.halves.items()})
+        if route == ("GET", "/_sim/counts"):
+            return Response(200, self.counters.snapshot())
+        if route == ("POST", "/_sim/reset-counters"):
+            self.counters.reset()
+            return Response(200, {"ok": True})
+        if route == ("GET", "/_sim/faults"):
+            return Response(200, self.faults.raw)
+        if route == ("POST", "/_sim/faults"):
+            try:
+                self.faults.set(req.json() or {})
+            except (ValueError, TypeError, AttributeError) as exc:   # not a faults object
+                return Response(400, {"error": str(exc)})
+            return Response(200, self.faults.raw)
+        if route == ("POST", "/_sim/reset"):
+            self.build_halves()
+            self.counters.reset()
+            return Response(200, {"ok": True})
+        return Response(404, {"error": f"unknown control path {req.path}"})
+
+
+class _Dropped(Exception):
+    """Raised to close the connection without a reply."""
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "qliksim/1.0"
+    timeout = 300
+
+    def log_message(self, fmt, *args):
+        if self.server.verbose:
+            sys.stderr.write("qliksim: " + (fmt % args) + "\n")
+
+    def do_GET(self):
+        self.dispatch()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+
+    # -- plumbing
+    def _client_cert(self):
+        getpeercert = getattr(self.connection, "getpeercert", None)
+        return getpeercert() if getpeercert else None
+
+    def dispatch(self):
+        sim, half_name = self.server.sim, self.server.half_name
+        faults = sim.faults
+        throttle_bps = int(faults.cfg["bandwidth_bps"] or 0) if faults.applies(half_name) else 0
+        try:
+            req = Request(self.command, self.path, self.headers, self.rfile,
+                          self._client_cert(), _Throttle(throttle_bps))
+        except ApiError as err:
+            self.close_connection = True
+            return self.send(render_error(half_name, err, sim.next_trace()), throttle_bps)
+        try:
+            if req.path.startswith("/_sim/") or req.path == "/_sim":
+                resp = sim.control(req)
+            else:
+                resp = self.run_api(sim, half_name, req)
+            self.finish_body(req)
+            self.send(resp, throttle_bps)
+        except _Dropped:
+            self.close_connection = True
+        except ApiError as err:
+            self.close_connection = True
+            self.send(render_error(half_name, err, sim.next_trace()), throttle_bps)
+        except (ConnectionError, ssl.SSLError, socket.timeout, BrokenPipeError):
+            self.close_connection = True
+
+    def finish_body(self, req):
+        if not req.drain(DRAIN_LIMIT):
+            self.close_connection = True
+
+    @staticmethod
+    def decide(sim, half_name, half, req):
+        """The fault action for this request (None, or a name plus its rule)."""
+        faults = sim.faults
+        if not faults.applies(half_name):
+            return None, None
+        action, rule = faults.decide(req.method, _path_key(req), req.body_key())
+        if faults.cfg["latency_ms"]:
+            time.sleep(faults.cfg["latency_ms"] / 1000.0)
+        if action is None:
+            wait = faults.take_token(half.tier(req.method, req.path))
+            if wait is not None:
+                action, rule = "tier429", {"retry_after": wait}
+        return action, rule
+
+    def run_api(self, sim, half_name, req):
+        action, rule = self.decide(sim, half_name, sim.half(half_name), req)
+        fallback_endpoint = f"{req.method} {req.path}"
+        early = self.early_fault(sim, half_name, action, rule)
+        if early is not None or action == "drop":
+            sim.counters.request(fallback_endpoint, None if early is None else early.status)
+            if early is None:
+                raise _Dropped()
+            return early
+        resp = self.call_half(sim, half_name, req)
+        endpoint = req.endpoint or fallback_endpoint
+        applied_write = req.method in WRITE_METHODS and 200 <= resp.status < 300
+        kill = sim.faults.count_write() if applied_write and sim.faults.applies(half_name) else None
+        if action == "kill":
+            kill = {"signal": signal.SIGKILL, **rule}
+        if kill or action == "drop_after_apply":
+            sim.counters.request(endpoint, None, applied_write)
+            if kill:
+                send_kill(kill)
+            raise _Dropped()
+        sim.counters.request(endpoint, resp.status, applied_write)
+        if action == "slow":
+            time.sleep(float((rule or {}).get("slow_ms", sim.faults.cfg["slow_ms"])) / 1000.0)
+        return resp
+
+    @staticmethod
+    def early_fault(sim, half_name, action, rule):
+        """Replies that replace the handler: injected errors and 429s."""
+        cfg = sim.faults.cfg
+        rule = rule or {}
+        if action == "error":
+            status = int(rule.get("status", cfg["error_status"]))
+            err = ApiError(status, f"HTTP-{status}", "Injected fault", "qliksim injected error")
+        elif action in ("429", "tier429"):
+            wait = int(rule.get("retry_after", cfg["retry_after"]))
+            err = ApiError(429, "HTTP-429", "Too Many Requests", "Rate limit exceeded",
+                           headers={"Retry-After": str(wait)})
+        else:
+            return None
+        return _render(sim, half_name, err)
+
+    @staticmethod
+    def call_half(sim, half_name, req):
+        try:
+            with sim.ctx.lock:
+                return sim.half(half_name).handle(req)
+        except ApiError as err:
+            return _render(sim, half_name, err)
+        except (ConnectionError, socket.timeout, ssl.SSLError):
+            raise                       # the client went away mid-request
+        except Exception:   # a simulator bug: report it as a 500 and keep serving
+            traceback.print_exc()
+            err = ApiError(500, "HTTP-500", "Internal Server Error", "qliksim handler crashed")
+            return _render(sim, half_name, err)
+
+    def send(self, resp, bps):
+        throttle = _Throttle(bps)
+        if resp.file is not None:
+            length = os.path.getsize(resp.file)
+        elif resp.chunks is not None:
+            length = resp.length
+        else:
+            length = len(resp.body)
+        self.send_response(resp.status)
+        for key, value in resp.headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(length))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        for piece in _body_pieces(resp):
+            self._write(piece, throttle)
+
+    def _write(self, data, throttle):
+        step = throttle.step()
+        view = memoryview(data)
+        for start in range(0, len(view), step):
+            piece = view[start:start + step]
+            self.wfile.write(piece)
+            throttle.account(len(piece))
+
+
+def _render(sim, half_name, err):
+    custom = getattr(sim.half(half_name), "render_error", None)
+    return custom(err) if custom else render_error(half_name, err, sim.next_trace())
+
+
+def _path_key(req):
+    """Path plus query without the per-call Xrfkey, so retries hash the same."""
+    query = sorted((k, v) for k, v in req.query_list if k.lower() != "xrfkey")
+    return req.path + ("?" + urllib.parse.urlencode(query) if query else "")
+
+
+def _body_pieces(resp):
+    if resp.file is not None:
+        with open(resp.file, "rb") as fh:
+            while True:
+                data = fh.read(IO_CHUNK)
+                if not data:
+                    return
+                yield data
+    elif resp.chunks is not None:
+        yield from resp.chunks
+    else:
+        yield resp.body
+
+
+class Listener(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128
+
+    def __init__(self, sim, half_name, port, ssl_context=None, verbose=False):
+        self.sim = sim
+        self.half_name = half_name
+        self.ssl_context = ssl_context
+        self.verbose = verbose
+        super().__init__(("127.0.0.1", port), Handler)
+
+    def finish_request(self, request, client_address):
+        """TLS handshake in the worker thread, so a bad client cannot stall accept()."""
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.ssl_context is not None:
+            try:
+                request.settimeout(30)
+                request = self.ssl_context.wrap_socket(request, server_side=True)
+                request.settimeout(None)
+            except (OSError, ValueError):
+                request.close()
+                return
+        try:
+            self.RequestHandlerClass(request, client_address, self)
+        finally:
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            request.close()
+
+    def handle_error(self, request, client_address):
+        if self.verbose:
+            super().handle_error(request, client_address)
+
+    @property
+    def port(self):
+        return self.server_address[1]
+
+    def start(self):
+        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
+                                  daemon=True, name=f"qliksim-{self.half_name}")
+        thread.start()
+        return thread
+
+
+# --------------------------------------------------------------------------- certificates
+
+def _openssl(*args):
+    subprocess.run(["openssl", *args], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE)
+
+
+def _make_ca(d, name, cn):
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", os.path.join(d, f"{name}_key.pem"),
+             "-out", os.path.join(d, f"{name}.pem"), "-days", "3650", "-subj", f"/CN={cn}",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+
+
+def _make_leaf(d, ca, name, cn, ext):
+    key, csr = os.path.join(d, f"{name}_key.pem"), os.path.join(d, f"{name}.csr")
+    extfile = os.path.join(d, f"{name}.ext")
+    with open(extfile, "w") as fh:
+        fh.write(ext)
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", key, "-out", csr, "-subj", f"/CN={cn}")
+    _openssl("x509", "-req", "-in", csr, "-CA", os.path.join(d, f"{ca}.pem"),
+             "-CAkey", os.path.join(d, f"{ca}_key.pem"), "-CAcreateserial",
+             "-out", os.path.join(d, f"{name}.pem"), "-days", "3650", "-extfile", extfile)
+    os.remove(csr)
+    os.remove(extfile)
+
+
+CERT_FILES = {"ca": "ca.pem", "client_cert": "client.pem", "client_key": "client_key.pem",
+              "client_key_encrypted": "client_key_enc.pem", "rogue_ca": "rogue_ca.pem",
+              "rogue_client_cert": "rogue_client.pem", "rogue_client_key": "rogue_client_key.pem",
+              "server_cert": "server.pem", "server_key": "server_key.pem"}
+
+
+def ensure_certs(d):
+    """Create the sim CA, server/client certs and a rogue CA + client in `d` if absent."""
+    os.makedirs(d, exist_ok=True)
+    paths = {k: os.path.join(d, v) for k, v in CERT_FILES.items()}
+    if all(os.path.exists(p) for p in paths.values()):
+        return paths
+    client_ext = "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n"
+    _make_ca(d, "ca", "qliksim CA")
+    _make_leaf(d, "ca", "server", "localhost",
+               "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+               "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    _make_leaf(d, "ca", "client", "QlikClient", client_ext)
+    _openssl("pkey", "-in", paths["client_key"], "-aes256", "-passout",
+             f"pass:{CLIENT_KEY_PASSWORD}", "-out", paths["client_key_encrypted"])
+    _make_ca(d, "rogue_ca", "rogue CA")
+    _make_leaf(d, "rogue_ca", "rogue_client", "QlikClient", client_ext)
+    return paths
+
+
+def server_ssl_context(certs, require_client_cert):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs["server_cert"], certs["server_key"])
+    if require_client_cert:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(certs["ca"])
+    return ctx
+
+
+# --------------------------------------------------------------------------- assembly
+
+class Running:
+    """A started simulator: both listeners plus the info dict."""
+
+    def __init__(self, sim, listeners, info, temp_dirs):
+        self.sim, self.listeners, self.info = sim, listeners, info
+        self.temp_dirs = temp_dirs
+        for listener in listeners.values():
+            listener.start()
+
+    def stop(self):
+        """Stop both listeners and remove the temp folders `start` created."""
+        for listener in self.listeners.values():
+            listener.shutdown()
+            listener.server_close()
+        for path in self.temp_dirs:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def start(site, half_classes, qrs_port=0, cloud_port=0, cloud_tls=False, certs_dir=None,
+          faults=None, data_dir=None, verbose=False):
+    """Build the simulator and start its listeners. Returns a Running."""
+    temp_dirs = []
+    if not certs_dir:
+        certs_dir = tempfile.mkdtemp(prefix="qliksim-certs-")
+        temp_dirs.append(certs_dir)
+    if not data_dir:
+        data_dir = tempfile.mkdtemp(prefix="qliksim-data-")
+        temp_dirs.append(data_dir)
+    certs = ensure_certs(certs_dir)
+    sim = Simulator(site, half_classes, data_dir, faults)
+    listeners = {}
+    if "qrs" in half_classes:
+        listeners["qrs"] = Listener(sim, "qrs", qrs_port, server_ssl_context(certs, True), verbose)
+    if "cloud" in half_classes:
+        tls = server_ssl_context(certs, False) if cloud_tls else None
+        listeners["cloud"] = Listener(sim, "cloud", cloud_port, tls, verbose)
+    info = {}
+    if "qrs" in listeners:
+        info["qrs_url"] = f"https://127.0.0.1:{listeners['qrs'].port}"
+    if "cloud" in listeners:
+        scheme = "https" if cloud_tls else "http"
+        sim.ctx.cloud_scheme = scheme  # paging links are absolute URLs
+        info["cloud_url"] = f"{scheme}://127.0.0.1:{listeners['cloud'].port}"
+        # the Cloud half makes a default key when the site names none
+        info["api_key"] = next(iter(getattr(sim.half("cloud"), "api_keys", {}) or {}), None)
+    if "qrs" in listeners:
+        info["qrs_user"] = "INTERNAL\\sa_api"
+    info["certs"] = {k: certs[k] for k in CERT_FILES if not k.startswith("server")}
+    info["certs"]["client_key_password"] = CLIENT_KEY_PASSWORD
+    info["pid"] = os.getpid()
+    return Running(sim, listeners, info, temp_dirs)
