@@ -1,0 +1,351 @@
+-- Command dispatch for qmig-lua (SPEC §4.1).  Each command returns the
+-- process exit status: 0 done, 1 some items failed, 2 usage or
+-- configuration error (nothing changed), 3 authentication/authorisation
+-- failure or project locked, 130 interrupted.
+local catalogue = require "qmig.catalogue"
+local cloud = require "qmig.cloud"
+local engine = require "qmig.engine"
+local errors = require "qmig.errors"
+local jobfile = require "qmig.job"
+local json = require "qmig.json"
+local log = require "qmig.log"
+local project = require "qmig.project"
+local qmig = require "qmig"
+local qrs = require "qmig.qrs"
+local retry = require "qmig.retry"
+local steps = require "qmig.steps"
+
+local M = {}
+
+local EXIT = { ok = 0, failed = 1, config = 2, auth = 3, interrupted = 130 }
+M.EXIT = EXIT
+
+local USAGE = [[
+usage: qmig-lua COMMAND JOB [options]
+
+commands:
+  run JOB      run the job file's jobs (--job NAME, --step NAME, --dry-run, --force,
+               --concurrency N)
+  plan JOB     dry run: what each step would do per object, without writing
+  status JOB   per step and object state from the cache (--failed, --json)
+  undo JOB     reverse what runs created or changed, newest first (--run N, --dry-run)
+  steps [JOB]  the step catalogue and where each module is loaded from
+  check JOB    validate the job file and test both connections
+  help         this text
+
+qmig-lua SCRIPT.lua [ARGS]   run a Lua script with the qmig library (-e CODE, -i, -v)]]
+
+local function say(...) io.stdout:write(string.format(...), "\n") end
+local function complain(...) io.stderr:write("qmig-lua: ", log.redact(string.format(...)), "\n") end
+
+-- Options shared by the commands.  Returns opts or nil, message.
+local function parse(args)
+  local opts = { jobs = {}, steps = {} }
+  local flags = { ["--dry-run"] = "dry_run", ["--force"] = "force", ["--failed"] = "failed", ["--json"] = "json",
+    ["--yes"] = "yes", ["--quiet"] = "quiet", ["--verbose"] = "verbose" }
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if flags[a] then
+      opts[flags[a]] = true
+    elseif a == "--job" or a == "--step" or a == "--run" or a == "--concurrency" then
+      local v = args[i + 1]
+      if not v then return nil, a .. " needs a value" end
+      i = i + 1
+      if a == "--job" then opts.jobs[#opts.jobs + 1] = v
+      elseif a == "--step" then opts.steps[#opts.steps + 1] = v
+      else
+        local n = math.tointeger(tonumber(v))
+        if not n or n < 1 then return nil, a .. " needs a positive integer, got '" .. v .. "'" end
+        opts[a:sub(3)] = n
+      end
+    elseif a:sub(1, 1) == "-" then
+      return nil, "unknown option '" .. a .. "'"
+    elseif not opts.file then
+      opts.file = a
+    else
+      return nil, "unexpected argument '" .. a .. "'"
+    end
+    i = i + 1
+  end
+  return opts
+end
+
+local function load_job(opts)
+  if not opts.file then return nil, "a job file is required" end
+  return jobfile.load(opts.file, { resolve = steps.resolve })
+end
+
+-- The jobs to run, in priority order then file order, narrowed by --job
+-- and --step.  Returns a list of {name=, steps={module...}}.
+local function select(job, opts)
+  local wanted_jobs, wanted_steps = {}, {}
+  for _, n in ipairs(opts.jobs) do wanted_jobs[n] = true end
+  for _, n in ipairs(opts.steps) do wanted_steps[n] = true end
+  for n in pairs(wanted_jobs) do
+    local found = false
+    for _, j in ipairs(job.jobs) do if j.name == n then found = true end end
+    if not found then return nil, "no job named '" .. n .. "' in " .. job.file end
+  end
+  local list = {}
+  for i, j in ipairs(job.jobs) do
+    if next(wanted_jobs) == nil or wanted_jobs[j.name] then
+      local mods = {}
+      for _, name in ipairs(j.steps) do
+        if next(wanted_steps) == nil or wanted_steps[name] then mods[#mods + 1] = job.modules[name].module end
+      end
+      list[#list + 1] = { name = j.name, priority = j.priority or 0, index = i, steps = steps.sort(mods) }
+    end
+  end
+  table.sort(list, function(a, b)
+    if a.priority ~= b.priority then return a.priority > b.priority end
+    return a.index < b.index
+  end)
+  for n in pairs(wanted_steps) do
+    local found = false
+    for _, j in ipairs(list) do for _, m in ipairs(j.steps) do if m.name == n then found = true end end end
+    if not found then return nil, "step '" .. n .. "' is not in the selected jobs" end
+  end
+  return list
+end
+
+local function load_transforms(job)
+  if not job.transforms then return {} end
+  local chunk, err = loadfile(job.transforms, "t")
+  if not chunk then return nil, err end
+  local ok, hooks = pcall(chunk)
+  if not ok then return nil, job.transforms .. ": " .. tostring(hooks) end
+  if type(hooks) ~= "table" then return nil, job.transforms .. ": must return a table of functions" end
+  local known = { space = true, user = true, app = true, script = true, data_connection = true, schedule = true }
+  for k, v in pairs(hooks) do
+    if not known[k] then return nil, job.transforms .. ": unknown hook '" .. tostring(k) .. "'" end
+    if type(v) ~= "function" then return nil, job.transforms .. ": hook '" .. k .. "' must be a function" end
+  end
+  return hooks
+end
+
+-- Builds both API clients and proves they work before anything is
+-- written.  Returns source, target or nil, message, exit status.
+local function connect(job, opts)
+  local source = qrs.new(job.source, { retries = job.options.retries })
+  local target = cloud.new(job.target, { retries = job.options.retries, dry_run = opts.dry_run })
+  local ok, err = pcall(function() return target:get("users/me") end)
+  if not ok then
+    local auth = errors.is(err) and (err.status == 401 or err.status == 403)
+    return nil, "target " .. job.target.url .. ": " .. tostring(err), auth and EXIT.auth or EXIT.failed
+  end
+  ok, err = pcall(function() return source:about() end)
+  if not ok then
+    local auth = errors.is(err) and (err.status == 401 or err.status == 403 or err.code == "tls")
+    return nil, "source " .. job.source.url .. ": " .. tostring(err), auth and EXIT.auth or EXIT.failed
+  end
+  return source, target
+end
+
+local function summary_line(name, counts)
+  local parts = {}
+  for _, s in ipairs { "created", "updated", "adopted", "unchanged", "skipped", "planned", "failed", "interrupted" } do
+    if counts[s] then parts[#parts + 1] = string.format("%d %s", counts[s], s) end
+  end
+  return string.format("  %-28s %s", name, #parts > 0 and table.concat(parts, ", ") or "nothing to do")
+end
+
+local function reporter(opts)
+  return function(event)
+    if event.kind == "item" then
+      local o = event.outcome
+      log.info("item", { step = event.step, key = o.key, status = o.status, target_id = o.target_id, reason = o.reason })
+    end
+    if opts.quiet then return end
+    if event.kind == "item" and (opts.verbose or event.outcome.status == "failed" or event.outcome.status == "planned") then
+      local o = event.outcome
+      say("    %s %s: %s%s", event.step, tostring(o.key), o.status == "planned" and ("would " .. o.action) or o.status,
+        o.reason and (" (" .. log.redact(o.reason) .. ")") or "")
+    elseif event.kind == "step_failed" then
+      say("    %s: %s", event.step, event.reason)
+    end
+  end
+end
+
+function M.run(opts)
+  local job, err = load_job(opts)
+  if not job then complain("%s", err); return EXIT.config end
+  local selection
+  selection, err = select(job, opts)
+  if not selection then complain("%s", err); return EXIT.config end
+  local transforms
+  transforms, err = load_transforms(job)
+  if not transforms then complain("%s", err); return EXIT.config end
+  local proj, perr, pcode = project.open(job.project.dir)
+  if not proj then complain("%s", perr); return pcode == "locked" and EXIT.auth or EXIT.config end
+  retry.base_delay = job.options.retry_delay
+  local source, target, status = connect(job, opts)
+  if not source then
+    complain("%s", target)
+    proj:close()
+    return status
+  end
+  qmig.trap_interrupt(true)
+  local run_id = not opts.dry_run and proj.cache:start_run {
+    command = opts.dry_run and "plan" or "run", job_file = job.file,
+    args = { jobs = opts.jobs, steps = opts.steps, force = opts.force or false },
+  } or nil
+  if run_id then log.open_jsonl(proj:path("logs", "run-" .. run_id .. ".jsonl")) end
+  local eng = engine.new {
+    job = job, project = proj, source = source, target = target, transforms = transforms, run_id = run_id,
+    dry_run = opts.dry_run, force = opts.force, concurrency = opts.concurrency or job.options.concurrency,
+    reporter = reporter(opts),
+  }
+  local totals, results = {}, {}
+  say("%s %s%s", opts.dry_run and "plan" or "run", job.file, run_id and (" (run " .. run_id .. ")") or "")
+  local scheduled = {}
+  for _, j in ipairs(selection) do
+    say("job %s", j.name)
+    for _, step in ipairs(j.steps) do
+      if eng.aborted or qmig.interrupted() then break end
+      for _, req in ipairs(step.requires or {}) do
+        if not scheduled[req] and not proj.cache:step_ran(req) then
+          say("  warning: %s reads the results of %s, which has never run in this project", step.name, req)
+        end
+      end
+      scheduled[step.name] = true
+      local summary = eng:run_step(step)
+      results[#results + 1] = summary
+      for k, n in pairs(summary.counts) do totals[k] = (totals[k] or 0) + n end
+      say("%s", summary_line(step.name, summary.counts))
+      log.info("step done", { step = step.name, counts = summary.counts })
+    end
+  end
+  local code = EXIT.ok
+  if eng.aborted then
+    complain("stopped: %s", tostring(eng.aborted))
+    code = EXIT.auth
+  elseif qmig.interrupted() then
+    complain("interrupted; the next run resumes where this one stopped")
+    code = EXIT.interrupted
+  elseif (totals.failed or 0) > 0 then
+    code = EXIT.failed
+  end
+  if run_id then
+    local final = ({ [0] = "done", [1] = "failed", [3] = "failed", [130] = "interrupted" })[code]
+    proj.cache:finish_run(run_id, final, { totals = totals })
+  end
+  log.close()
+  proj:close()
+  return code
+end
+
+function M.plan(opts)
+  opts.dry_run = true
+  return M.run(opts)
+end
+
+function M.check(opts)
+  local job, err = load_job(opts)
+  if not job then complain("%s", err); return EXIT.config end
+  local ok, terr = load_transforms(job)
+  if not ok then complain("%s", terr); return EXIT.config end
+  local source, target, status = connect(job, { dry_run = true })
+  if not source then complain("%s", target); return status end
+  local about = source:about()
+  say("job file %s: valid", job.file)
+  say("source %s: QRS %s", job.source.url, tostring(about.buildVersion))
+  local me = target:get("users/me")
+  say("target %s: authenticated as %s", job.target.url, tostring(me and (me.email or me.name or me.id)))
+  return EXIT.ok
+end
+
+function M.steps(opts)
+  local steps_path = {}
+  if opts.file then
+    local job, err = jobfile.load(opts.file)
+    if not job then complain("%s", err); return EXIT.config end
+    steps_path = job.steps_path or {}
+  end
+  for _, entry in ipairs(catalogue.list) do
+    local where
+    if entry.reserved then
+      where = "(not implemented yet)"
+    else
+      local mod, path = steps.resolve(entry.name, steps_path)
+      where = mod and path or ("(" .. path .. ")")
+    end
+    say("%4d  %-28s %-40s %s", entry.order, entry.name, entry.title, where)
+  end
+  return EXIT.ok
+end
+
+function M.status(opts)
+  local job, err = jobfile.load(opts.file or "")
+  if not job then complain("%s", err); return EXIT.config end
+  local proj, perr = project.open(job.project.dir, { lock = false })
+  if not proj then complain("%s", perr); return EXIT.config end
+  local rows = {}
+  for _, item in ipairs(proj.cache:items(nil)) do
+    if not opts.failed or item.status == "failed" or item.status == "in_progress" then rows[#rows + 1] = item end
+  end
+  table.sort(rows, function(a, b)
+    if a.step ~= b.step then return tostring(a.step) < tostring(b.step) end
+    return tostring(a.source_id) < tostring(b.source_id)
+  end)
+  if opts.json then
+    say("%s", json.encode(json.array(rows), { sort_keys = true }))
+  else
+    for _, r in ipairs(rows) do
+      say("%-26s %-12s %-38s %-12s %s", tostring(r.step), tostring(r.kind), tostring(r.source_id), r.status,
+        r.target_id or r.last_error or r.reason or "")
+    end
+  end
+  proj:close()
+  return EXIT.ok
+end
+
+function M.undo(opts)
+  local job, err = jobfile.load(opts.file or "")
+  if not job then complain("%s", err); return EXIT.config end
+  local proj, perr, pcode = project.open(job.project.dir)
+  if not proj then complain("%s", perr); return pcode == "locked" and EXIT.auth or EXIT.config end
+  local target = cloud.new(job.target, { retries = job.options.retries })
+  local entries = proj.cache:undo_entries { run_id = opts.run }
+  local run_id = not opts.dry_run and proj.cache:start_run { command = "undo", job_file = job.file } or nil
+  local failed = 0
+  for _, e in ipairs(entries) do
+    local p = e.payload or {}
+    local label = string.format("%s %s -> %s", e.kind, e.source_id, tostring(e.target_id))
+    if e.action == "irreversible" then
+      say("  cannot undo %s: %s", label, tostring(p.reason or "irreversible"))
+    elseif opts.dry_run then
+      say("  would %s %s", (p.method or "DELETE"), tostring(p.path))
+    else
+      local ok, uerr = pcall(function()
+        return target:request(p.method or "DELETE", p.path, { json = p.body })
+      end)
+      if ok or (errors.is(uerr) and uerr.status == 404 and (p.method or "DELETE") == "DELETE") then
+        proj.cache:mark_undone(e.id, run_id)
+        if p.forget ~= false then proj.cache:finish_item(e.kind, e.source_id, { status = "deleted" }) end
+        say("  undone %s", label)
+      else
+        failed = failed + 1
+        say("  failed to undo %s: %s", label, log.redact(tostring(uerr)))
+      end
+    end
+  end
+  if run_id then proj.cache:finish_run(run_id, failed == 0 and "done" or "failed", { undone = #entries - failed }) end
+  proj:close()
+  return failed == 0 and EXIT.ok or EXIT.failed
+end
+
+local commands = { run = M.run, plan = M.plan, check = M.check, steps = M.steps, status = M.status, undo = M.undo }
+
+-- cli.main(argv...) -> exit status
+function M.main(cmd, ...)
+  if cmd == "help" or cmd == "--help" or cmd == nil then say("%s", USAGE); return EXIT.ok end
+  if cmd == "--version" then say("qmig-lua %s", qmig.version); return EXIT.ok end
+  local fn = commands[cmd]
+  if not fn then complain("unknown command '%s'\n%s", cmd, USAGE); return EXIT.config end
+  local opts, err = parse({ ... })
+  if not opts then complain("%s: %s", cmd, err); return EXIT.config end
+  return fn(opts)
+end
+
+return M

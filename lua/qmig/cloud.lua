@@ -1,0 +1,151 @@
+-- Client of the Qlik Cloud REST API (/api/v1): bearer API key, cursor
+-- paging (links.next.href; `page=` for data connections), Qlik's error
+-- shape, retries of transient failures.  Writes can be refused in dry-run
+-- mode: the engine turns the refusal into "would create/update/delete".
+local errors = require "qmig.errors"
+local http = require "qmig.http"
+local json = require "qmig.json"
+local qmig = require "qmig"
+local retry = require "qmig.retry"
+
+local M = {}
+local Cloud = {}
+Cloud.__index = Cloud
+
+function M.new(target, opts)
+  opts = opts or {}
+  local client = http.client {
+    base_url = target.url:gsub("/+$", ""), ca = target.ca, insecure = target.insecure,
+    headers = { Authorization = "Bearer " .. (target.api_key or ""), Accept = "application/json" },
+    user_agent = "qmig-lua/" .. qmig.version,
+  }
+  return setmetatable({
+    client = client, base = target.url:gsub("/+$", ""), retries = opts.retries or 5,
+    dry_run = opts.dry_run or false, writes = 0, on_write = opts.on_write,
+  }, Cloud)
+end
+
+local function api_path(path)
+  if path:match("^https?://") or path:match("^/api/") then return path end
+  return "/api/v1/" .. path:gsub("^/", "")
+end
+
+-- Qlik's error body -> "CODE: title (detail)".
+local function describe(body)
+  local doc = body and json.decode(body)
+  local e = type(doc) == "table" and type(doc.errors) == "table" and doc.errors[1]
+  if type(e) == "table" then
+    local text = tostring(e.title or "")
+    if e.detail and e.detail ~= json.null then text = text .. " (" .. tostring(e.detail) .. ")" end
+    return text, e.code ~= json.null and e.code or nil
+  end
+  return body and body:sub(1, 200):gsub("%s+", " ") or nil
+end
+
+-- A write refused because the run is a dry run.
+M.DryRun = {}
+M.DryRun.__index = M.DryRun
+M.DryRun.__tostring = function(e) return "dry run: would " .. e.method .. " " .. e.path end
+
+-- One request, no retry: the response, or a raised qmig error.
+function Cloud:raw(method, path, opts)
+  opts = opts or {}
+  local is_write = method ~= "GET" and method ~= "HEAD"
+  if is_write and self.dry_run then
+    error(setmetatable({ method = method, path = api_path(path), body = opts.json }, M.DryRun), 0)
+  end
+  local resp, msg, code = self.client:request {
+    method = method, path = api_path(path), query = opts.query, json = opts.json, body = opts.body,
+    source = opts.source, sink = opts.sink, multipart = opts.multipart, headers = opts.headers,
+    timeout = opts.timeout,
+  }
+  if is_write then
+    self.writes = self.writes + 1
+    if self.on_write then self.on_write(method, path) end
+  end
+  if not resp then error(errors.transport(method, msg, code, is_write), 0) end
+  if resp.status >= 400 then
+    local detail, qcode = describe(resp.body)
+    error(errors.http(method, api_path(path), resp, detail, qcode), 0)
+  end
+  return resp
+end
+
+-- With retries of transient failures (never of unknown-outcome writes).
+function Cloud:request(method, path, opts)
+  return retry.call(function() return self:raw(method, path, opts) end, { retries = self.retries })
+end
+
+local function decode(resp, what)
+  if resp.body == nil or resp.body == "" then return nil end
+  local value, err = json.decode(resp.body)
+  if value == nil then
+    error(errors.new { message = what .. ": the reply is not JSON (" .. err .. ")", status = resp.status }, 0)
+  end
+  return value
+end
+
+function Cloud:get(path, query)
+  return decode(self:request("GET", path, { query = query }), "GET " .. api_path(path)), nil
+end
+
+function Cloud:post(path, body, opts)
+  opts = opts or {}
+  opts.json = body
+  local resp = self:request("POST", path, opts)
+  return decode(resp, "POST " .. api_path(path)), resp
+end
+
+function Cloud:put(path, body)
+  local resp = self:request("PUT", path, { json = body })
+  return decode(resp, "PUT " .. api_path(path)), resp
+end
+
+function Cloud:patch(path, ops)
+  local resp = self:request("PATCH", path, { json = ops })
+  return decode(resp, "PATCH " .. api_path(path)), resp
+end
+
+function Cloud:delete(path)
+  local resp = self:request("DELETE", path)
+  return decode(resp, "DELETE " .. api_path(path)), resp
+end
+
+-- for item in C:each("spaces", {filter = ...}) do ... end — every item of
+-- every page, following links.next.href (absolute) until it is absent.
+function Cloud:each(path, query)
+  local page = self:get(path, query)
+  local i = 0
+  return function()
+    while page do
+      local data = type(page) == "table" and page.data or nil
+      if type(data) ~= "table" then
+        error(errors.new { message = "GET " .. api_path(path) .. ": reply has no data list" }, 0)
+      end
+      i = i + 1
+      if data[i] ~= nil then return data[i] end
+      local links = page.links
+      local nxt = type(links) == "table" and type(links.next) == "table" and links.next.href or nil
+      if type(nxt) ~= "string" or nxt == "" then page = nil; return nil end
+      if not nxt:match("^https?://") then nxt = self.base .. nxt end
+      if nxt:sub(1, #self.base) ~= self.base then
+        error(errors.new { message = "GET " .. api_path(path) .. ": next page points to another host: " .. nxt }, 0)
+      end
+      page, i = self:get(nxt), 0
+    end
+  end
+end
+
+-- All items of a listing as one array.
+function Cloud:all(path, query)
+  local out = json.array()
+  for item in self:each(path, query) do out[#out + 1] = item end
+  return out
+end
+
+-- A SCIM filter string literal: double quotes, backslash escapes.
+function M.scim(value)
+  return '"' .. tostring(value):gsub('[\\"]', "\\%0") .. '"'
+end
+
+return M

@@ -1,0 +1,227 @@
+-- The engine: runs steps item by item.  It owns what steps must not have
+-- to think about: the cache look-up before run (an item done before is
+-- not touched again unless its source changed or --force), in-progress
+-- markers written before any write so a killed run resumes without
+-- duplicates, retries, per-item isolation, concurrency, dry run, undo
+-- records and outcome bookkeeping.
+local cloud = require "qmig.cloud"
+local errors = require "qmig.errors"
+local hash = require "qmig.hash"
+local json = require "qmig.json"
+local log = require "qmig.log"
+local qmig = require "qmig"
+local retry = require "qmig.retry"
+local sched = require "qmig.sched"
+local steps = require "qmig.steps"
+
+local M = {}
+local Engine = {}
+Engine.__index = Engine
+
+-- Outcomes that mean "done; leave it alone on the next run".
+local DONE = { created = true, updated = true, adopted = true, unchanged = true }
+M.DONE = DONE
+
+-- Which argument of each hook is the value it may change (SPEC §5.3).
+M.TRANSFORM_VALUE = { space = 2, user = 2, app = 2, script = 1, data_connection = 1, schedule = 2 }
+
+local VERB = { POST = "create", PUT = "update", PATCH = "update", DELETE = "delete" }
+
+-- M.new{job=, project=, source=, target=, transforms=, run_id=, dry_run=,
+-- force=, concurrency=, retries=, reporter=fn(event)}
+function M.new(opts)
+  local self = setmetatable(opts, Engine)
+  self.cache = opts.project and opts.project.cache
+  self.concurrency = opts.concurrency or 8
+  self.unknown_retries = opts.unknown_retries or 3
+  return self
+end
+
+function M.fingerprint(step, item)
+  if step.fingerprint then return tostring(step.fingerprint(item)) end
+  return hash.sha256(json.encode(item, { sort_keys = true }))
+end
+
+-- What a step sees (SPEC §5.2).
+function Engine:context(step, extra)
+  local engine = self
+  local ctx = {
+    source = self.source, target = self.target, plan = self.job.plan, job = self.job,
+    cache = self.cache, project = self.project, transforms = self.transforms or {},
+    dry_run = self.dry_run or false, run_id = self.run_id, step = step.name,
+    log = log.with { step = step.name },
+  }
+  -- Target id recorded by an earlier step for a source object.
+  function ctx.lookup(kind, source_id)
+    local rec = engine.cache and engine.cache:get(kind, tostring(source_id))
+    if rec and rec.target_id and rec.status ~= "deleted" and rec.status ~= "failed" then return rec.target_id, rec end
+    return nil, rec
+  end
+  -- The app users open for a source app: the published copy when there is
+  -- one, else the imported app (SPEC §6 "several targets per source").
+  function ctx.app_for(source_id)
+    local published = ctx.lookup("app.published", source_id)
+    if published then return published, "app.published" end
+    local imported = ctx.lookup("app", source_id)
+    return imported, imported and "app" or nil
+  end
+  -- ctx.transform(name, ...) calls the transforms.lua hook `name` with the
+  -- arguments of SPEC §5.3 and returns the value it produced (nil: leave
+  -- the item out); without a hook, the value passed in.
+  function ctx.transform(name, ...)
+    local value_arg = M.TRANSFORM_VALUE[name]
+    assert(value_arg, "unknown transform hook '" .. tostring(name) .. "'")
+    local hook = ctx.transforms[name]
+    if not hook then return (select(value_arg, ...)) end
+    local ok, result = pcall(hook, ...)
+    if not ok then
+      error(errors.new { message = "transforms.lua: hook '" .. name .. "' failed: " .. tostring(result) }, 0)
+    end
+    return result
+  end
+  for k, v in pairs(extra or {}) do ctx[k] = v end
+  return ctx
+end
+
+local function outcome_error(step, res)
+  return string.format("step %s returned %s; expected {status = created|updated|adopted|skipped|unchanged, ...}",
+    step.name, type(res) == "table" and ("status " .. tostring(res.status)) or type(res))
+end
+
+function Engine:emit(event)
+  if self.reporter then self.reporter(event) end
+end
+
+-- Runs one item; returns its outcome table {status=, reason=, ...}.
+function Engine:run_item(step, item)
+  local kind, cache = step.object, self.cache
+  local ok_key, key = pcall(step.key, item)
+  if not ok_key or key == nil then
+    return { status = "failed", reason = "step key() failed: " .. tostring(key) }
+  end
+  key = tostring(key)
+  local fingerprint = M.fingerprint(step, item)
+  local rec = cache and cache:get(kind, key)
+  if rec and DONE[rec.status] and rec.fingerprint == fingerprint and not self.force then
+    return { status = "unchanged", key = key, target_id = rec.target_id, cached = true }
+  end
+  local undo_entries = {}
+  local ctx = self:context(step, {
+    item_key = key, previous = rec,
+    -- true when a previous attempt may have left half-finished work
+    resume = rec ~= nil and (rec.status == "in_progress" or rec.status == "failed"),
+    started_at = rec and rec.started_at,
+    undo = function(entry) undo_entries[#undo_entries + 1] = entry end,
+  })
+  if not self.dry_run then
+    cache:begin_item(kind, key, { step = step.name, run_id = self.run_id, fingerprint = fingerprint })
+    ctx.started_at = ctx.started_at or qmig.isotime()
+  end
+  local unknown_left = self.unknown_retries
+  while true do
+    local ok, res = xpcall(step.run, function(e)
+      if type(e) == "table" then return e end
+      return debug.traceback(tostring(e), 2)
+    end, ctx, item)
+    if ok then
+      if type(res) ~= "table" or not steps.statuses[res.status] then
+        res = { status = "failed", reason = outcome_error(step, res) }
+      end
+      res.key = key
+      if self.dry_run then return res end
+      if res.status == "failed" then
+        cache:fail_item(kind, key, res.reason, self.run_id)
+      else
+        cache:finish_item(kind, key, {
+          status = res.status, target_id = res.target_id, natural_key = res.natural_key, reason = res.reason,
+          fingerprint = fingerprint, data = res.data, created_by_us = res.status == "created",
+        })
+        for _, entry in ipairs(undo_entries) do
+          cache:add_undo {
+            run_id = self.run_id, step = step.name, kind = kind, source_id = key,
+            target_id = entry.target_id or res.target_id, action = entry.action or "delete", payload = entry,
+          }
+        end
+      end
+      return res
+    end
+    local err = res
+    if getmetatable(err) == cloud.DryRun then
+      return { status = "planned", key = key, action = VERB[err.method] or err.method,
+        reason = err.method .. " " .. err.path }
+    end
+    if errors.is(err) and err.auth then
+      self.aborted = err
+      return { status = "failed", key = key, reason = tostring(err), auth = true }
+    end
+    if errors.is(err) and err.interrupted then
+      -- The in-progress marker stays: the next run resumes this item.
+      return { status = "interrupted", key = key, reason = "interrupted" }
+    end
+    if errors.is(err) and err.unknown and unknown_left > 0 and not qmig.interrupted() then
+      -- The write may have been applied: the step looks before it acts
+      -- again (ctx.resume), so this never duplicates.
+      unknown_left = unknown_left - 1
+      ctx.resume = true
+      self:emit { kind = "retry", step = step.name, key = key, reason = tostring(err) }
+      qmig.sleep(retry.delay(self.unknown_retries - unknown_left, err))
+    else
+      local reason = log.redact(tostring(err))
+      if not self.dry_run then cache:fail_item(kind, key, reason, self.run_id) end
+      return { status = "failed", key = key, reason = reason }
+    end
+  end
+end
+
+-- Runs every item of one step concurrently; returns the summary
+-- {counts = {status = n}, items = {outcomes}}.
+function Engine:run_step(step)
+  local summary = { step = step.name, counts = {}, outcomes = {} }
+  local ctx = self:context(step)
+  local ok, items = xpcall(step.items, debug.traceback, ctx)
+  if not ok then
+    local err = items
+    if errors.is(err) and err.auth then self.aborted = err end
+    summary.error = log.redact(tostring(err))
+    summary.counts.failed = 1
+    self:emit { kind = "step_failed", step = step.name, reason = summary.error }
+    return summary
+  end
+  if type(items) ~= "table" then
+    summary.error = "step " .. step.name .. ": items() must return a list, got " .. type(items)
+    summary.counts.failed = 1
+    return summary
+  end
+  self:emit { kind = "step_start", step = step.name, total = #items }
+  local s = sched.new { concurrency = self.concurrency }
+  s.on_done = function(task)
+    if not task.ok then  -- an engine or cache failure outside the step's own code
+      summary.counts.failed = (summary.counts.failed or 0) + 1
+      summary.outcomes[#summary.outcomes + 1] = { status = "failed", reason = log.redact(tostring(task.error)) }
+    end
+  end
+  for _, item in ipairs(items) do
+    s:spawn(function()
+      if self.aborted then return end
+      local outcome = self:run_item(step, item)
+      summary.counts[outcome.status] = (summary.counts[outcome.status] or 0) + 1
+      summary.outcomes[#summary.outcomes + 1] = outcome
+      self:emit { kind = "item", step = step.name, outcome = outcome }
+      if outcome.status == "failed" and self.aborted then s:drain() end
+    end)
+  end
+  s:run()
+  if step.finish and not self.aborted then
+    -- After every item: for outputs that cover all of them (e.g. appObjects.json).
+    local fok, ferr = xpcall(step.finish, debug.traceback, ctx, summary.outcomes)
+    if not fok then
+      summary.counts.failed = (summary.counts.failed or 0) + 1
+      summary.error = log.redact(tostring(ferr))
+      self:emit { kind = "step_failed", step = step.name, reason = summary.error }
+    end
+  end
+  self:emit { kind = "step_done", step = step.name, counts = summary.counts }
+  return summary
+end
+
+return M

@@ -1,0 +1,193 @@
+-- Loading a job file (SPEC §4.2): YAML or a .lua file returning the same
+-- table.  Everything is checked before anything is contacted; the errors
+-- name the file and line.  Secrets found on the way are registered with
+-- the log so they are redacted everywhere.
+local S = require "qmig.schema"
+local catalogue = require "qmig.catalogue"
+local fs = require "qmig.fs"
+local json = require "qmig.json"
+local log = require "qmig.log"
+local yaml = require "qmig.yaml"
+
+local M = {}
+
+local function step_name(name)
+  if name:match("^[%w_]+%.[%w_]+$") then return true end
+  local hint = catalogue.nearest(name, catalogue.names())
+  return false, string.format("'%s' is not a step name (category.action)%s", name,
+    hint and (" (did you mean '" .. hint .. "'?)") or "")
+end
+
+local function is_string(v) return type(v) == "string" end
+local function is_table(v) return type(v) == "table" end
+
+local strings = S.list(S.string())
+
+M.schema = S.record {
+  version = S.integer { required = true, min = 1, max = 1 },
+  project = S.oneof({
+    S.string { accepts = is_string, nonempty = true },
+    S.record({ name = S.string { required = true, nonempty = true }, dir = S.string() }, { accepts = is_table }),
+  }, { describe = "a project name or {name, dir}", required = true }),
+  source = S.record({
+    type = S.enum({ "qrs" }, { required = true }),
+    url = S.string { required = true, nonempty = true },
+    cert = S.path { exists = true },
+    key = S.path { exists = true },
+    ca = S.path { exists = true },
+    insecure = S.boolean { default = false },
+    user = S.string { default = "INTERNAL\\sa_api" },
+    key_password = S.string { secret = true },
+    header = S.string(),          -- header authentication through a virtual proxy
+    jwt = S.string { secret = true },
+  }, { required = true }),
+  target = S.record({
+    type = S.enum({ "cloud" }, { required = true }),
+    url = S.string { required = true, nonempty = true },
+    api_key = S.string { secret = true, nonempty = true },
+    client_id = S.string(),
+    client_secret = S.string { secret = true },
+    ca = S.path { exists = true },
+    insecure = S.boolean { default = false },
+  }, { required = true }),
+  plan = S.record({
+    apps = S.record {
+      streams = strings, personal = S.boolean { default = false }, names = strings, tags = strings,
+      exclude = S.record { names = strings, tags = strings },
+      export_scope = S.enum({ "all", "published", "approved" }, { default = "all" }),
+      with_data = S.boolean { default = false },
+      publish = S.boolean { default = true },
+      shares = S.map(S.list(S.record {
+        user = S.string(), group = S.string(), roles = strings,
+      })),
+    },
+    spaces = S.record {
+      prefix = S.string { default = "" }, suffix = S.string { default = "" },
+      map = S.map(S.record { name = S.string(), type = S.enum { "shared", "managed", "data" } }),
+      staging = S.string { default = "Migration staging" },
+      assignments = S.map(S.list(S.record { user = S.string(), group = S.string(), roles = strings })),
+      owners = S.map(S.string()),
+    },
+    users = S.record {
+      domains = S.map(S.string()), map = S.map(S.string()),
+      skip_directories = S.list(S.string(), { default = json.array { "INTERNAL" } }),
+      create_missing = S.boolean { default = false },
+    },
+    data_connections = S.record {
+      names = strings,
+      map = S.map(S.record { space = S.string(), name = S.string() }),
+      credentials = S.path { exists = true, private = true },
+    },
+    scripts = S.record {
+      replace = S.list(S.record({ find = S.string(), pattern = S.string(), replace = S.string { required = true } }, {
+        validate = function(r)
+          if (r.find == nil) == (r.pattern == nil) then return false, "give exactly one of 'find' or 'pattern'" end
+          if r.pattern then
+            local ok, err = pcall(string.find, "", r.pattern)
+            if not ok then return false, "bad Lua pattern: " .. tostring(err):gsub("^.-: ", "") end
+          end
+          return true
+        end,
+      })),
+    },
+  }, { default = {} }),
+  transforms = S.path { exists = true },
+  steps_path = S.list(S.path()),
+  options = S.record({
+    concurrency = S.integer { min = 1, max = 256, default = 8 },
+    retries = S.integer { min = 0, max = 20, default = 5 },
+    retry_delay = S.number { min = 0, default = 0.5 },  -- seconds before the first retry; doubles after
+  }, { default = {} }),
+  jobs = S.list(S.record {
+    name = S.string { required = true, nonempty = true },
+    steps = S.list(S.string { validate = step_name }, { required = true }),
+    priority = S.integer(),
+  }, { required = true, unique_by = "name" }),
+}
+
+local function read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local data = f:read("a")
+  f:close()
+  return data
+end
+
+local function decode(path)
+  if path:match("%.lua$") then
+    local chunk, err = loadfile(path, "t", {})
+    if not chunk then return nil, err end
+    local ok, value = pcall(chunk)
+    if not ok then return nil, path .. ": " .. tostring(value) end
+    if type(value) ~= "table" then return nil, path .. ": a .lua job file must return a table" end
+    return value
+  end
+  local text, err = read_file(path)
+  if not text then return nil, err end
+  return yaml.decode(text, path)
+end
+
+-- Line of jobs[i].steps[j] in the file, for step resolution errors.
+local function step_line(doc, positions, i, j)
+  if not positions or type(doc.jobs) ~= "table" or type(doc.jobs[i]) ~= "table" then return nil end
+  local list = doc.jobs[i].steps
+  return yaml.position(positions, list, j) or yaml.position(positions, doc.jobs[i], "steps")
+end
+
+-- Resolves every step of every job; adds "file:line: why" errors.
+local function resolve_steps(job, doc, positions, resolve, errors)
+  job.modules = {}
+  for i, j in ipairs(job.jobs) do
+    for k, name in ipairs(j.steps) do
+      if job.modules[name] == nil then
+        local mod, where = resolve(name, job.steps_path)
+        if mod then
+          job.modules[name] = { module = mod, path = where }
+        else
+          local line = step_line(doc, positions, i, k)
+          errors[#errors + 1] = { line = line or 0, message = job.file .. (line and (":" .. line) or "") .. ": " .. where }
+          job.modules[name] = false
+        end
+      end
+    end
+  end
+end
+
+-- job.load(path [, {env = fn, resolve = fn(name, steps_path)}]) -> job |
+-- nil, message (all problems, one per line), "config".  job has .file,
+-- .dir, the normalised fields and, with resolve, .modules[name] =
+-- {module=, path=}.
+function M.load(path, opts)
+  opts = opts or {}
+  local doc, positions_or_err = decode(path)
+  if doc == nil then return nil, tostring(positions_or_err), "config" end
+  local positions = type(positions_or_err) == "table" and positions_or_err or nil
+  local dir = fs.dirname(fs.realpath(path) or path)
+  local secrets = {}
+  local job, errors = S.check(M.schema, doc, {
+    file = path, positions = positions, base_dir = dir, env = opts.env or os.getenv, fs = fs,
+    on_secret = function(s) secrets[#secrets + 1] = s end,
+  })
+  for _, s in ipairs(secrets) do log.add_secret(s) end
+  if #errors == 0 and opts.resolve then
+    job.file = path
+    resolve_steps(job, doc, positions, opts.resolve, errors)
+  end
+  if #errors == 0 then
+    if not job.target.api_key and not job.target.client_secret then
+      errors[1] = { message = path .. ": target: give api_key or client_id + client_secret" }
+    end
+  end
+  if #errors > 0 then
+    local lines = {}
+    for _, e in ipairs(errors) do lines[#lines + 1] = e.message end
+    return nil, table.concat(lines, "\n"), "config"
+  end
+  job.file, job.dir = path, dir
+  if type(job.project) == "string" then job.project = { name = job.project } end
+  job.project.dir = job.project.dir and (job.project.dir:sub(1, 1) == "/" and job.project.dir
+    or dir .. "/" .. job.project.dir) or (dir .. "/" .. job.project.name)
+  return job
+end
+
+return M

@@ -1,0 +1,118 @@
+-- Client of the QSEoW Repository Service (QRS) API.  Read-only by design:
+-- the source is never written to (exports aside).  Every call carries a
+-- fresh Xrfkey as query parameter and header, and X-Qlik-User.
+local errors = require "qmig.errors"
+local http = require "qmig.http"
+local json = require "qmig.json"
+local qmig = require "qmig"
+local retry = require "qmig.retry"
+
+local M = {}
+local Qrs = {}
+Qrs.__index = Qrs
+
+-- "DIR\user" -> "UserDirectory=DIR; UserId=user"
+function M.user_header(user)
+  local dir, id = user:match("^([^\\]+)\\(.+)$")
+  if not dir then error("source.user must look like DIRECTORY\\userid, got '" .. user .. "'", 0) end
+  return string.format("UserDirectory=%s; UserId=%s", dir, id)
+end
+
+-- A QRS filter string literal: single quotes, a quote doubled.
+function M.quote(value)
+  return "'" .. tostring(value):gsub("'", "''") .. "'"
+end
+
+-- M.eq("stream.name", "O'Brien") -> "stream.name eq 'O''Brien'".  GUIDs and
+-- booleans go unquoted, as QRS expects.
+function M.eq(property, value)
+  assert(property:match("^[%w_.]+$"), "bad QRS property name")
+  if type(value) == "boolean" then return property .. " eq " .. tostring(value) end
+  if type(value) == "string" and value:match("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$") then
+    return property .. " eq " .. value
+  end
+  return property .. " eq " .. M.quote(value)
+end
+
+function M.any(clauses) return "(" .. table.concat(clauses, " or ") .. ")" end
+function M.all(clauses) return "(" .. table.concat(clauses, " and ") .. ")" end
+
+-- M.new(source) with source = the job's source table.
+function M.new(source, opts)
+  local client = http.client {
+    base_url = source.url, cert = source.cert, key = source.key, key_password = source.key_password,
+    ca = source.ca, insecure = source.insecure,
+    headers = { ["X-Qlik-User"] = M.user_header(source.user), Accept = "application/json" },
+    user_agent = "qmig-lua/" .. qmig.version,
+  }
+  return setmetatable({ client = client, retries = opts and opts.retries or 5 }, Qrs)
+end
+
+local function api_path(path)
+  return path:match("^/") and path or ("/qrs/" .. path)
+end
+
+-- One request, no retry.  Returns the response or raises a qmig error.
+function Qrs:raw(method, path, opts)
+  opts = opts or {}
+  local key = qmig.random_string(16)
+  local query = {}
+  for k, v in pairs(opts.query or {}) do query[k] = v end
+  query.xrfkey = key
+  local resp, msg, code = self.client:request {
+    method = method, path = api_path(path), query = query, json = opts.json, sink = opts.sink,
+    headers = { ["X-Qlik-Xrfkey"] = key }, timeout = opts.timeout,
+  }
+  if not resp then error(errors.transport(method, msg, code, method ~= "GET"), 0) end
+  if resp.status >= 400 then
+    local detail = resp.body and resp.body:sub(1, 200):gsub("%s+", " ")
+    error(errors.http(method, api_path(path), resp, detail), 0)
+  end
+  return resp
+end
+
+function Qrs:request(method, path, opts)
+  return retry.call(function() return self:raw(method, path, opts) end, { retries = self.retries })
+end
+
+local function decode(resp, what)
+  local value, err = json.decode(resp.body)
+  if value == nil then error(errors.new { message = what .. ": the QRS reply is not JSON: " .. err }, 0) end
+  return value
+end
+
+-- Q:get("app/full", {filter = ...}) -> decoded JSON.
+function Qrs:get(path, query)
+  return decode(self:request("GET", path, { query = query }), "GET " .. api_path(path))
+end
+
+-- Q:full("app", filter) -> list of full objects.
+function Qrs:full(entity, filter)
+  local list = self:get(entity .. "/full", filter and { filter = filter } or nil)
+  if type(list) ~= "table" then error(errors.new { message = "GET /qrs/" .. entity .. "/full: expected a list" }, 0) end
+  return list
+end
+
+function Qrs:count(entity, filter)
+  return self:get(entity .. "/count", filter and { filter = filter } or nil).value
+end
+
+function Qrs:about() return self:get("about") end
+
+-- Exports an app to dest with the two-call export; the file is streamed.
+function Qrs:export_app(app_id, opts, dest)
+  local token = qmig.uuid()
+  local query = { skipData = not opts.with_data }
+  if opts.scope then query.exportScope = opts.scope end
+  local reply = decode(self:request("POST", "app/" .. app_id .. "/export/" .. token, { query = query }),
+    "app export")
+  if type(reply.downloadPath) ~= "string" then
+    error(errors.new { message = "app export of " .. app_id .. ": reply has no downloadPath" }, 0)
+  end
+  -- The download can be served once only: no automatic retry of it.
+  local path = reply.downloadPath
+  local resp = self:raw("GET", path:match("^/") and path or ("/" .. path), { sink = dest, timeout = 0 })
+  return resp.sink, resp.bytes
+end
+
+return M
