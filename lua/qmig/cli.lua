@@ -154,10 +154,12 @@ local function reporter(opts)
   return function(event)
     if event.kind == "item" then
       local o = event.outcome
-      log.info("item", { step = event.step, key = o.key, status = o.status, target_id = o.target_id, reason = o.reason })
+      log.info("item", { step = event.step, key = o.key, status = o.status, target_id = o.target_id,
+        reason = o.reason })
     end
     if opts.quiet then return end
-    if event.kind == "item" and (opts.verbose or event.outcome.status == "failed" or event.outcome.status == "planned") then
+    local shown = { failed = true, planned = true }
+    if event.kind == "item" and (opts.verbose or shown[event.outcome.status]) then
       local o = event.outcome
       say("    %s %s: %s%s", event.step, tostring(o.key), o.status == "planned" and ("would " .. o.action) or o.status,
         o.reason and (" (" .. log.redact(o.reason) .. ")") or "")
@@ -196,7 +198,7 @@ function M.run(opts)
     dry_run = opts.dry_run, force = opts.force, concurrency = opts.concurrency or job.options.concurrency,
     reporter = reporter(opts),
   }
-  local totals, results = {}, {}
+  local totals = {}
   say("%s %s%s", opts.dry_run and "plan" or "run", job.file, run_id and (" (run " .. run_id .. ")") or "")
   local scheduled = {}
   for _, j in ipairs(selection) do
@@ -210,7 +212,6 @@ function M.run(opts)
       end
       scheduled[step.name] = true
       local summary = eng:run_step(step)
-      results[#results + 1] = summary
       for k, n in pairs(summary.counts) do totals[k] = (totals[k] or 0) + n end
       say("%s", summary_line(step.name, summary.counts))
       log.info("step done", { step = step.name, counts = summary.counts })

@@ -145,7 +145,8 @@ local function resolve_steps(job, doc, positions, resolve, errors)
           job.modules[name] = { module = mod, path = where }
         else
           local line = step_line(doc, positions, i, k)
-          errors[#errors + 1] = { line = line or 0, message = job.file .. (line and (":" .. line) or "") .. ": " .. where }
+          local at = job.file .. (line and (":" .. line) or "")
+          errors[#errors + 1] = { line = line or 0, message = at .. ": " .. where }
           job.modules[name] = false
         end
       end

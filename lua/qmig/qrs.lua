@@ -23,12 +23,15 @@ function M.quote(value)
   return "'" .. tostring(value):gsub("'", "''") .. "'"
 end
 
+local GUID = "^" .. ("%x"):rep(8) .. "%-" .. ("%x"):rep(4) .. "%-" .. ("%x"):rep(4) .. "%-" .. ("%x"):rep(4)
+  .. "%-" .. ("%x"):rep(12) .. "$"
+
 -- M.eq("stream.name", "O'Brien") -> "stream.name eq 'O''Brien'".  GUIDs and
 -- booleans go unquoted, as QRS expects.
 function M.eq(property, value)
   assert(property:match("^[%w_.]+$"), "bad QRS property name")
   if type(value) == "boolean" then return property .. " eq " .. tostring(value) end
-  if type(value) == "string" and value:match("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$") then
+  if type(value) == "string" and value:match(GUID) then
     return property .. " eq " .. value
   end
   return property .. " eq " .. M.quote(value)

@@ -203,7 +203,8 @@ T.test("bad job files: unset variables, missing files, bad YAML", function()
   local text = t.read(file)
   local cases = {
     { text:gsub("api_key: %S+", "api_key: ${QMIG_TEST_UNSET_VAR}"), "QMIG_TEST_UNSET_VAR.- is not set" },
-    { text:gsub("cert: %S+", "cert: /nonexistent/client.pem"), "job.yaml:%d+: source.cert: file '/nonexistent/client.pem' does not exist" },
+    { text:gsub("cert: %S+", "cert: /nonexistent/client.pem"),
+      "job.yaml:%d+: source.cert: file '/nonexistent/client.pem' does not exist" },
     { text .. "\n  - {name: b, steps: [test.spaces]\n", "job.yaml:%d+:%d+: " },
     { text:gsub("version: 1", "version: 2"), "version: must be at most 1" },
   }
@@ -260,6 +261,7 @@ T.test("transforms.lua hooks change what steps produce", function()
     if s.name == "T_Sales" then t.eq(s.description, "custom SALES") end
   end
   t.write(dir .. "/transforms.lua", "return { spaec = function() end }")
+  local _
   code, _, err = cli.run { "run", file }
   t.eq(code, 2); t.match(err, "unknown hook 'spaec'")
 end)
@@ -310,6 +312,7 @@ T.test("a .lua job file returning the same table is accepted", function()
   t.eq(code, 0, out .. err)
   t.eq(test_spaces(), ALL)
   t.write(dir .. "/job.lua", "return {version = 1, jobs = 'x'}")
+  local _
   code, _, err = cli.run { "run", dir .. "/job.lua" }
   t.eq(code, 2); t.match(err, "job%.lua: ")
 end)
@@ -317,7 +320,8 @@ end)
 T.test("a forbidden (403) API key also stops with exit 3 before any write", function()
   local dir = fs.realpath(t.tmpdir())
   local site = { qrs = { streams = { { name = "S" } } }, cloud = {
-    api_keys = { { key = "test-key", user = "admin@acme.com" }, { key = "no-rights", user = "admin@acme.com", forbidden = true } },
+    api_keys = { { key = "test-key", user = "admin@acme.com" },
+      { key = "no-rights", user = "admin@acme.com", forbidden = true } },
     users = simlib.ADMIN_CLOUD.users } }
   local s = simlib.start { site = site }
   t.write(dir .. "/job.yaml", s:job_yaml { project_dir = dir .. "/p", api_key = "no-rights",
@@ -331,7 +335,8 @@ end)
 
 T.test("--job and --step narrow the run; jobs run in priority order", function()
   clean()
-  local file = job { jobs = "  - {name: first, steps: [pack.hello]}\n  - {name: second, priority: 5, steps: [test.spaces]}" }
+  local file = job { jobs = "  - {name: first, steps: [pack.hello]}\n"
+    .. "  - {name: second, priority: 5, steps: [test.spaces]}" }
   local env = { LUA_PATH = FIXTURES .. "/pack/?.lua;;" }
   local code, out = cli.run({ "plan", file }, { env = env })
   t.eq(code, 0)
@@ -344,7 +349,7 @@ T.test("--job and --step narrow the run; jobs run in priority order", function()
   t.eq(code, 0)
   t.truthy(not out:find("pack.hello", 1, true))
   t.eq(test_spaces(), ALL)
-  local _, _, err
+  local _, err
   code, _, err = cli.run({ "run", file, "--job", "nope" }, { env = env })
   t.eq(code, 2); t.match(err, "no job named 'nope'")
 end)

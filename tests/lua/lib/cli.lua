@@ -22,8 +22,7 @@ end
 
 -- Starts the binary held at a barrier so a test can learn its pid first:
 -- returns pid, release() (lets it run and waits for it, -> exit status).
-function M.spawn_held(args, opts)
-  opts = opts or {}
+function M.spawn_held(args)
   local dir = t.tmpdir()
   local quoted = {}
   for _, a in ipairs(args) do quoted[#quoted + 1] = shell_quote(a) end

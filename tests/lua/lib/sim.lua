@@ -25,10 +25,11 @@ function M.start(opts)
   -- absolute, because job files name the certificates
   local certs = require("qmig.fs").realpath(os.getenv("QMIG_TEST_TMP") or "tests/tmp") .. "/sim-certs"
   local info_file = dir .. "/info.json"
-  local cmd = string.format("python3 tests/qliksim/qliksim.py --site %s --certs %s --info-file %s >%s/log 2>&1 & echo $! >%s/pid",
+  local cmd = string.format(
+    "python3 tests/qliksim/qliksim.py --site %s --certs %s --info-file %s >%s/log 2>&1 & echo $! >%s/pid",
     site, certs, info_file, dir, dir)
   assert(os.execute(cmd))
-  local deadline, f = qmig.monotonic() + 60, nil
+  local deadline, f = qmig.monotonic() + 60
   repeat
     qmig.sleep(0.05)
     f = io.open(info_file)
