@@ -27,6 +27,11 @@ $(BUILD):
 $(BIN): $(OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
+# C-level tests, linked with every host object but main.o.
+TEST_C := $(BUILD)/test_host
+$(TEST_C): tests/c/test_host.c $(filter-out $(BUILD)/main.o,$(OBJS))
+	$(CC) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # Debian packages the build and the tests need; installs only what is missing.
 DEB_PKGS := build-essential pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-dev \
             libsqlite3-dev libyaml-dev lua-cjson-dev libssl-dev openssl python3 lua-check
@@ -41,7 +46,7 @@ deps:
 	@if [ ! -d tests/conformance/node_modules ] && [ -f tests/conformance/package-lock.json ]; then \
 	  npm ci --prefix tests/conformance --no-audit --no-fund; fi
 
-test: $(BIN)
+test: $(BIN) $(TEST_C)
 	tests/run
 
 # The demo migration against the bundled simulator (see examples/demo/).
@@ -54,7 +59,9 @@ asan:
 	  LDFLAGS="-fsanitize=address,undefined"
 
 test-asan: asan
-	QMIG_BIN=./qmig-lua-asan QMIG_SANITIZED=1 tests/run
+	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  LDFLAGS="-fsanitize=address,undefined" build-asan/test_host
+	QMIG_BIN=./qmig-lua-asan QMIG_TEST_C=build-asan/test_host QMIG_SANITIZED=1 tests/run
 
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/qmig-lua

@@ -16,7 +16,7 @@ T.test("open creates the file 0600 in WAL mode, -wal and -shm private too", func
   t.eq(fs.stat(path).mode, tonumber("600", 8))
   t.eq(db:first("PRAGMA journal_mode").journal_mode, "wal")
   t.eq(db:first("PRAGMA foreign_keys").foreign_keys, 1)
-  t.eq(db:first("PRAGMA synchronous").synchronous, 1)  -- NORMAL
+  t.eq(db:first("PRAGMA synchronous").synchronous, 2)  -- FULL: markers survive a power loss
   db:exec("CREATE TABLE x(a)")
   db:run("INSERT INTO x VALUES (1)")
   for _, suffix in ipairs({ "-wal", "-shm" }) do
