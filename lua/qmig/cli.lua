@@ -12,6 +12,7 @@ local log = require "qmig.log"
 local project = require "qmig.project"
 local qmig = require "qmig"
 local qrs = require "qmig.qrs"
+local report = require "qmig.report"
 local retry = require "qmig.retry"
 local steps = require "qmig.steps"
 
@@ -31,6 +32,7 @@ commands:
   undo JOB     reverse what runs created or changed, newest first (--run N, --dry-run)
   steps [JOB]  the step catalogue and where each module is loaded from
   check JOB    validate the job file and test both connections
+  report JOB   write the migration report (reports/report.html and report.json)
   help         this text
 
 qmig-lua SCRIPT.lua [ARGS]   run a Lua script with the qmig library (-e CODE, -i, -v)]]
@@ -230,6 +232,7 @@ function M.run(opts)
   if run_id then
     local final = ({ [0] = "done", [1] = "failed", [3] = "failed", [130] = "interrupted" })[code]
     proj.cache:finish_run(run_id, final, { totals = totals })
+    say("report: %s", report.write(proj, { project = job.project.name, job_file = job.file }))
   end
   log.close()
   proj:close()
@@ -301,6 +304,18 @@ function M.status(opts)
   return EXIT.ok
 end
 
+function M.report(opts)
+  local job, err = jobfile.load(opts.file or "")
+  if not job then complain("%s", err); return EXIT.config end
+  local proj, perr = project.open(job.project.dir, { lock = false })
+  if not proj then complain("%s", perr); return EXIT.config end
+  local path = report.write(proj, { project = job.project.name, job_file = job.file })
+  proj:close()
+  say("report: %s", path)
+  say("data:   %s", path:gsub("%.html$", ".json"))
+  return EXIT.ok
+end
+
 function M.undo(opts)
   local job, err = jobfile.load(opts.file or "")
   if not job then complain("%s", err); return EXIT.config end
@@ -336,7 +351,8 @@ function M.undo(opts)
   return failed == 0 and EXIT.ok or EXIT.failed
 end
 
-local commands = { run = M.run, plan = M.plan, check = M.check, steps = M.steps, status = M.status, undo = M.undo }
+local commands = { run = M.run, plan = M.plan, check = M.check, steps = M.steps, status = M.status, undo = M.undo,
+  report = M.report }
 
 -- cli.main(argv...) -> exit status
 function M.main(cmd, ...)

@@ -53,6 +53,8 @@ T.test("a run creates every object once; the re-run makes zero writes", function
   t.eq(code, 0, out .. err)
   t.match(out, "test%.spaces%s+4 created")
   t.eq(test_spaces(), ALL)
+  local html = out:match("report: (%S+report%.html)")
+  t.truthy(html and t.read(html):find('data-outcome="created">4<', 1, true), "the run wrote its report")
   the_sim():reset_counters()
   code, out = cli.run { "run", file }
   t.eq(code, 0)

@@ -1,0 +1,152 @@
+-- The migration report: report.json (data) and report.html (one
+-- self-contained page: inline CSS and SVG, no script, no external asset)
+-- built from the project's cache.  Every text from the source or the
+-- target is escaped: names are hostile input.
+local json = require "qmig.json"
+local qmig = require "qmig"
+
+local M = {}
+
+local OUTCOMES = { "created", "updated", "adopted", "unchanged", "skipped", "failed", "in_progress", "deleted" }
+local COLORS = {
+  created = "#2e7d32", updated = "#1565c0", adopted = "#6a1b9a", unchanged = "#90a4ae",
+  skipped = "#f9a825", failed = "#c62828", in_progress = "#ef6c00", deleted = "#455a64",
+}
+
+-- M.data(cache, {project=, job_file=}) -> the report as a table.
+function M.data(cache, about)
+  local steps, order, totals, attention = {}, {}, {}, {}
+  for _, item in ipairs(cache:items(nil)) do
+    local name = item.step or item.kind
+    local s = steps[name]
+    if not s then
+      s = { step = name, counts = {}, items = json.array() }
+      steps[name] = s
+      order[#order + 1] = name
+    end
+    s.counts[item.status] = (s.counts[item.status] or 0) + 1
+    totals[item.status] = (totals[item.status] or 0) + 1
+    local row = { kind = item.kind, source_id = item.source_id, target_id = item.target_id,
+      name = item.natural_key, status = item.status, reason = item.last_error or item.reason }
+    s.items[#s.items + 1] = row
+    if item.status == "skipped" or item.status == "failed" or item.status == "in_progress" then
+      attention[#attention + 1] = { step = name, kind = item.kind, source_id = item.source_id, name = item.natural_key,
+        status = item.status, reason = row.reason }
+    end
+  end
+  table.sort(order)
+  local step_list = json.array()
+  for _, name in ipairs(order) do step_list[#step_list + 1] = steps[name] end
+  local runs = json.array()
+  for _, r in ipairs(cache:runs()) do
+    runs[#runs + 1] = { id = r.id, command = r.command, status = r.status, started_at = r.started_at,
+      finished_at = r.finished_at, summary = r.summary }
+  end
+  return {
+    format = 1, generated_at = qmig.isotime(), project = about.project, job_file = about.job_file,
+    totals = totals, steps = step_list, attention = json.array(attention), runs = runs,
+  }
+end
+
+local ESCAPES = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
+local function esc(v)
+  if v == nil or v == json.null then return "" end
+  -- control characters would make the page unreadable; show them as U+FFFD
+  return (tostring(v):gsub("[&<>\"']", ESCAPES):gsub("[%z\1-\8\11\12\14-\31\127]", "\239\191\189"))
+end
+M.escape = esc
+
+local function chart(totals)
+  local total = 0
+  for _, o in ipairs(OUTCOMES) do total = total + (totals[o] or 0) end
+  if total == 0 then return "<p>No object has been migrated yet.</p>" end
+  local parts, x, width = {}, 0, 600
+  for _, o in ipairs(OUTCOMES) do
+    local n = totals[o] or 0
+    if n > 0 then
+      local w = n / total * width
+      parts[#parts + 1] = string.format(
+        '<rect x="%.1f" y="0" width="%.1f" height="28" fill="%s"><title>%s: %d</title></rect>', x, w, COLORS[o], o, n)
+      x = x + w
+    end
+  end
+  local legend = {}
+  for _, o in ipairs(OUTCOMES) do
+    if (totals[o] or 0) > 0 then
+      legend[#legend + 1] = string.format(
+        '<span class="key"><i style="background:%s"></i>%s <b data-outcome="%s">%d</b></span>',
+        COLORS[o], o, o, totals[o])
+    end
+  end
+  return string.format(
+    '<svg class="chart" viewBox="0 0 %d 28" width="%d" height="28" role="img" aria-label="outcomes">%s</svg><p>%s</p>',
+    width, width, table.concat(parts), table.concat(legend, " "))
+end
+
+local CSS = [[
+body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.5em 0;width:100%}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}.key{margin-right:1em}.key i{display:inline-block;width:.8em;height:.8em;margin-right:.3em}
+.failed{color:#c62828}.skipped{color:#8d6e00}code{font-size:.9em}
+]]
+
+function M.html(data)
+  local out = {}
+  local function w(...) for _, s in ipairs { ... } do out[#out + 1] = s end end
+  w("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>qmig-lua report: ", esc(data.project),
+    "</title><style>", CSS, "</style></head><body>")
+  w("<h1>Migration report: ", esc(data.project), "</h1>")
+  w("<p>Job file <code>", esc(data.job_file), "</code>, generated ", esc(data.generated_at), ".</p>")
+  w("<h2>Outcomes</h2>", chart(data.totals))
+  w("<h2>Per step</h2><table><tr><th>step</th>")
+  for _, o in ipairs(OUTCOMES) do w("<th>", o, "</th>") end
+  w("</tr>")
+  for _, s in ipairs(data.steps) do
+    w("<tr><td>", esc(s.step), "</td>")
+    for _, o in ipairs(OUTCOMES) do w("<td>", s.counts[o] and tostring(s.counts[o]) or "", "</td>") end
+    w("</tr>")
+  end
+  w("</table>")
+  w("<h2>Needs attention: skipped, failed, unfinished (", tostring(#data.attention), ")</h2>")
+  if #data.attention > 0 then
+    w("<table><tr><th>step</th><th>object</th><th>outcome</th><th>why</th></tr>")
+    for _, a in ipairs(data.attention) do
+      w("<tr><td>", esc(a.step), "</td><td>", esc(a.name ~= nil and a.name ~= json.null and a.name or a.source_id),
+        "</td><td class=\"", esc(a.status), "\">", esc(a.status), "</td><td>", esc(a.reason), "</td></tr>")
+    end
+    w("</table>")
+  end
+  w("<h2>Runs</h2><table><tr><th>run</th><th>command</th><th>status</th><th>started</th><th>finished</th></tr>")
+  for _, r in ipairs(data.runs) do
+    w("<tr><td>", tostring(r.id), "</td><td>", esc(r.command), "</td><td>", esc(r.status), "</td><td>",
+      esc(r.started_at), "</td><td>", esc(r.finished_at), "</td></tr>")
+  end
+  w("</table>")
+  w("<h2>Objects</h2>")
+  for _, s in ipairs(data.steps) do
+    w("<h3>", esc(s.step), "</h3><table><tr><th>source id</th><th>name</th><th>outcome</th>",
+      "<th>target id</th><th>note</th></tr>")
+    for _, i in ipairs(s.items) do
+      w("<tr><td><code>", esc(i.source_id), "</code></td><td>", esc(i.name), "</td><td class=\"", esc(i.status), "\">",
+        esc(i.status), "</td><td><code>", esc(i.target_id), "</code></td><td>", esc(i.reason), "</td></tr>")
+    end
+    w("</table>")
+  end
+  w("</body></html>\n")
+  return table.concat(out)
+end
+
+-- Writes reports/report.json and reports/report.html; returns the html path.
+function M.write(project, about)
+  local data = M.data(project.cache, about)
+  local fs = require "qmig.fs"
+  assert(fs.write_file(project:path("reports", "report.json"), json.encode(data, { indent = true, sort_keys = true }),
+    { mode = 384, atomic = true }))
+  local html = project:path("reports", "report.html")
+  assert(fs.write_file(html, M.html(data), { mode = 384, atomic = true }))
+  return html
+end
+
+return M
