@@ -222,6 +222,12 @@ static int q_getpid(lua_State *L) {
   return 1;
 }
 
+/* qmig.isatty(fd) -> true when fd (0, 1, 2) is a terminal. */
+static int q_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
 /* qmig.interrupted() -> true once Ctrl-C was pressed. */
 static int q_interrupted(lua_State *L) {
   lua_pushboolean(L, interrupted_flag);
@@ -273,6 +279,7 @@ static const luaL_Reg qmiglib[] = {
   {"random_string", q_random_string},
   {"sleep", q_sleep},
   {"getpid", q_getpid},
+  {"isatty", q_isatty},
   {"interrupted", q_interrupted},
   {"trap_interrupt", q_trap_interrupt},
   {"mark_task", q_mark_task},

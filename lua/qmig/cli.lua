@@ -11,6 +11,7 @@ local json = require "qmig.json"
 local log = require "qmig.log"
 local project = require "qmig.project"
 local qmig = require "qmig"
+local progress = require "qmig.progress"
 local qrs = require "qmig.qrs"
 local report = require "qmig.report"
 local retry = require "qmig.retry"
@@ -152,25 +153,6 @@ local function summary_line(name, counts)
   return string.format("  %-28s %s", name, #parts > 0 and table.concat(parts, ", ") or "nothing to do")
 end
 
-local function reporter(opts)
-  return function(event)
-    if event.kind == "item" then
-      local o = event.outcome
-      log.info("item", { step = event.step, key = o.key, status = o.status, target_id = o.target_id,
-        reason = o.reason })
-    end
-    if opts.quiet then return end
-    local shown = { failed = true, planned = true }
-    if event.kind == "item" and (opts.verbose or shown[event.outcome.status]) then
-      local o = event.outcome
-      say("    %s %s: %s%s", event.step, tostring(o.key), o.status == "planned" and ("would " .. o.action) or o.status,
-        o.reason and (" (" .. log.redact(o.reason) .. ")") or "")
-    elseif event.kind == "step_failed" then
-      say("    %s: %s", event.step, event.reason)
-    end
-  end
-end
-
 function M.run(opts)
   local job, err = load_job(opts)
   if not job then complain("%s", err); return EXIT.config end
@@ -195,27 +177,35 @@ function M.run(opts)
     args = { jobs = opts.jobs, steps = opts.steps, force = opts.force or false },
   } or nil
   if run_id then log.open_jsonl(proj:path("logs", "run-" .. run_id .. ".jsonl")) end
+  local show = progress.new { tty = qmig.isatty(1), json = opts.json, quiet = opts.quiet, verbose = opts.verbose }
   local eng = engine.new {
     job = job, project = proj, source = source, target = target, transforms = transforms, run_id = run_id,
     dry_run = opts.dry_run, force = opts.force, concurrency = opts.concurrency or job.options.concurrency,
-    reporter = reporter(opts),
+    reporter = function(event)
+      if event.kind == "item" then
+        local o = event.outcome
+        log.info("item", { step = event.step, key = o.key, status = o.status, target_id = o.target_id,
+          reason = o.reason })
+      end
+      show:event(event)
+    end,
   }
   local totals = {}
-  say("%s %s%s", opts.dry_run and "plan" or "run", job.file, run_id and (" (run " .. run_id .. ")") or "")
+  show:say("%s %s%s", opts.dry_run and "plan" or "run", job.file, run_id and (" (run " .. run_id .. ")") or "")
   local scheduled = {}
   for _, j in ipairs(selection) do
-    say("job %s", j.name)
+    show:say("job %s", j.name)
     for _, step in ipairs(j.steps) do
       if eng.aborted or qmig.interrupted() then break end
       for _, req in ipairs(step.requires or {}) do
         if not scheduled[req] and not proj.cache:step_ran(req) then
-          say("  warning: %s reads the results of %s, which has never run in this project", step.name, req)
+          show:say("  warning: %s reads the results of %s, which has never run in this project", step.name, req)
         end
       end
       scheduled[step.name] = true
       local summary = eng:run_step(step)
       for k, n in pairs(summary.counts) do totals[k] = (totals[k] or 0) + n end
-      say("%s", summary_line(step.name, summary.counts))
+      show:say("%s", summary_line(step.name, summary.counts))
       log.info("step done", { step = step.name, counts = summary.counts })
     end
   end
@@ -232,7 +222,7 @@ function M.run(opts)
   if run_id then
     local final = ({ [0] = "done", [1] = "failed", [3] = "failed", [130] = "interrupted" })[code]
     proj.cache:finish_run(run_id, final, { totals = totals })
-    say("report: %s", report.write(proj, { project = job.project.name, job_file = job.file }))
+    show:say("report: %s", report.write(proj, { project = job.project.name, job_file = job.file }))
   end
   log.close()
   proj:close()

@@ -335,6 +335,27 @@ T.test("a forbidden (403) API key also stops with exit 3 before any write", func
   t.eq(counts.total_writes, 0)
 end)
 
+T.test("progress: a live line on a terminal, JSON lines with --json", function()
+  clean()
+  local file = job()
+  local dir = t.tmpdir()
+  -- script(1) gives the run a pseudo-terminal
+  os.execute(string.format("script -qec %s %s/typescript >/dev/null 2>&1",
+    cli.quote(cli.bin .. " plan " .. file), dir))
+  local screen = t.read(dir .. "/typescript")
+  t.truthy(screen:find("\r\27%[K  test%.spaces%s+%d/4"), "live progress line")
+  t.match(screen, "4 planned")
+  clean()
+  local code, out = cli.run { "run", file, "--json" }
+  t.eq(code, 0)
+  local kinds = {}
+  for line in out:gmatch("[^\n]+") do
+    local ev = assert(require("qmig.json").decode(line), "every line is JSON: " .. line)
+    kinds[ev.kind] = (kinds[ev.kind] or 0) + 1
+  end
+  t.eq(kinds.item, 4); t.eq(kinds.step_start, 1); t.eq(kinds.step_done, 1)
+end)
+
 T.test("--job and --step narrow the run; jobs run in priority order", function()
   clean()
   local file = job { jobs = "  - {name: first, steps: [pack.hello]}\n"
