@@ -66,6 +66,8 @@ test-asan: asan
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/qmig-lua
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/$(BIN)
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 docs/qmig-lua.1 $(DESTDIR)$(PREFIX)/share/man/man1/qmig-lua.1
 	cp -R lua $(DESTDIR)$(PREFIX)/share/qmig-lua/
 	if [ -d steps ]; then cp -R steps $(DESTDIR)$(PREFIX)/share/qmig-lua/; fi
 
@@ -74,3 +76,53 @@ lint:
 
 clean:
 	rm -rf build build-asan $(BIN) qmig-lua-asan
+
+# {====== fuzzing (libFuzzer; tests/fuzz/README.md)
+# Harnesses in tests/fuzz/ link every host object but main.o, built with
+# clang -fsanitize=fuzzer-no-link,address,undefined in build-fuzz/.
+# `make fuzz` runs each for FUZZ_SECONDS (60), `make fuzz-quick` (CI) for
+# FUZZ_QUICK_SECONDS (5).  New inputs go to build-fuzz/corpus/<name>, the
+# seeds in tests/fuzz/corpus/<name> are only read; a crash leaves
+# build-fuzz/crash-<name>-* and fails the target.
+FUZZ_CC       ?= clang
+FUZZ_BUILD    := build-fuzz
+FUZZ_NAMES    := fuzz_yaml fuzz_json fuzz_job fuzz_qrs_filter
+FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS    = $(CSTD) $(WARN) -Wno-strict-prototypes -O1 -g $(FUZZ_SAN) $(PKG_CFLAGS) -DQMIG_PREFIX='"$(PREFIX)"'
+FUZZ_OBJS     := $(filter-out $(FUZZ_BUILD)/main.o,$(SRCS:src/%.c=$(FUZZ_BUILD)/%.o))
+FUZZ_BINS     := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/%)
+FUZZ_SECONDS       ?= 60
+FUZZ_QUICK_SECONDS ?= 5
+FUZZ_FLAGS    ?= -max_len=65536 -rss_limit_mb=2048 -timeout=20
+.PHONY: fuzz fuzz-quick fuzz-build
+.SECONDARY: $(FUZZ_OBJS)
+
+$(FUZZ_BUILD)/%.o: src/%.c $(wildcard src/*.h) | $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.h $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Isrc -DQMIG_FUZZ_HOME='"$(CURDIR)"' -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(PKG_LIBS) -lm
+
+$(FUZZ_BUILD):
+	mkdir -p $@
+
+fuzz-build: $(FUZZ_BINS)
+
+# fuzz_run(seconds): every harness in turn; stops at the first crash.
+define fuzz_run
+	@set -e; for n in $(FUZZ_NAMES); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
+	  echo "=== $$n ($(1) s)"; \
+	  $(FUZZ_BUILD)/$$n $(FUZZ_FLAGS) -max_total_time=$(1) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/crash-$$n- $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n \
+	    2>$(FUZZ_BUILD)/$$n.log || { tail -n 40 $(FUZZ_BUILD)/$$n.log; exit 1; }; \
+	  grep -E '^stat::number_of_executed_units' $(FUZZ_BUILD)/$$n.log || true; \
+	done
+endef
+
+fuzz: fuzz-build
+	$(call fuzz_run,$(FUZZ_SECONDS))
+
+fuzz-quick: fuzz-build
+	$(call fuzz_run,$(FUZZ_QUICK_SECONDS))
+# }======

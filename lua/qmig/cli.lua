@@ -341,6 +341,22 @@ function M.undo(opts)
   return failed == 0 and EXIT.ok or EXIT.failed
 end
 
+local HELP = {
+  run = "qmig-lua run JOB [--job NAME]... [--step NAME]... [--dry-run] [--force] [--concurrency N]\n"
+    .. "                   [--quiet | --verbose | --json]\n"
+    .. "Runs the job file's jobs (all, in priority then file order, or those named by --job), each job's steps in\n"
+    .. "the global step order.  Objects done before are left alone unless their source changed or --force.\n"
+    .. "Exit: 0 done, 1 some items failed, 2 bad job file, 3 authentication failed or project in use, 130 Ctrl-C.",
+  plan = "qmig-lua plan JOB [--job NAME]... [--step NAME]... [--json]\n"
+    .. "Dry run: what each step would do per object (create, update, adopt, skip); writes nothing.",
+  status = "qmig-lua status JOB [--failed] [--json]\nPer step and object state from the project's cache.",
+  undo = "qmig-lua undo JOB [--run N] [--dry-run]\n"
+    .. "Reverses what runs created or changed, newest first (only run N with --run); lists what cannot be undone.",
+  steps = "qmig-lua steps [JOB]\nThe step catalogue: order, name, title, and the file each step is loaded from.",
+  check = "qmig-lua check JOB\nValidates the job file, resolves its steps and tests both connections.",
+  report = "qmig-lua report JOB\nWrites reports/report.html and reports/report.json into the project folder.",
+}
+
 local commands = { run = M.run, plan = M.plan, check = M.check, steps = M.steps, status = M.status, undo = M.undo,
   report = M.report }
 
@@ -350,6 +366,9 @@ function M.main(cmd, ...)
   if cmd == "--version" then say("qmig-lua %s", qmig.version); return EXIT.ok end
   local fn = commands[cmd]
   if not fn then complain("unknown command '%s'\n%s", cmd, USAGE); return EXIT.config end
+  for _, a in ipairs { ... } do
+    if a == "--help" or a == "-h" then say("%s", HELP[cmd]); return EXIT.ok end
+  end
   local opts, err = parse({ ... })
   if not opts then complain("%s: %s", cmd, err); return EXIT.config end
   return fn(opts)
