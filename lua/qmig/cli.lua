@@ -131,7 +131,12 @@ end
 -- written.  Returns source, target or nil, message, exit status.
 local function connect(job, opts)
   local source = qrs.new(job.source, { retries = job.options.retries })
-  local target = cloud.new(job.target, { retries = job.options.retries, dry_run = opts.dry_run })
+  local rates = job.options.rate_limits
+  if type(rates) == "table" then
+    local defaults = require("qmig.limiter").DEFAULTS
+    for tier, n in pairs(defaults) do rates[tier] = rates[tier] or n end
+  end
+  local target = cloud.new(job.target, { retries = job.options.retries, dry_run = opts.dry_run, rate_limits = rates })
   local ok, err = pcall(function() return target:get("users/me") end)
   if not ok then
     local auth = errors.is(err) and (err.status == 401 or err.status == 403)
@@ -147,7 +152,8 @@ end
 
 local function summary_line(name, counts)
   local parts = {}
-  for _, s in ipairs { "created", "updated", "adopted", "unchanged", "skipped", "planned", "failed", "interrupted" } do
+  for _, s in ipairs { "created", "updated", "adopted", "unchanged", "deleted", "skipped", "planned", "failed",
+    "interrupted" } do
     if counts[s] then parts[#parts + 1] = string.format("%d %s", counts[s], s) end
   end
   return string.format("  %-28s %s", name, #parts > 0 and table.concat(parts, ", ") or "nothing to do")

@@ -5,6 +5,7 @@
 local errors = require "qmig.errors"
 local http = require "qmig.http"
 local json = require "qmig.json"
+local limiter = require "qmig.limiter"
 local qmig = require "qmig"
 local retry = require "qmig.retry"
 
@@ -22,6 +23,7 @@ function M.new(target, opts)
   return setmetatable({
     client = client, base = target.url:gsub("/+$", ""), retries = opts.retries or 5,
     dry_run = opts.dry_run or false, writes = 0, on_write = opts.on_write,
+    limiter = opts.rate_limits ~= false and limiter.new(opts.rate_limits) or nil,
   }, Cloud)
 end
 
@@ -54,6 +56,8 @@ function Cloud:raw(method, path, opts)
   if is_write and self.dry_run then
     error(setmetatable({ method = method, path = api_path(path), body = opts.json }, M.DryRun), 0)
   end
+  local tier = limiter.tier(method, api_path(path))
+  if self.limiter then self.limiter:acquire(tier) end
   local resp, msg, code = self.client:request {
     method = method, path = api_path(path), query = opts.query, json = opts.json, body = opts.body,
     source = opts.source, sink = opts.sink, multipart = opts.multipart, headers = opts.headers,
@@ -64,6 +68,9 @@ function Cloud:raw(method, path, opts)
     if self.on_write then self.on_write(method, path) end
   end
   if not resp then error(errors.transport(method, msg, code, is_write), 0) end
+  if resp.status == 429 and self.limiter then
+    self.limiter:pause(tier, tonumber(resp.headers["retry-after"]) or 1)
+  end
   if resp.status >= 400 then
     local detail, qcode = describe(resp.body)
     error(errors.http(method, api_path(path), resp, detail, qcode), 0)

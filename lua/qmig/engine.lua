@@ -147,8 +147,10 @@ function Engine:run_item(step, item)
     end
     local err = res
     if getmetatable(err) == cloud.DryRun then
+      local body = type(err.body) == "table" and err.body or {}
+      local name = body.name or body.qName or body.email or body.subject
       return { status = "planned", key = key, action = VERB[err.method] or err.method,
-        reason = err.method .. " " .. err.path }
+        reason = err.method .. " " .. err.path, name = type(name) == "string" and name or nil }
     end
     if errors.is(err) and err.auth then
       self.aborted = err

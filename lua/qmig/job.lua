@@ -57,6 +57,7 @@ M.schema = S.record {
       export_scope = S.enum({ "all", "published", "approved" }, { default = "all" }),
       with_data = S.boolean { default = false },
       publish = S.boolean { default = true },
+      large_app_mb = S.integer { min = 0, default = 512 },  -- larger QVFs go through temp-contents
       shares = S.map(S.list(S.record {
         user = S.string(), group = S.string(), roles = strings,
       })),
@@ -72,6 +73,7 @@ M.schema = S.record {
       domains = S.map(S.string()), map = S.map(S.string()),
       skip_directories = S.list(S.string(), { default = json.array { "INTERNAL" } }),
       create_missing = S.boolean { default = false },
+      scope = S.enum({ "content", "all" }, { default = "content" }),  -- which QRS users (identity/users.lua)
     },
     data_connections = S.record {
       names = strings,
@@ -95,6 +97,12 @@ M.schema = S.record {
   steps_path = S.list(S.path()),
   options = S.record({
     concurrency = S.integer { min = 1, max = 256, default = 8 },
+    -- requests per minute per Qlik Cloud rate tier; false turns limiting off
+    rate_limits = S.oneof({
+      S.boolean { accepts = function(v) return v == false end },
+      S.record({ tier1 = S.number { min = 1 }, tier2 = S.number { min = 1 }, special = S.number { min = 1 } },
+        { accepts = function(v) return type(v) == "table" end }),
+    }, { describe = "false or {tier1, tier2, special} (requests per minute)" }),
     retries = S.integer { min = 0, max = 20, default = 5 },
     retry_delay = S.number { min = 0, default = 0.5 },  -- seconds before the first retry; doubles after
   }, { default = {} }),

@@ -82,7 +82,8 @@ function Progress:event(event)
     local shown = { failed = true, planned = true }
     if not self.quiet and (self.verbose or shown[o.status]) then
       local what = o.status == "planned" and ("would " .. o.action) or o.status
-      self:say("    %s %s: %s%s", event.step, tostring(o.key), what, o.reason and (" (" .. o.reason .. ")") or "")
+      self:say("    %s %s: %s%s%s", event.step, tostring(o.key), what, o.reason and (" (" .. o.reason .. ")") or "",
+        o.name and (" " .. o.name) or "")
     end
     self:draw(false)
   elseif event.kind == "step_failed" then

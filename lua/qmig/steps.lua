@@ -7,7 +7,7 @@ local qmig = require "qmig"
 
 local M = {}
 
-local STATUSES = { created = true, updated = true, adopted = true, skipped = true, unchanged = true }
+local STATUSES = { created = true, updated = true, adopted = true, skipped = true, unchanged = true, deleted = true }
 M.statuses = STATUSES
 
 local function file_exists(path)

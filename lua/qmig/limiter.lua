@@ -1,0 +1,84 @@
+-- Client-side rate limiting for Qlik Cloud: one token bucket per tier,
+-- shared by every task of the run.  Qlik counts requests per tier (tier 1
+-- ~1000/min, mostly reads; tier 2 ~100/min, writes; "special" for
+-- reloads) and, once one endpoint of a tier gets 429, blocks the whole
+-- tier until Retry-After: so a 429 pauses the whole bucket here too.
+local qmig = require "qmig"
+
+local M = {}
+local Limiter = {}
+Limiter.__index = Limiter
+
+M.DEFAULTS = { tier1 = 1000, tier2 = 100, special = 60 }  -- requests per minute
+
+-- Which tier a Cloud request counts against.
+function M.tier(method, path)
+  if method == "POST" and (path:match("/reloads$") or path:match("/reloads%?")) then return "special" end
+  if method == "GET" or method == "HEAD" then return "tier1" end
+  return "tier2"
+end
+
+-- M.new({tier1 = per_minute, ...} [, {burst = n}]); a missing tier is
+-- unlimited.  The burst defaults to a minute's worth: Qlik's window
+-- allows bursts.
+function M.new(rates, opts)
+  local self = setmetatable({ buckets = {}, waited = 0, paused = 0 }, Limiter)
+  for tier, per_minute in pairs(rates or M.DEFAULTS) do
+    local capacity = math.max(1, opts and opts.burst or per_minute)
+    self.buckets[tier] = { rate = per_minute / 60, capacity = capacity, tokens = capacity,
+      last = qmig.monotonic(), paused_until = 0, used = 0 }
+  end
+  return self
+end
+
+local function refill(b, now)
+  b.tokens = math.min(b.capacity, b.tokens + (now - b.last) * b.rate)
+  b.last = now
+end
+
+-- Waits (yielding inside a task) until the tier has a token, and takes it.
+function Limiter:acquire(tier)
+  local b = self.buckets[tier]
+  if not b then return end
+  while true do
+    local now = qmig.monotonic()
+    local wait
+    if b.paused_until > now then
+      wait = b.paused_until - now
+    else
+      refill(b, now)
+      if b.tokens >= 1 then
+        b.tokens = b.tokens - 1
+        b.used = b.used + 1
+        return
+      end
+      wait = (1 - b.tokens) / b.rate
+    end
+    self.waited = self.waited + wait
+    qmig.sleep(wait)
+    if qmig.interrupted() then return end
+  end
+end
+
+-- After a 429: the whole tier waits Retry-After seconds, and its bucket
+-- starts empty so the requests that were waiting do not stampede.
+function Limiter:pause(tier, seconds)
+  local b = self.buckets[tier]
+  if not b then return end
+  local untill = qmig.monotonic() + (seconds or 1)
+  if untill > b.paused_until then
+    b.paused_until = untill
+    b.tokens = 0
+    b.last = untill
+    self.paused = self.paused + 1
+  end
+end
+
+-- {tier = {used=, per_minute=}} for progress and reports.
+function Limiter:stats()
+  local out = {}
+  for tier, b in pairs(self.buckets) do out[tier] = { used = b.used, per_minute = b.rate * 60 } end
+  return out
+end
+
+return M

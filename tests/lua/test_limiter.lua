@@ -1,0 +1,46 @@
+-- Token buckets per Qlik Cloud tier: the rate holds, a 429 pauses the
+-- whole tier, tiers are independent.  Only lower bounds on time are
+-- asserted: a busy machine can only make things slower.
+local t = require "testing"
+local limiter = require "qmig.limiter"
+
+local T = t.suite("limiter")
+
+T.test("requests map to Qlik's tiers", function()
+  t.eq(limiter.tier("GET", "/api/v1/spaces"), "tier1")
+  t.eq(limiter.tier("POST", "/api/v1/spaces"), "tier2")
+  t.eq(limiter.tier("DELETE", "/api/v1/apps/x"), "tier2")
+  t.eq(limiter.tier("POST", "/api/v1/reloads"), "special")
+end)
+
+T.test("a tier never goes faster than its rate after the burst", function()
+  local l = limiter.new({ tier2 = 600 }, { burst = 1 })  -- 10 per second
+  local started = qmig.monotonic()
+  for _ = 1, 11 do l:acquire("tier2") end
+  t.truthy(qmig.monotonic() - started >= 0.95, "11 requests at 10/s take at least a second")
+  t.eq(l:stats().tier2.used, 11)
+end)
+
+T.test("a 429 pauses the whole tier for Retry-After; other tiers go on", function()
+  local l = limiter.new({ tier1 = 6000, tier2 = 6000 })
+  l:pause("tier2", 0.5)
+  local started = qmig.monotonic()
+  l:acquire("tier1")
+  t.truthy(qmig.monotonic() - started < 0.5, "tier1 is not paused")
+  l:acquire("tier2")
+  t.truthy(qmig.monotonic() - started >= 0.45, "tier2 waited for Retry-After")
+end)
+
+T.test("waiting yields inside scheduler tasks", function()
+  local sched = require "qmig.sched"
+  local l = limiter.new({ tier2 = 600 }, { burst = 1 })
+  local s = sched.new { concurrency = 4 }
+  local other_ran_at
+  local started = qmig.monotonic()
+  s:spawn(function() for _ = 1, 5 do l:acquire("tier2") end end)
+  s:spawn(function() other_ran_at = qmig.monotonic() - started end)
+  s:run()
+  t.truthy(other_ran_at < 0.3, "the other task ran while the first waited for tokens")
+end)
+
+return T
