@@ -1,0 +1,37 @@
+-- Delete Spaces: deletes the spaces this project created (spaces.create,
+-- the staging space included), never adopted ones.  Qlik Cloud deletes
+-- only empty spaces: a space still holding apps or data connections (412)
+-- is skipped with that reason, so delete those first (apps.delete,
+-- dataconnections.delete run before this step).  A space already gone
+-- counts as deleted.  Irreversible: undo lists it.
+local errors = require "qmig.errors"
+
+return {
+  name = "spaces.delete", title = "Delete Spaces", order = 60,
+  object = "space.delete",
+  items = function(ctx)
+    local out = {}
+    for _, rec in ipairs(ctx.cache:items("space")) do
+      if rec.created_by_us and rec.status ~= "deleted" and rec.target_id then out[#out + 1] = rec end
+    end
+    return out
+  end,
+  key = function(rec) return rec.source_id end,
+  fingerprint = function(rec) return rec.target_id end,
+  run = function(ctx, rec)
+    local name = rec.data and rec.data.name or rec.target_id
+    local ok, err = pcall(ctx.target.delete, ctx.target, "spaces/" .. rec.target_id)
+    if not ok then
+      if errors.is(err) and err.status == 412 then
+        return { status = "skipped", target_id = rec.target_id,
+          reason = "space '" .. name .. "' is not empty (apps or data connections): Qlik Cloud refuses to delete it" }
+      end
+      if not (errors.is(err) and err.status == 404) then error(err, 0) end
+    end
+    ctx.cache:finish_item("space", rec.source_id, { status = "deleted" })
+    ctx.undo { action = "irreversible", reason = "deleted space '" .. name .. "' (" .. rec.target_id ..
+      "); spaces.create makes a new one" }
+    return { status = "updated", target_id = rec.target_id,
+      reason = ok and ("deleted space '" .. name .. "'") or ("space '" .. name .. "' was already gone") }
+  end,
+}
