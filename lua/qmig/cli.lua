@@ -130,7 +130,7 @@ end
 -- Builds both API clients and proves they work before anything is
 -- written.  Returns source, target or nil, message, exit status.
 local function connect(job, opts)
-  local source = qrs.new(job.source, { retries = job.options.retries })
+  local source = qrs.new(job.source, { retries = job.options.retries, dry_run = opts.dry_run })
   local rates = job.options.rate_limits
   if type(rates) == "table" then
     local defaults = require("qmig.limiter").DEFAULTS
@@ -168,6 +168,16 @@ function M.run(opts)
   local transforms
   transforms, err = load_transforms(job)
   if not transforms then complain("%s", err); return EXIT.config end
+  if not opts.yes and not opts.dry_run then
+    for _, j in ipairs(selection) do
+      for _, step in ipairs(j.steps) do
+        if step.name:match("%.delete$") then
+          complain("%s deletes objects in the target; run it with --yes (or see first with 'qmig-lua plan')", step.name)
+          return EXIT.config
+        end
+      end
+    end
+  end
   local proj, perr, pcode = project.open(job.project.dir)
   if not proj then complain("%s", perr); return pcode == "locked" and EXIT.auth or EXIT.config end
   retry.base_delay = job.options.retry_delay

@@ -44,17 +44,14 @@ local function describe(body)
   return body and body:sub(1, 200):gsub("%s+", " ") or nil
 end
 
--- A write refused because the run is a dry run.
-M.DryRun = {}
-M.DryRun.__index = M.DryRun
-M.DryRun.__tostring = function(e) return "dry run: would " .. e.method .. " " .. e.path end
+M.DryRun = errors.DryRun  -- kept here too: steps raise it for writes made another way
 
 -- One request, no retry: the response, or a raised qmig error.
 function Cloud:raw(method, path, opts)
   opts = opts or {}
   local is_write = method ~= "GET" and method ~= "HEAD"
   if is_write and self.dry_run then
-    error(setmetatable({ method = method, path = api_path(path), body = opts.json }, M.DryRun), 0)
+    error(errors.dry_run(method, api_path(path), opts.json), 0)
   end
   local tier = limiter.tier(method, api_path(path))
   if self.limiter then self.limiter:acquire(tier) end

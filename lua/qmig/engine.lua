@@ -4,7 +4,6 @@
 -- markers written before any write so a killed run resumes without
 -- duplicates, retries, per-item isolation, concurrency, dry run, undo
 -- records and outcome bookkeeping.
-local cloud = require "qmig.cloud"
 local errors = require "qmig.errors"
 local hash = require "qmig.hash"
 local json = require "qmig.json"
@@ -48,7 +47,7 @@ function Engine:context(step, extra)
   local ctx = {
     source = self.source, target = self.target, plan = self.job.plan, job = self.job,
     cache = self.cache, project = self.project, transforms = self.transforms or {},
-    dry_run = self.dry_run or false, run_id = self.run_id, step = step.name,
+    dry_run = self.dry_run or false, force = self.force or false, run_id = self.run_id, step = step.name,
     log = log.with { step = step.name },
   }
   -- Target id recorded by an earlier step for a source object.
@@ -56,6 +55,13 @@ function Engine:context(step, extra)
     local rec = engine.cache and engine.cache:get(kind, tostring(source_id))
     if rec and rec.target_id and rec.status ~= "deleted" and rec.status ~= "failed" then return rec.target_id, rec end
     return nil, rec
+  end
+  -- Marks another step's record of a source object as deleted (a delete
+  -- step undoing what create steps recorded), so a later run redoes it.
+  function ctx.forget(kind, source_id)
+    if engine.dry_run or not engine.cache then return end
+    local rec = engine.cache:get(kind, tostring(source_id))
+    if rec then engine.cache:finish_item(kind, tostring(source_id), { status = "deleted" }) end
   end
   -- The app users open for a source app: the published copy when there is
   -- one, else the imported app (SPEC §6 "several targets per source").
@@ -146,7 +152,7 @@ function Engine:run_item(step, item)
       return res
     end
     local err = res
-    if getmetatable(err) == cloud.DryRun then
+    if getmetatable(err) == errors.DryRun then
       local body = type(err.body) == "table" and err.body or {}
       local name = body.name or body.qName or body.email or body.subject
       return { status = "planned", key = key, action = VERB[err.method] or err.method,

@@ -18,6 +18,16 @@ end
 
 function M.is(v) return getmetatable(v) == Error end
 
+-- A write refused because the run is a dry run; the engine turns it into
+-- "would create/update/delete" for the item.
+M.DryRun = {}
+M.DryRun.__index = M.DryRun
+M.DryRun.__tostring = function(e) return "dry run: would " .. e.method .. " " .. e.path end
+
+function M.dry_run(method, path, body)
+  return setmetatable({ method = method, path = path, body = body }, M.DryRun)
+end
+
 local transient_codes = { timeout = true, refused = true, dropped = true, dns = true, interrupted = false }
 
 -- From a transport failure (nil, msg, code of qmig.http).  A failed write

@@ -126,7 +126,9 @@ local function redact_value(v, seen)
   seen[v] = copy
   for k, x in pairs(v) do
     local rk = type(k) == "string" and redact_string(k) or k
-    if sensitive_key(k) then
+    -- a flag such as has_password = false holds no secret and must read
+    -- back as false; anything else under such a key is hidden whole
+    if sensitive_key(k) and type(x) ~= "boolean" then
       copy[rk] = "***"
     else
       copy[rk] = redact_value(x, seen)

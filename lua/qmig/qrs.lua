@@ -48,7 +48,7 @@ function M.new(source, opts)
     headers = { ["X-Qlik-User"] = M.user_header(source.user), Accept = "application/json" },
     user_agent = "qmig-lua/" .. qmig.version,
   }
-  return setmetatable({ client = client, retries = opts and opts.retries or 5 }, Qrs)
+  return setmetatable({ client = client, retries = opts and opts.retries or 5, dry_run = opts and opts.dry_run }, Qrs)
 end
 
 local function api_path(path)
@@ -58,6 +58,8 @@ end
 -- One request, no retry.  Returns the response or raises a qmig error.
 function Qrs:raw(method, path, opts)
   opts = opts or {}
+  -- the only QRS writes are export requests; a dry run makes none
+  if method ~= "GET" and self.dry_run then error(errors.dry_run(method, api_path(path)), 0) end
   local key = qmig.random_string(16)
   local query = {}
   for k, v in pairs(opts.query or {}) do query[k] = v end

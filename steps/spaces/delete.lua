@@ -28,10 +28,10 @@ return {
       end
       if not (errors.is(err) and err.status == 404) then error(err, 0) end
     end
-    ctx.cache:finish_item("space", rec.source_id, { status = "deleted" })
+    ctx.forget("space", rec.source_id)
     ctx.undo { action = "irreversible", reason = "deleted space '" .. name .. "' (" .. rec.target_id ..
       "); spaces.create makes a new one" }
-    return { status = "updated", target_id = rec.target_id,
+    return { status = "deleted", target_id = rec.target_id,
       reason = ok and ("deleted space '" .. name .. "'") or ("space '" .. name .. "' was already gone") }
   end,
 }

@@ -19,10 +19,10 @@ return {
     local who = rec.data and (rec.data.dir_user or rec.data.email) or rec.source_id
     local ok, err = pcall(ctx.target.delete, ctx.target, "users/" .. rec.target_id)
     if not ok and not (errors.is(err) and err.status == 404) then error(err, 0) end
-    ctx.cache:finish_item("user", rec.source_id, { status = "deleted" })
+    ctx.forget("user", rec.source_id)
     ctx.undo { action = "irreversible", reason = "deleted Cloud user " .. rec.target_id .. " (" .. who ..
       "); users.import with create_missing creates it again" }
-    return { status = "updated", target_id = rec.target_id,
+    return { status = "deleted", target_id = rec.target_id,
       reason = ok and ("deleted user " .. who) or ("user " .. who .. " was already gone") }
   end,
 }

@@ -292,4 +292,13 @@ T.test("the stderr sink is human-readable and respects its level", function()
   t.truthy(not out:find("\27", 1, true), "no raw escape reaches the terminal")
 end)
 
+T.test("key-based redaction keeps boolean flags readable", function()
+  local r = log.redact { has_password = false, password = "x1", pin_token = 1234,
+    credentials = { username = "jane", password = "pw" } }
+  t.eq(r.has_password, false)
+  t.eq(r.password, "***")
+  t.eq(r.pin_token, "***")
+  t.eq(r.credentials, "***")
+end)
+
 return T

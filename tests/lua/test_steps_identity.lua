@@ -292,10 +292,10 @@ T.test("create_missing creates invited users once; users.delete removes only tho
   t.eq(u["cmartin@corp.com"].name, "Claire Martin")
   t.eq(u["PARTNER\\ext2"].email, nil)
   rerun_writes_nothing(file, "--job", "identities")
-  out = must_run(file, "--job", "cleanup", "--step", "users.delete")
-  t.match(out, "users%.delete%s+4 updated")
+  out = must_run(file, "--job", "cleanup", "--step", "users.delete", "--yes")
+  t.match(out, "users%.delete%s+4 deleted")
   t.eq(keys(users_by_email()), ORIGINAL_USERS)   -- adopted users untouched
-  out = rerun_writes_nothing(file, "--job", "cleanup")
+  out = rerun_writes_nothing(file, "--job", "cleanup", "--yes")
   t.match(out, "users%.delete%s+nothing to do")
   -- the cache knows they are gone: the next import creates them again
   out = must_run(file, "--job", "identities")
@@ -457,11 +457,11 @@ T.test("spaces.delete: only spaces the project created, only empty ones; re-run 
   must_run(file, "--step", "spaces.create")
   post("data-connections", { qName = "Kept", qType = "ODBC", qConnectStatement = "x", datasourceID = "odbc",
     space = spaces()["DEV_Sandbox"].id })
-  local out = must_run(file, "--job", "cleanup", "--step", "spaces.delete")
-  t.match(out, "spaces%.delete%s+5 updated, 1 skipped")
+  local out = must_run(file, "--job", "cleanup", "--step", "spaces.delete", "--yes")
+  t.match(out, "spaces%.delete%s+5 deleted, 1 skipped")
   t.match(out, "space 'DEV_Sandbox' is not empty")
   t.eq(keys(spaces()), { "DEV_Sandbox", "Existing Space" })
-  out = rerun_writes_nothing(file, "--job", "cleanup")
+  out = rerun_writes_nothing(file, "--job", "cleanup", "--yes")
   t.match(out, "spaces%.delete%s+1 skipped")
   -- the cache knows which are gone: spaces.create makes them again
   out = must_run(file, "--step", "spaces.create")
