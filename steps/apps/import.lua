@@ -1,0 +1,215 @@
+-- Import Applications (QAMT "Import Applications"): uploads each exported
+-- QVF (streamed from exports/apps/<source app id>.qvf, never read into
+-- memory) into the right place, then writes the description marker
+-- (qmig.retrieve.mark: "<original description>\n\n[qmig-lua:1:<source id>]").
+--
+-- Where an app goes:
+--   published in a stream whose space (kind "space", key = stream id) is
+--     shared                  -> that space
+--     managed                 -> the staging shared space (kind "space", key
+--                                "@staging"); data.bound_for = the managed
+--                                space, where apps.publish publishes it
+--   unpublished (personal)    -> the importing identity's personal space (no
+--                                spaceId); apps.owners gives it to its owner
+-- The `app` transform hook sees (qrs_app, {name, space_id, description})
+-- and may change them, or return nil to leave the app out.
+--
+-- Files up to plan.apps.large_app_mb MiB (default 512) are sent as the body
+-- of POST /apps/import; larger ones go to POST /temp-contents first and are
+-- imported with ?fileId=.
+--
+-- Never a duplicate (SPEC §6):
+--   1. the cache: an app recorded by an earlier run that still exists is
+--      this app (this is what keeps working after post.reset_descriptions
+--      removed the markers);
+--   2. the marker, searched in the target space (and, for apps bound for a
+--      managed space, an app moved there by publish with moveApp);
+--   3. when a previous attempt may have imported without marking
+--      (ctx.resume): an unmarked app in that space, owned by the importing
+--      identity, created since the attempt began (retrieve.unmarked_app)
+--      and still carrying its importing name is ours: it is renamed, marked
+--      and kept.  The upload uses the name "<name> [qmig-lua:importing:<source
+--      id>]" (scope.importing_name) and the marker write sets the final name,
+--      so a half-finished import can never be confused with a pre-existing
+--      app, nor with the import of another source app of the same name in
+--      the same stream.
+-- A pre-existing app of the same name that this project did not create is
+-- never adopted or touched.
+--
+-- data = {space_id (nil: personal), name, bound_for (managed space id or
+-- nil), staged, fingerprint (source definition at import), file}.  An app
+-- whose source definition changed since it was imported is reported
+-- (status "unchanged" with reason "changed at the source ...", kept in the
+-- cache record) and left as it is: replacing it needs --replace (not yet
+-- in the CLI).
+local cloud = require "qmig.cloud"
+local errors = require "qmig.errors"
+local fs = require "qmig.fs"
+local json = require "qmig.json"
+local retrieve = require "qmig.retrieve"
+local scope = require "qmig.apps.scope"
+
+local MiB = 1024 * 1024
+
+-- Where the app should go: {space_id, bound_for, query} or nil, why.
+local function placement(ctx, app)
+  local stream = scope.stream(app)
+  if not stream then return { space_id = nil, query = { spaceId = "personal" } } end
+  local space_id, rec = ctx.lookup("space", stream.id)
+  if not space_id then
+    return nil, "no space for stream '" .. tostring(stream.name) .. "' (run spaces.create first)"
+  end
+  local stype = rec and type(rec.data) == "table" and rec.data.type or "shared"
+  if stype == "managed" then
+    local staging = ctx.lookup("space", "@staging")
+    if not staging then
+      return nil, "stream '" .. tostring(stream.name) .. "' maps to a managed space and there is no staging space"
+    end
+    return { space_id = staging, bound_for = space_id, query = { spaceId = staging } }
+  end
+  return { space_id = space_id, query = { spaceId = space_id } }
+end
+
+local function item_created(item)
+  return item.createdAt or item.resourceCreatedAt or ""
+end
+
+-- The app recorded by an earlier run, if it still exists.
+local function from_cache(ctx)
+  local prev = ctx.previous
+  if not prev or not prev.target_id or prev.status == "deleted" then return nil end
+  local ok, reply = pcall(ctx.target.get, ctx.target, "apps/" .. prev.target_id)
+  if ok and type(reply) == "table" and type(reply.attributes) == "table" then return reply.attributes end
+  if not ok and not (errors.is(reply) and reply.status == 404) then error(reply, 0) end
+  return nil
+end
+
+-- Marked apps of this source in the target space; for an app bound for a
+-- managed space also the original moved there (not a published copy,
+-- whose originAppId names the staged app).
+local function by_marker(ctx, app, where)
+  local found = retrieve.apps_by_marker(ctx.target, app.id, where.query)
+  if #found == 0 and where.space_id == nil and type(app.owner) == "table" and app.owner.id then
+    -- a personal app apps.owners already gave to its owner (QAMT looks in
+    -- the intended owner's personal space)
+    local owner = ctx.lookup("user", app.owner.id)
+    if owner then found = retrieve.apps_by_marker(ctx.target, app.id, { spaceId = "personal", ownerId = owner }) end
+  end
+  if #found == 0 and where.bound_for then
+    for _, item in ipairs(retrieve.apps_by_marker(ctx.target, app.id, { spaceId = where.bound_for })) do
+      local attrs = item.resourceAttributes or {}
+      if attrs.originAppId == nil or attrs.originAppId == "" then found[#found + 1] = item end
+    end
+  end
+  table.sort(found, function(a, b) return item_created(a) < item_created(b) end)
+  return found[1], #found
+end
+
+local function upload(ctx, file, size, target)
+  local p = ctx.plan.apps or {}
+  local limit = (p.large_app_mb or 512) * MiB
+  local query = { name = target.name, spaceId = target.space_id }
+  local resp
+  if size > limit then
+    local tmp = ctx.target:request("POST", "temp-contents", {
+      query = { filename = fs.basename(file) }, source = file,
+      headers = { ["Content-Type"] = "application/octet-stream" },
+    })
+    local location = tmp.headers and (tmp.headers.location or tmp.headers.Location)
+    local file_id = type(location) == "string" and location:match("([^/?]+)/*$")
+    if not file_id then error(errors.new { message = "POST temp-contents: no Location in the reply" }, 0) end
+    query.fileId = file_id
+    resp = ctx.target:request("POST", "apps/import", { query = query, json = {} })
+  else
+    resp = ctx.target:request("POST", "apps/import", {
+      query = query, source = file, headers = { ["Content-Type"] = "application/octet-stream" },
+    })
+  end
+  local reply = resp.body and json.decode(resp.body)
+  local attrs = type(reply) == "table" and reply.attributes
+  if type(attrs) ~= "table" or type(attrs.id) ~= "string" then
+    error(errors.new { message = "POST apps/import: the reply has no attributes.id" }, 0)
+  end
+  return attrs
+end
+
+-- The final name and the marker, in one write.
+local function mark(ctx, app_id, target, source_id)
+  ctx.target:put("apps/" .. app_id,
+    { attributes = { name = target.name, description = retrieve.mark(target.description, source_id) } })
+end
+
+return {
+  name = "apps.import", title = "Import Applications", order = 180, object = "app",
+  requires = { "apps.export", "spaces.create" },
+  items = function(ctx) return scope.list(ctx) end,
+  key = function(app) return app.id end,
+  fingerprint = scope.definition_fingerprint,
+  run = function(ctx, app)
+    local where, why = placement(ctx, app)
+    if not where then return { status = "skipped", reason = why } end
+    local target = ctx.transform("app", app, { name = app.name, space_id = where.space_id,
+      description = app.description or "" })
+    if target == nil then return { status = "skipped", reason = "left out by transforms.lua (app hook)" } end
+    if target.space_id ~= where.space_id then
+      where = { space_id = target.space_id, bound_for = where.bound_for,
+        query = { spaceId = target.space_id or "personal" } }
+    end
+    local fingerprint = scope.definition_fingerprint(app)
+    local data = { space_id = where.space_id, name = target.name, bound_for = where.bound_for,
+      staged = where.bound_for ~= nil, fingerprint = fingerprint }
+
+    -- 1. recorded by an earlier run and still there
+    local known = from_cache(ctx)
+    if known then
+      local pdata = type(ctx.previous.data) == "table" and ctx.previous.data or {}
+      data.fingerprint = pdata.fingerprint or fingerprint
+      data.space_id, data.name = pdata.space_id, pdata.name or known.name
+      if data.fingerprint ~= fingerprint then
+        -- "unchanged", not "skipped": the app is imported and later steps
+        -- (which act on done records) keep working on it
+        return { status = "unchanged", target_id = known.id, data = data,
+          reason = "changed at the source since it was imported; the imported app is left as it is" }
+      end
+      return { status = "unchanged", target_id = known.id, data = data }
+    end
+
+    -- 2. marked by an earlier attempt (a lost reply, a crash, a lost cache)
+    local me = scope.me(ctx.target)
+    local found, count = by_marker(ctx, app, where)
+    if found then
+      local own = ctx.resume and found.ownerId == me.id and ctx.started_at and item_created(found) >= ctx.started_at
+      if own then ctx.undo { method = "DELETE", path = "apps/" .. found.resourceId } end
+      return { status = own and "created" or "adopted", target_id = found.resourceId, data = data,
+        natural_key = retrieve.marker_token(app.id),
+        reason = count > 1 and (count .. " apps carry this marker; the oldest is used") or
+          (own and "recovered after an interrupted attempt" or nil) }
+    end
+
+    -- 3. imported by an interrupted attempt that never wrote the marker
+    if ctx.resume then
+      local item = retrieve.unmarked_app(ctx.target, scope.importing_name(target.name, app.id), where.query,
+        me.id, ctx.started_at)
+      if item then
+        mark(ctx, item.resourceId, target, app.id)
+        ctx.undo { method = "DELETE", path = "apps/" .. item.resourceId }
+        return { status = "created", target_id = item.resourceId, data = data,
+          natural_key = retrieve.marker_token(app.id), reason = "recovered after an interrupted import" }
+      end
+    end
+
+    -- 4. import
+    local file = scope.export_path(ctx, app.id)
+    local st = fs.stat(file)
+    if not st or st.type ~= "file" then
+      if ctx.dry_run then error(setmetatable({ method = "POST", path = "/api/v1/apps/import" }, cloud.DryRun), 0) end
+      return { status = "skipped", reason = "not exported yet (run apps.export first)" }
+    end
+    data.file = "exports/apps/" .. fs.basename(file)
+    local attrs = upload(ctx, file, st.size, { name = scope.importing_name(target.name, app.id),
+      space_id = where.space_id })
+    ctx.undo { method = "DELETE", path = "apps/" .. attrs.id }
+    mark(ctx, attrs.id, target, app.id)
+    return { status = "created", target_id = attrs.id, data = data, natural_key = retrieve.marker_token(app.id) }
+  end,
+}

@@ -1,0 +1,112 @@
+-- apps.publish — Publish Applications (SPEC §5.1 order 220; QAMT "Publish
+-- Applications"; reference/qlik-apis.md B8, D1).
+--
+-- Apps whose stream maps to a MANAGED space were imported into the staging
+-- space (managed spaces take no imports).  This step publishes each of
+-- them into its managed space and records the result under its own kind,
+-- `app.published` (key QRS app id, target = the published app), so
+-- ctx.app_for(id) — the app users open — finds it (SPEC §6 "several
+-- targets per source").
+--
+-- First publish: POST /apps/{staged}/publish {spaceId, moveApp: true}.
+-- moveApp moves the imported app itself (same id) into the managed space
+-- and keeps every object with its state and owner: apps.object_owners ran
+-- before (190 < 220) on that app, so the owners it set survive.  (A copy
+-- would carry base objects only, owned by the publisher.)
+-- Re-runs: an app already published is republished in place —
+-- PUT /apps/{source}/publish {targetId} — only when the imported app
+-- changed (a re-import gives a new staged app or a new import
+-- fingerprint); the published app keeps its id.  A moved app that is
+-- still where it was published is left alone (zero writes).
+-- Resume: a staged app already in the managed space (the move happened,
+-- the reply was lost) is adopted; so is a copy in the managed space whose
+-- originAppId is the staged app.
+-- Skipped: personal apps, apps whose space is shared (imported in place),
+-- streams without a mapped managed space, and everything when
+-- plan.apps.publish is false.
+-- Undo: a move or a republish cannot be taken back through the API without
+-- losing the app (recorded as irreversible: apps.delete / undo of
+-- apps.import delete the app itself).  An adopted copy is not ours to
+-- delete: nothing is recorded for it.
+local common = require "qmig.apps2.common"
+
+local function publish_wanted(ctx)
+  local apps = ctx.plan and ctx.plan.apps
+  return not (apps and apps.publish == false)
+end
+
+-- A copy of `staged` in the managed space (published earlier by copy).
+local function find_copy(ctx, space_id, staged)
+  for it in ctx.target:each("items", { resourceType = "app", spaceId = space_id }) do
+    local attrs = type(it.resourceAttributes) == "table" and it.resourceAttributes or {}
+    if attrs.originAppId == staged then return it.resourceId end
+  end
+  return nil
+end
+
+return {
+  name = "apps.publish", title = "Publish Applications", order = 220,
+  object = "app.published",
+  requires = { "apps.import", "spaces.create" },
+  items = function(ctx)
+    local items = common.imported(ctx)
+    local wanted = publish_wanted(ctx)
+    for _, item in ipairs(items) do
+      item.managed = common.managed_space(ctx, item) or false
+      item.publish = wanted
+    end
+    return items
+  end,
+  key = function(item) return item.id end,
+  fingerprint = function(item)
+    return table.concat({ item.app_id, item.import_fp or "", tostring(item.managed), tostring(item.publish) }, "|")
+  end,
+  run = function(ctx, item)
+    if not item.publish then return { status = "skipped", reason = "plan.apps.publish is false" } end
+    if not item.stream then
+      return { status = "skipped", reason = "personal app: it stays in its owner's personal space" }
+    end
+    if not item.managed then
+      return { status = "skipped", reason = "stream '" .. tostring(item.stream.name) .. "' has no managed space "
+        .. "(shared spaces hold the imported app itself)" }
+    end
+    local staged, space_id = item.app_id, item.managed
+    local published = ctx.lookup("app.published", item.id)
+    if published then
+      local pub = common.app(ctx, published)
+      if pub and pub.spaceId == space_id then
+        if published == staged then
+          return { status = "unchanged", target_id = published,
+            data = { mode = "move", space_id = space_id, staged = staged } }
+        end
+        -- the imported app changed: republish into the same published app
+        ctx.target:put("apps/" .. staged .. "/publish", {
+          targetId = published, data = "source", checkOriginAppId = pub.originAppId == staged,
+        })
+        ctx.undo { action = "irreversible", target_id = published,
+          reason = "republished app " .. published .. " from " .. staged .. ": its previous content is replaced" }
+        return { status = "updated", target_id = published, reason = "republished in place",
+          data = { mode = "republish", space_id = space_id, staged = staged } }
+      end
+    end
+    local app = common.app(ctx, staged)
+    if not app then common.fail("the imported app " .. staged .. " no longer exists: run apps.import again") end
+    if app.spaceId == space_id then
+      -- moved by an earlier attempt whose outcome was never recorded
+      return { status = "adopted", target_id = staged,
+        data = { mode = "move", space_id = space_id, staged = staged } }
+    end
+    local copy = find_copy(ctx, space_id, staged)
+    if copy then
+      return { status = "adopted", target_id = copy, reason = "a published copy of the imported app exists",
+        data = { mode = "copy", space_id = space_id, staged = staged } }
+    end
+    local reply = ctx.target:post("apps/" .. staged .. "/publish",
+      { spaceId = space_id, moveApp = true, data = "source" })
+    local id = reply and reply.attributes and reply.attributes.id or staged
+    ctx.undo { action = "irreversible", target_id = id,
+      reason = "app " .. id .. " was moved into managed space " .. space_id
+        .. " (moveApp); undoing apps.import deletes it" }
+    return { status = "created", target_id = id, data = { mode = "move", space_id = space_id, staged = staged } }
+  end,
+}

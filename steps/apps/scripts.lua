@@ -1,0 +1,125 @@
+-- apps.scripts — Update Application Scripts (SPEC §5.1 order 200; QAMT
+-- "Update Application Scripts").
+--
+-- For each imported app (the `app` record, i.e. the app apps.reload
+-- reloads and apps.publish publishes):
+--   1. read the current script (GET /apps/{id}/scripts/current);
+--   2. rewrite the ORIGINAL script — the backup when there is one for this
+--      app, else the current text — with lua/qmig/apps2/script.lua:
+--      data-connection renames (space-qualified, `LIB CONNECT TO
+--      'Space:Conn'`; ODBC/OLEDB/CUSTOM CONNECT of a mapped connection
+--      becomes LIB CONNECT), then plan.scripts.replace, then the `script`
+--      transform hook.  Rewriting the original (not the current text) makes
+--      the result independent of how often the step runs, even for replace
+--      rules that are not idempotent;
+--   3. only when the result differs from the current script: back the
+--      current script up to backups/scripts/<source-app-id>.qvs (with a
+--      .json beside it naming the Cloud app, so a re-imported app gets a
+--      fresh backup) and POST it as a new script version.
+-- Undo: a restore entry POSTs the previous text back as a new version.
+-- A resumed run that finds the rewritten text already current (the POST
+-- was applied, its reply lost) records the outcome without writing again.
+-- Dry run: no backup file is written; the POST is reported as "would create".
+local common = require "qmig.apps2.common"
+local conns = require "qmig.apps2.conns"
+local fs = require "qmig.fs"
+local hash = require "qmig.hash"
+local json = require "qmig.json"
+local qmig = require "qmig"
+local script = require "qmig.apps2.script"
+
+-- The rename table, built once per items() call (one step at a time runs
+-- in a process).
+local current_table
+
+local function rules(ctx)
+  return ctx.plan and ctx.plan.scripts and ctx.plan.scripts.replace or {}
+end
+
+local function table_for(ctx)
+  if not current_table then
+    local list = conns.build(ctx)
+    current_table = { index = script.index(list), digest = conns.digest(list, rules(ctx)) }
+  end
+  return current_table
+end
+
+local function backup_paths(ctx, id)
+  return ctx.project:object_path("backups/scripts", id, ".qvs"),
+    ctx.project:object_path("backups/scripts", id, ".json")
+end
+
+-- The original script of this Cloud app, from its backup; nil when none.
+local function read_backup(ctx, id, app_id)
+  local qvs, meta = backup_paths(ctx, id)
+  local m = fs.exists(meta) and json.decode(fs.read_file(meta) or "")
+  if type(m) ~= "table" or m.app_id ~= app_id or not fs.exists(qvs) then return nil end
+  return fs.read_file(qvs)
+end
+
+local function write_backup(ctx, item, text)
+  local qvs, meta = backup_paths(ctx, item.id)
+  assert(fs.write_file(qvs, text, { mode = 384, atomic = true }))
+  assert(fs.write_file(meta, json.encode({ source_id = item.id, app_id = item.app_id, name = item.name,
+    sha256 = hash.sha256(text), taken_at = qmig.isotime() }, { sort_keys = true }) .. "\n",
+    { mode = 384, atomic = true }))
+end
+
+local function restore_entry(item, text)
+  return { action = "restore", method = "POST", path = "apps/" .. item.app_id .. "/scripts",
+    body = { script = text, versionMessage = "qmig-lua undo: script before apps.scripts" } }
+end
+
+return {
+  name = "apps.scripts", title = "Update Application Scripts", order = 200,
+  object = "app.script",
+  requires = { "apps.import" },
+  items = function(ctx)
+    current_table = nil
+    local items = common.imported(ctx)
+    if #items > 0 then
+      local t = table_for(ctx)
+      for _, item in ipairs(items) do item.rules = t.digest end
+    end
+    return items
+  end,
+  key = function(item) return item.id end,
+  fingerprint = function(item)
+    return table.concat({ item.app_id, item.import_fp or "", item.rules or "" }, "|")
+  end,
+  run = function(ctx, item)
+    local t = table_for(ctx)
+    local reply = ctx.target:get("apps/" .. item.app_id .. "/scripts/current")
+    local current = type(reply) == "table" and reply.script or ""
+    local original = read_backup(ctx, item.id, item.app_id) or current
+    local wanted, counts = script.rewrite(original, t.index, rules(ctx))
+    wanted = ctx.transform("script", wanted, { id = item.id, name = item.name, target_id = item.app_id,
+      stream = item.stream, owner = item.owner })
+    if wanted == nil then
+      return { status = "skipped", target_id = item.app_id, reason = "left out by the transforms.lua script hook" }
+    end
+    local data = { app_id = item.app_id, connections = counts.connections, replacements = counts.replacements,
+      sha256 = hash.sha256(wanted),
+      backup = original ~= wanted and ("backups/scripts/" .. fs.safe_name(item.id) .. ".qvs") or nil }
+    if wanted == current then
+      local prev = ctx.previous
+      local recorded = prev and common.DONE[prev.status] and type(prev.data) == "table"
+        and prev.data.app_id == item.app_id
+      if original ~= current and not recorded then
+        -- an earlier attempt wrote it and never recorded the outcome
+        ctx.undo(restore_entry(item, original))
+        return { status = "updated", target_id = item.app_id, data = data,
+          reason = "already rewritten by an earlier attempt" }
+      end
+      return { status = "unchanged", target_id = item.app_id, data = data }
+    end
+    if not ctx.dry_run and not read_backup(ctx, item.id, item.app_id) then write_backup(ctx, item, current) end
+    ctx.target:post("apps/" .. item.app_id .. "/scripts", {
+      script = wanted,
+      versionMessage = string.format("qmig-lua apps.scripts: %d connection reference(s), %d replacement(s)",
+        counts.connections, counts.replacements),
+    })
+    ctx.undo(restore_entry(item, current))
+    return { status = "updated", target_id = item.app_id, data = data }
+  end,
+}
