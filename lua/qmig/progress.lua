@@ -49,6 +49,7 @@ function Progress:draw(force)
   local s = self.step
   if not s or self.quiet or self.json then return end
   local now = qmig.monotonic()
+  if not self.tty and (force or now - s.started < 10) then return end  -- plain output: only for long steps
   if not force and now - self.last_draw < (self.tty and 0.1 or 10) then return end
   self.last_draw = now
   local left, rate = eta(s)

@@ -32,7 +32,14 @@ function M.build(ctx)
     if not entry and type(m) == "table" and m.space then
       entry = { source = c.name, space = m.space, name = m.name or c.name, connect = c.connectionstring }
     end
-    if entry then out[#out + 1] = entry end
+    if entry then
+      out[#out + 1] = entry
+      -- scripts may name a hub connection with or without its owner suffix
+      local clean = assets.strip_owner_suffix(c.name, c.owner)
+      if clean ~= c.name then
+        out[#out + 1] = { source = clean, space = entry.space, name = entry.name, connect = entry.connect }
+      end
+    end
   end
   table.sort(out, function(a, b) return a.source < b.source end)
   return out

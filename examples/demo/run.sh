@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs the demo migration: starts qliksim with the demo site, runs the demo
+# job against it with qmig-lua, prints the outcome, stops the simulator.
+# Usage: examples/demo/run.sh [extra qmig-lua run options]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+work=${QMIG_DEMO_DIR:-$PWD/demo-run}
+mkdir -p "$work"
+# The simulated tenant starts empty every time, so the project (whose cache
+# describes that tenant) starts afresh too.
+rm -rf "$work/project"
+info="$work/qliksim.json"
+rm -f "$info"
+
+python3 tests/qliksim/qliksim.py --site examples/demo/site.json --certs "$work/certs" \
+  --info-file "$info" >"$work/qliksim.log" 2>&1 &
+sim=$!
+trap 'kill $sim 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do [ -s "$info" ] && break; sleep 0.1; done
+[ -s "$info" ] || { echo "qliksim did not start; see $work/qliksim.log" >&2; exit 1; }
+
+field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$info" "$1"; }
+export QMIG_DEMO_QRS_URL QMIG_DEMO_CLOUD_URL QMIG_DEMO_API_KEY QMIG_DEMO_CERTS QMIG_DEMO_PROJECT
+QMIG_DEMO_QRS_URL=$(field qrs_url)
+QMIG_DEMO_CLOUD_URL=$(field cloud_url)
+QMIG_DEMO_API_KEY=$(field api_key)
+QMIG_DEMO_CERTS="$work/certs"
+QMIG_DEMO_PROJECT="$work/project"
+export QMIG_DEMO_DIR="$work"
+# Passwords are never readable from QSEoW; they come from a private file.
+( umask 077; cat >"$work/secrets.yaml" <<'SECRETS'
+Finance DB: {username: qlik_reader, password: demo-finance-password}
+Sales DB (CORP_jdoe): {username: qlik_reader, password: demo-sales-password}
+SECRETS
+)
+chmod 600 "$work/secrets.yaml"
+
+echo "qliksim: QRS $QMIG_DEMO_QRS_URL, Cloud $QMIG_DEMO_CLOUD_URL"
+status=0
+./qmig-lua run examples/demo/job.yaml "$@" || status=$?
+echo
+echo "project folder: $QMIG_DEMO_PROJECT (cache qmig.db, logs/, exports/)"
+echo "per-object state: QMIG_DEMO_PROJECT=... ./qmig-lua status examples/demo/job.yaml"
+exit $status
