@@ -1,0 +1,125 @@
+-- The demo job (examples/demo) end to end against qliksim, as `make demo`
+-- runs it: every in-scope app once in the right place, published apps in
+-- managed spaces, owners and object owners right, scripts rewritten, the
+-- re-run writes nothing, and undo gives the tenant back as it was.
+local t = require "testing"
+local cli = require "cli"
+local fs = require "qmig.fs"
+local json = require "qmig.json"
+local retrieve = require "qmig.retrieve"
+local simlib = require "sim"
+
+local T = t.suite("demo")
+local sim, env, before
+
+local SITE = json.decode(t.read("examples/demo/site.json"))
+local SOURCE_APPS  -- the QRS apps as the simulator serves them (with ids)
+
+local function setup()
+  if sim then return end
+  sim = simlib.start { site = "examples/demo/site.json" }
+  local dir = fs.realpath(t.tmpdir())
+  t.write(dir .. "/secrets.yaml", "Finance DB: {username: u, password: demo-canary-pw}\n")
+  fs.chmod(dir .. "/secrets.yaml", 384)
+  env = { QMIG_DEMO_QRS_URL = sim.info.qrs_url, QMIG_DEMO_CLOUD_URL = sim.info.cloud_url,
+    QMIG_DEMO_API_KEY = sim.info.api_key, QMIG_DEMO_CERTS = fs.dirname(sim.info.certs.ca),
+    QMIG_DEMO_PROJECT = dir .. "/project", QMIG_DEMO_DIR = dir }
+  local st = sim:state()
+  before, SOURCE_APPS = st.cloud, st.qrs.entities.app
+end
+
+T.after_all(function() if sim then sim:stop() end end)
+
+-- The email the demo plan maps a QRS user to: the email attribute, else
+-- the CORP -> corp.example domain rule.
+local function email_of(u)
+  if not u then return nil end
+  for _, a in ipairs(u.attributes or {}) do
+    if a.attributeType:lower() == "email" then return a.attributeValue end
+  end
+  if u.userDirectory == "CORP" then return u.userId .. "@corp.example" end
+  return nil
+end
+
+local function by(list, field)
+  local out = {}
+  for _, x in ipairs(list) do out[x[field]] = x end
+  return out
+end
+
+T.test("the demo job migrates the demo site: placement, owners, scripts", function()
+  setup()
+  local code, out, err = cli.run({ "run", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 0, out .. err)
+  local st = sim:state().cloud
+  local spaces, users = by(st.spaces, "id"), by(st.users, "id")
+  local qrs_users = {}
+  for _, u in ipairs(SITE.qrs.users) do qrs_users[u.userDirectory .. "\\" .. u.userId] = u end
+  -- every source app exactly once, found by its marker
+  local count = {}
+  for _, app in ipairs(st.apps) do
+    local src = retrieve.read_marker(app.description)
+    if src then count[src] = (count[src] or 0) + 1 end
+  end
+  local marked = 0
+  for _, n in pairs(count) do marked = marked + 1; t.eq(n, 1, "one app per source app") end
+  t.eq(marked, #SOURCE_APPS)
+  for _, app in ipairs(st.apps) do
+    local src_id = retrieve.read_marker(app.description)
+    local src
+    for _, a in ipairs(SOURCE_APPS) do if a.id == src_id then src = a end end
+    local space = spaces[app.spaceId or ""]
+    local stream = src.stream ~= json.null and src.stream and src.stream.name or nil
+    if stream == "Everyone" then
+      t.eq(space and space.name, "Everyone", src.name)
+    elseif stream then
+      t.eq(space and space.type, "managed", src.name .. " published into a managed space")
+      t.eq(space.name, stream)
+    else
+      t.eq(space, nil, src.name .. " stays personal")
+    end
+    local email = email_of(qrs_users[src.owner.userDirectory .. "\\" .. src.owner.userId])
+    if email then t.eq(users[app.ownerId].email, email, src.name .. " owner") end
+    t.truthy(not app.script:find("ERP OLEDB", 1, true), "OLE DB re-pointed")
+    t.truthy(not app.script:find("lib://Shared Files/", 1, true), "folder paths rewritten")
+    for _, obj in ipairs(app.objects) do
+      if obj.state ~= "base" and obj.sourceOwner and not obj.sourceOwner:match("^INTERNAL") then
+        local mail = email_of(qrs_users[obj.sourceOwner])
+        if mail then t.eq(users[obj.ownerId].email, mail, obj.name .. " object owner") end
+      end
+    end
+  end
+end)
+
+T.test("the demo re-run makes zero writes; the password is nowhere in the project", function()
+  setup()
+  sim:reset_counters()
+  local code, out, err = cli.run({ "run", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 0, out .. err)
+  t.eq(sim:counts().total_writes, 0, out)
+  local files = io.popen("find " .. env.QMIG_DEMO_PROJECT .. " -type f")
+  for path in files:lines() do
+    t.truthy(not t.read(path):find("demo-canary-pw", 1, true), "password in " .. path)
+  end
+  files:close()
+end)
+
+T.test("undo gives the tenant back as it was before the demo", function()
+  setup()
+  local code, out, err = cli.run({ "undo", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 0, out .. err)
+  local st = sim:state().cloud
+  local function names(list, field)
+    local out_ = {}
+    for _, x in ipairs(list) do out_[#out_ + 1] = tostring(x[field or "name"]) end
+    table.sort(out_)
+    return out_
+  end
+  t.eq(names(st.spaces), names(before.spaces))
+  t.eq(names(st.users, "email"), names(before.users, "email"))
+  t.eq(#st.apps, #before.apps)
+  t.eq(names(st.data_connections, "qName"), names(before.data_connections, "qName"))
+  t.eq(names(st.extensions), names(before.extensions))
+end)
+
+return T
