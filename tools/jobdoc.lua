@@ -1,0 +1,64 @@
+-- Prints the job-file key reference (Markdown) from the schema in
+-- lua/qmig/job.lua, so docs/job-file.md cannot drift from what the loader
+-- accepts.  Usage: ./qmig-lua tools/jobdoc.lua > docs/job-file.md
+local job = require "qmig.job"
+local json = require "qmig.json"
+
+local rows = {}
+
+local function type_of(node)
+  if node.kind == "enum" then return "one of " .. table.concat(node.values, ", ") end
+  if node.kind == "list" then return "list of " .. type_of(node.of) end
+  if node.kind == "map" then return "mapping of name → " .. type_of(node.of) end
+  if node.kind == "record" then return "mapping" end
+  if node.kind == "oneof" then return node.describe end
+  if node.kind == "path" then
+    return "path" .. (node.exists and " (must exist)" or "") .. (node.private and ", mode 0600" or "")
+  end
+  if node.kind == "string" and node.secret then return "string (secret: redacted everywhere)" end
+  return node.kind
+end
+
+local function default_of(node)
+  if node.default == nil then return "" end
+  if type(node.default) == "table" then return json.encode(node.default) end
+  return tostring(node.default)
+end
+
+-- One row per key; the mapping inside a list or a oneof has no row of its
+-- own (its parent's row already says what it is).
+local function walk(node, path, own_row)
+  if path ~= "" and own_row then
+    rows[#rows + 1] = string.format("| `%s` | %s | %s | %s |", path, type_of(node), node.required and "yes" or "",
+      default_of(node))
+  end
+  if node.kind == "record" then
+    local names = {}
+    for name in pairs(node.fields) do names[#names + 1] = name end
+    table.sort(names)
+    for _, name in ipairs(names) do walk(node.fields[name], path == "" and name or (path .. "." .. name), true) end
+  elseif node.kind == "list" and node.of.kind == "record" then
+    walk(node.of, path .. "[]", false)
+  elseif node.kind == "map" and node.of.kind == "record" then
+    walk(node.of, path .. ".<name>", false)
+  elseif node.kind == "oneof" then
+    for _, option in ipairs(node.options) do
+      if option.kind == "record" then walk(option, path, false) end
+    end
+  end
+end
+
+walk(job.schema, "", false)
+print([[
+# Job file reference
+
+Generated from the schema in `lua/qmig/job.lua` by `tools/jobdoc.lua`; a test
+checks it is current.  A job file is YAML (or a `.lua` file returning the same
+table).  `${NAME}` in any string reads the environment (`$${` is a literal
+`${`); an unset variable is an error.  Relative paths are relative to the job
+file.  Unknown keys, wrong types and unknown steps are reported with
+file:line before anything is contacted.  See `examples/demo/job.yaml`.
+
+| key | type | required | default |
+|---|---|---|---|]])
+print(table.concat(rows, "\n"))
