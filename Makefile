@@ -34,7 +34,7 @@ $(TEST_C): tests/c/test_host.c $(filter-out $(BUILD)/main.o,$(OBJS))
 
 # Debian packages the build and the tests need; installs only what is missing.
 DEB_PKGS := build-essential pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-dev \
-            libsqlite3-dev libyaml-dev lua-cjson-dev libssl-dev openssl python3 lua-check
+            libsqlite3-dev libyaml-dev lua-cjson-dev libssl-dev openssl python3 lua-check luarocks
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -72,7 +72,7 @@ install: $(BIN)
 	if [ -d steps ]; then cp -R steps $(DESTDIR)$(PREFIX)/share/qmig-lua/; fi
 
 lint:
-	luacheck -q lua tests/lua
+	luacheck -q lua steps tools tests/lua examples
 
 clean:
 	rm -rf build build-asan $(BIN) qmig-lua-asan

@@ -282,6 +282,14 @@ function M.steps(opts)
     end
     say("%4d  %-28s %-40s %s", entry.order, entry.name, entry.title, where)
   end
+  for _, name in ipairs(steps.discover(steps_path)) do
+    local mod, path = steps.resolve(name, steps_path)
+    if mod then
+      say("%4d  %-28s %-40s %s", mod.order, name, mod.title, path)
+    else
+      say("   ?  %-28s %-40s (%s)", name, "", path)
+    end
+  end
   return EXIT.ok
 end
 

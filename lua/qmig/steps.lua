@@ -88,6 +88,34 @@ function M.resolve(name, steps_path)
   return nil, string.format("unknown step '%s'%s", name, hint and (" (did you mean '" .. hint .. "'?)") or "")
 end
 
+-- Names of steps found on the search path that the catalogue does not know
+-- (step packs, a customer's own steps), sorted.
+function M.discover(steps_path)
+  local fs = require "qmig.fs"
+  local dirs = {}
+  for _, d in ipairs(steps_path or {}) do dirs[#dirs + 1] = d end
+  for d in (os.getenv("QMIG_STEPS_PATH") or ""):gmatch("[^:]+") do dirs[#dirs + 1] = d end
+  for template in package.path:gmatch("[^;]+") do
+    local base = template:match("^(.*)/%?%.lua$")
+    if base then dirs[#dirs + 1] = base .. "/qmig/steps" end
+  end
+  local seen, names = {}, {}
+  for _, dir in ipairs(dirs) do
+    for _, category in ipairs(fs.dir(dir) or {}) do
+      for _, file in ipairs(fs.dir(dir .. "/" .. category) or {}) do
+        local action = file:match("^([%w_]+)%.lua$")
+        local name = action and category:match("^[%w_]+$") and (category .. "." .. action)
+        if name and not catalogue.by_name[name] and not seen[name] then
+          seen[name] = true
+          names[#names + 1] = name
+        end
+      end
+    end
+  end
+  table.sort(names)
+  return names
+end
+
 -- Order of a step: the catalogue's, or the module's own for new steps.
 function M.order(mod)
   local entry = catalogue.by_name[mod.name]

@@ -4,7 +4,8 @@ package.path = "tests/lua/lib/?.lua;" .. package.path
 
 local files = { ... }
 if #files == 0 then
-  local p = io.popen("ls tests/lua/test_*.lua")
+  -- the suites, and those of the examples (e.g. the step pack)
+  local p = io.popen("ls tests/lua/test_*.lua examples/*/tests/test_*.lua 2>/dev/null")
   for line in p:lines() do files[#files + 1] = line end
   p:close()
 end
