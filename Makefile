@@ -15,7 +15,7 @@ SRCS      := $(wildcard src/*.c)
 OBJS      := $(SRCS:src/%.c=$(BUILD)/%.o)
 BIN       := qmig-lua
 
-.PHONY: all deps test asan test-asan install clean lint demo
+.PHONY: all deps test asan test-asan install clean lint demo memcheck
 all: $(BIN)
 
 $(BUILD)/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)
@@ -126,3 +126,10 @@ fuzz: fuzz-build
 fuzz-quick: fuzz-build
 	$(call fuzz_run,$(FUZZ_QUICK_SECONDS))
 # }======
+
+# valgrind memcheck over the whole demo migration: zero errors, no definite leaks.
+memcheck: $(BIN)
+	rm -rf build/memcheck
+	QMIG_DEMO_DIR=$(CURDIR)/build/memcheck \
+	QMIG_DEMO_WRAP="valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
+	  examples/demo/run.sh

@@ -37,7 +37,8 @@ chmod 600 "$work/secrets.yaml"
 
 echo "qliksim: QRS $QMIG_DEMO_QRS_URL, Cloud $QMIG_DEMO_CLOUD_URL"
 status=0
-./qmig-lua run examples/demo/job.yaml "$@" || status=$?
+# QMIG_DEMO_WRAP runs qmig-lua under a tool (the valgrind check uses it).
+${QMIG_DEMO_WRAP:-} ./qmig-lua run examples/demo/job.yaml "$@" || status=$?
 echo
 echo "project folder: $QMIG_DEMO_PROJECT (cache qmig.db, logs/, exports/)"
 echo "per-object state: QMIG_DEMO_PROJECT=... ./qmig-lua status examples/demo/job.yaml"
