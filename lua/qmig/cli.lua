@@ -253,8 +253,8 @@ end
 function M.check(opts)
   local job, err = load_job(opts)
   if not job then complain("%s", err); return EXIT.config end
-  local ok, terr = load_transforms(job)
-  if not ok then complain("%s", terr); return EXIT.config end
+  local transforms, terr = load_transforms(job)
+  if not transforms then complain("%s", terr); return EXIT.config end
   local source, target, status = connect(job, { dry_run = true })
   if not source then complain("%s", target); return status end
   local about = source:about()
@@ -262,7 +262,12 @@ function M.check(opts)
   say("source %s: QRS %s", job.source.url, tostring(about.buildVersion))
   local me = target:get("users/me")
   say("target %s: authenticated as %s", job.target.url, tostring(me and (me.email or me.name or me.id)))
-  return EXIT.ok
+  local failed = false
+  for _, f in ipairs(require("qmig.preflight").run(job, source, target, transforms)) do
+    say("%-4s %s", f.level, f.text)
+    failed = failed or f.level == "fail"
+  end
+  return failed and EXIT.failed or EXIT.ok
 end
 
 function M.steps(opts)

@@ -47,6 +47,20 @@ local function by(list, field)
   return out
 end
 
+T.test("check: the day-one preflight reads both sides and writes nothing", function()
+  setup()
+  sim:reset_counters()
+  local code, out, err = cli.run({ "check", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 0, out .. err)
+  t.match(out, "ok   QRS 14%.")
+  t.match(out, "the API key acts as admin@acme%.com %(roles: TenantAdmin%)")
+  t.match(out, "ok   largest app %d+ MiB, within the upload quota")
+  t.match(out, "users in scope")
+  t.match(out, "ok   %d+ spaces planned")
+  t.match(out, "data connections have no target space in plan%.data_connections%.map: .*Shared Files")
+  t.eq(sim:counts().total_writes, 0)
+end)
+
 T.test("the demo job migrates the demo site: placement, owners, scripts", function()
   setup()
   local code, out, err = cli.run({ "run", "examples/demo/job.yaml" }, { env = env })
