@@ -64,7 +64,8 @@ function M.run(job, source, target, transforms)
     local q = target:get("quotas/app_upload_disk_size")
     local quota = q and q.data and q.data[1] and q.data[1].attributes and q.data[1].attributes.quota
     if type(quota) == "number" and quota >= 0 and largest > quota then
-      add(out, "fail", "the largest app (%d MiB) exceeds the tenant's upload quota (%d MiB)", largest >> 20, quota >> 20)
+      add(out, "fail", "the largest app (%d MiB) exceeds the tenant's upload quota (%d MiB)",
+        largest >> 20, quota >> 20)
     else
       add(out, "ok", "largest app %d MiB, within the upload quota", largest >> 20)
     end
