@@ -55,7 +55,7 @@ size_t transfer_header_cb(char *ptr, size_t size, size_t nmemb, void *userdata) 
   Transfer *t = userdata;
   size_t n = size * nmemb;
   if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) t->head.len = 0;
-  if (t->head.len + n > 1024 * 1024) return 0;  /* absurd headers: fail */
+  if (t->head.len + n > (size_t)1024 * 1024) return 0;  /* absurd headers: fail */
   return buffer_append(&t->head, ptr, n) == 0 ? n : 0;
 }
 
@@ -139,6 +139,8 @@ const char *transfer_error_code(const Transfer *t) {
       return "dropped";
     case CURLE_TOO_MANY_REDIRECTS:
       return "redirects";
+    case CURLE_OUT_OF_MEMORY:  /* what curl reports for an oversized header line */
+      return "too_large";
     case CURLE_WRITE_ERROR:
     case CURLE_READ_ERROR:
     case CURLE_FILE_COULDNT_READ_FILE:

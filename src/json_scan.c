@@ -3,7 +3,9 @@
 ** See json_scan.h for why.  The scan is one linear pass; strings are
 ** skipped with memchr, which matters on 50 MB QRS replies.
 */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <lua.h>
@@ -124,4 +126,66 @@ size_t json_scan_origpos(const jscan *sc, size_t off) {
   if (last == NULL) return off;
   if (off < last->newpos + last->newlen) return last->pos;
   return last->pos + last->len + (off - last->newpos - last->newlen);
+}
+
+size_t json_scan_huge(const char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    char c = s[i];
+    if (c == '"') {
+      i = skip_string(s, n, i);
+    } else if (c == '-' || is_digit(c)) {
+      size_t j = i;
+      while (j < n && (is_digit(s[j]) || s[j] == '-' || s[j] == '+' || s[j] == '.' || s[j] == 'e' || s[j] == 'E'))
+        j++;
+      char *copy = malloc(j - i + 1);  /* error path only: the cost does not matter */
+      if (copy == NULL) return i;
+      memcpy(copy, s + i, j - i);
+      copy[j - i] = '\0';
+      int huge = isinf(strtod(copy, NULL));
+      free(copy);
+      if (huge) return i;
+      i = j;
+    } else {
+      i++;
+    }
+  }
+  return n;
+}
+
+static int hex4(const char *s, unsigned *v) {
+  *v = 0;
+  for (int i = 0; i < 4; i++) {
+    char c = s[i];
+    int d = is_digit(c) ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+    if (d < 0) return 0;
+    *v = *v * 16 + (unsigned)d;
+  }
+  return 1;
+}
+
+size_t json_fix_surrogates(char *s, size_t n) {
+  size_t fixed = 0, i = 0;
+  while (i < n) {
+    if (s[i] != '"') { i++; continue; }
+    for (i++; i < n && s[i] != '"'; i++) {  /* inside a string */
+      if (s[i] != '\\') continue;
+      if (i + 1 >= n) return fixed;
+      if (s[i + 1] != 'u' || i + 6 > n) { i++; continue; }  /* \n, \", \\ ... */
+      unsigned u, lo;
+      if (!hex4(s + i + 2, &u)) { i++; continue; }          /* cjson reports it */
+      if (u >= 0xD800 && u <= 0xDBFF && i + 12 <= n && s[i + 6] == '\\' && s[i + 7] == 'u' &&
+          hex4(s + i + 8, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
+        i += 11;  /* a valid pair */
+        continue;
+      }
+      if (u >= 0xD800 && u <= 0xDFFF) {  /* lone: same length, so offsets stay */
+        memcpy(s + i + 2, "fffd", 4);
+        fixed++;
+      }
+      i += 5;
+    }
+    i++;
+  }
+  return fixed;
 }

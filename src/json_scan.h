@@ -42,4 +42,15 @@ const jrewrite *json_scan_marker(const jscan *sc, const char *str, size_t len);
 /* Original offset of offset `off` in the rewritten text (both 0-based). */
 size_t json_scan_origpos(const jscan *sc, size_t off);
 
+/* Offset of the first number literal outside strings that strtod reads
+** as infinite (1e400), or n.  Used for the error message only. */
+size_t json_scan_huge(const char *s, size_t n);
+
+/* Replaces every lone UTF-16 surrogate escape (\\ud800 without its pair)
+** inside the strings of s[0..n) by \\ufffd, in place (same length, so
+** error offsets do not move); returns how many.  cjson 2.1.0 rejects
+** them, and one such name from a .NET server (QRS) would make a whole
+** listing undecodable.  Found by tests/lua/test_hostile.lua. */
+size_t json_fix_surrogates(char *s, size_t n);
+
 #endif

@@ -52,6 +52,7 @@ static void line_col(const char *s, size_t n, size_t off, size_t *line, size_t *
 static int invalid(lua_State *L, const char *text, size_t n, const char *what, size_t off) {
   size_t line, col;
   line_col(text, n, off, &line, &col);
+  /* cppcheck-suppress invalidLengthModifierError ; %I is lua_pushfstring's lua_Integer */
   lua_pushfstring(L, "invalid JSON: %s at character %I (line %I, column %I)", what,
                   (lua_Integer)off + 1, (lua_Integer)line, (lua_Integer)col);
   return qmig_fail(L, lua_tostring(L, -1), "json");
@@ -79,6 +80,7 @@ typedef struct fixup {
   const char *text;
   size_t n;
   const jrewrite *bad_key;  /* a marker that ended up as an object key */
+  int huge;                 /* a number beyond the double range was read */
 } fixup;
 
 /* Replaces the value on top of the stack when it needs it; returns 1 when
@@ -132,7 +134,11 @@ static int fix_value(fixup *f) {
     case LUA_TNUMBER: {
       if (lua_isinteger(L, -1)) return 0;
       double d = lua_tonumber(L, -1);
+      /* 1e400 reads as inf, which no JSON can carry back (found by
+      ** tests/fuzz/fuzz_json): the decode fails instead, see j_decode */
+      if (isinf(d)) f->huge = 1;
       /* -0 stays a float so it prints back as -0 */
+      /* cppcheck-suppress incorrectLogicOperator ; cppcheck 2.10 misreads the hex floats ±2^63 */
       if (d != floor(d) || (d == 0 && signbit(d)) || d < -0x1p63 || d >= 0x1p63) return 0;
       lua_pop(L, 1);
       lua_pushinteger(L, (lua_Integer)d);
@@ -151,6 +157,11 @@ static int fix_value(fixup *f) {
         luaL_error(L, "json.decode: unreadable integer");  /* the scanner let a non-number through */
       } else {
         lua_remove(L, -2);  /* the literal; the number stays (a float beyond int64) */
+        /* same rules as any other number (found by tests/fuzz/fuzz_json):
+        ** -9223372036854775809 rounds to the float -2^63, which must read
+        ** as the integer a re-encoded copy would give; 1e400-sized
+        ** integers are out of range */
+        (void)fix_value(f);
       }
       return 1;
     }
@@ -162,11 +173,32 @@ static int fix_value(fixup *f) {
   }
 }
 
+/* True when s holds "\\ud" or "\\uD" somewhere (a surrogate escape). */
+static int may_have_surrogate(const char *s, size_t n) {
+  const char *end = s + n, *p = s;
+  while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL && end - p >= 3) {
+    if (p[1] == 'u' && (p[2] == 'd' || p[2] == 'D')) return 1;
+    p += 2;  /* skips the escaped character too, so "\\\\ud" is not one */
+  }
+  return 0;
+}
+
 /* json.decode(text) -> value | nil, msg, "json"  [-1, +1|3, e] */
 static int j_decode(lua_State *L) {
   size_t n;
   const char *text = luaL_checklstring(L, 1, &n);
   lua_settop(L, 1);
+  if (may_have_surrogate(text, n)) {  /* rare: a copy is fine */
+    jbuf *copy = jbuf_push(L);
+    jbuf_add(L, copy, text, n);
+    if (json_fix_surrogates(copy->p, n) > 0) {
+      lua_pushlstring(L, copy->p, n);
+      lua_replace(L, 1);
+      text = lua_tostring(L, 1);
+    }
+    jbuf_release(copy);
+    lua_settop(L, 1);
+  }
   jscan sc;
   json_scan(L, text, n, &sc);  /* stack: text, rewritten, rewrites */
   lua_pushvalue(L, CJSON_DECODE);
@@ -179,9 +211,10 @@ static int j_decode(lua_State *L) {
   int status = lua_pcall(L, 1, 1, 0);
   if (status == LUA_ERRMEM) return lua_error(L);
   if (status != LUA_OK) return cjson_error(L, &sc, text, n);
-  fixup f = {L, &sc, text, n, NULL};
+  fixup f = {L, &sc, text, n, NULL, 0};
   (void)fix_value(&f);  /* a replaced top-level value is already on top */
   if (f.bad_key) return invalid(L, text, n, "expected an object key string", f.bad_key->pos);
+  if (f.huge) return invalid(L, text, n, "number out of range", json_scan_huge(text, n));
   return 1;
 }
 /* }====== */

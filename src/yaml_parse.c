@@ -50,6 +50,7 @@ static int fail_line_col(ybuild *b, size_t line, size_t col, const char *fmt, ..
   lua_State *L = b->L;
   va_list ap;
   va_start(ap, fmt);
+  /* cppcheck-suppress invalidLengthModifierError ; %I is lua_pushfstring's lua_Integer */
   lua_pushfstring(L, "%s:%I:%I: ", b->name, (lua_Integer)line, (lua_Integer)col);
   lua_pushvfstring(L, fmt, ap);
   va_end(ap);
@@ -79,7 +80,9 @@ static int parser_error(ybuild *b) {
   }
   size_t at = ps->problem_mark.index;
   if (at < b->len && b->text[at] == '\t')
-    return fail_at(b, ps->problem_mark, "%s: a tab (YAML indents with spaces only)", problem);
+    /* not "%s: a tab": after libyaml's "...cannot start any token" that
+    ** reads as "token: a" to log.redact, which would print "token: ***" */
+    return fail_at(b, ps->problem_mark, "%s (a tab; YAML indents with spaces only)", problem);
   if (ps->context)
     return fail_at(b, ps->problem_mark, "%s (%s at line %I, column %I)", problem, ps->context,
                    (lua_Integer)ps->context_mark.line + 1, (lua_Integer)ps->context_mark.column + 1);

@@ -71,12 +71,16 @@ M.distance = distance
 -- nearest(word, candidates) -> the closest candidate when it is close
 -- enough to be a plausible typo, else nil.
 function M.nearest(word, candidates)
+  if #word > 100 then return nil end  -- not a typo of a short name; and distance() is quadratic
+  local limit = math.max(2, #word // 3)
   local best, best_d
   for _, c in ipairs(candidates) do
-    local d = distance(word:lower(), c:lower())
-    if not best_d or d < best_d or (d == best_d and c < best) then best, best_d = c, d end
+    if math.abs(#word - #c) <= limit then
+      local d = distance(word:lower(), c:lower())
+      if not best_d or d < best_d or (d == best_d and c < best) then best, best_d = c, d end
+    end
   end
-  if best and best_d <= math.max(2, #word // 3) then return best end
+  if best and best_d <= limit then return best end
   return nil
 end
 

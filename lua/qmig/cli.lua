@@ -139,7 +139,8 @@ local function connect(job, opts)
   local target = cloud.new(job.target, { retries = job.options.retries, dry_run = opts.dry_run, rate_limits = rates })
   local ok, err = pcall(function() return target:get("users/me") end)
   if not ok then
-    local auth = errors.is(err) and (err.status == 401 or err.status == 403)
+    -- an untrusted certificate is an identity problem, like a rejected key
+    local auth = errors.is(err) and (err.status == 401 or err.status == 403 or err.code == "tls")
     return nil, "target " .. job.target.url .. ": " .. tostring(err), auth and EXIT.auth or EXIT.failed
   end
   ok, err = pcall(function() return source:about() end)
@@ -178,15 +179,13 @@ function M.run(opts)
       end
     end
   end
+  retry.base_delay = job.options.retry_delay
+  -- both connections are proven before the project folder is even made:
+  -- a run refused at the door leaves nothing behind
+  local source, target, status = connect(job, opts)
+  if not source then complain("%s", target); return status end
   local proj, perr, pcode = project.open(job.project.dir)
   if not proj then complain("%s", perr); return pcode == "locked" and EXIT.auth or EXIT.config end
-  retry.base_delay = job.options.retry_delay
-  local source, target, status = connect(job, opts)
-  if not source then
-    complain("%s", target)
-    proj:close()
-    return status
-  end
   qmig.trap_interrupt(true)
   local run_id = not opts.dry_run and proj.cache:start_run {
     command = opts.dry_run and "plan" or "run", job_file = job.file,
@@ -353,6 +352,10 @@ function M.undo(opts)
       say("  would %s %s", (p.method or "DELETE"), tostring(p.path))
     else
       local ok, uerr = pcall(function()
+        -- fields kept in files rather than in the (redacted) cache, e.g. a script
+        for field, file in pairs(p.body_files or {}) do
+          p.body[field] = assert(require("qmig.fs").read_file(file))
+        end
         return target:request(p.method or "DELETE", p.path, { json = p.body })
       end)
       if ok or (errors.is(uerr) and uerr.status == 404 and (p.method or "DELETE") == "DELETE") then

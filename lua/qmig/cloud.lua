@@ -15,6 +15,9 @@ Cloud.__index = Cloud
 
 function M.new(target, opts)
   opts = opts or {}
+  if target.insecure then  -- SPEC §4.2: `insecure: true` is logged as a warning
+    require("qmig.log").warn("TLS verification is off for the target (insecure: true): " .. tostring(target.url))
+  end
   local client = http.client {
     base_url = target.url:gsub("/+$", ""), ca = target.ca, insecure = target.insecure,
     headers = { Authorization = "Bearer " .. (target.api_key or ""), Accept = "application/json" },
@@ -72,6 +75,14 @@ function Cloud:raw(method, path, opts)
     local detail, qcode = describe(resp.body)
     error(errors.http(method, api_path(path), resp, detail, qcode), 0)
   end
+  if resp.status >= 300 then
+    -- Redirects are not followed (the API key must not travel to another
+    -- host); the API never redirects, so the URL in the job is wrong.
+    local location = resp.headers and resp.headers.location
+    error(errors.new { message = string.format("%s %s: HTTP %d redirect to %s (not followed: check target.url)",
+      method, api_path(path), resp.status, tostring(location or "?"):sub(1, 200)), status = resp.status,
+      method = method }, 0)
+  end
   return resp
 end
 
@@ -115,26 +126,57 @@ function Cloud:delete(path)
   return decode(resp, "DELETE " .. api_path(path)), resp
 end
 
+-- C:remove(path) -> true when deleted now, false when it was already gone
+-- (404/410): for delete steps and undo, where gone is the goal.  Other
+-- failures raise.
+function Cloud:remove(path)
+  local ok, err = pcall(self.delete, self, path)
+  if ok then return true end
+  if errors.is(err) and (err.status == 404 or err.status == 410) then return false end
+  error(err, 0)
+end
+
 -- for item in C:each("spaces", {filter = ...}) do ... end — every item of
 -- every page, following links.next.href (absolute) until it is absent.
+-- Pages one listing may have before each() gives up (a server handing
+-- out a new next link forever would otherwise never end).
+M.max_pages = 100000
+
+-- True when url lies under base: same scheme, host and port, and base's
+-- path.  A plain prefix test let "https://t.example.com.evil.com/..." and
+-- "http://host:4431/..." (base port 443) through, with the API key.
+local function under(base, url)
+  if url == base then return true end
+  local c = url:sub(#base + 1, #base + 1)
+  return url:sub(1, #base) == base and (c == "/" or c == "?")
+end
+
 function Cloud:each(path, query)
+  local function fail(why)
+    error(errors.new { message = "GET " .. api_path(path) .. ": " .. why }, 0)
+  end
   local page = self:get(path, query)
-  local i = 0
+  if page == nil then fail("reply has no data list (empty body)") end  -- used to read as no items
+  local i, pages, seen = 0, 1, {}
   return function()
     while page do
       local data = type(page) == "table" and page.data or nil
-      if type(data) ~= "table" then
-        error(errors.new { message = "GET " .. api_path(path) .. ": reply has no data list" }, 0)
+      -- {"data": {...}} is not a list: it used to read as an empty page
+      if type(data) ~= "table" or (not json.is_array(data) and next(data) ~= nil) then
+        fail("reply has no data list")
       end
       i = i + 1
       if data[i] ~= nil then return data[i] end
       local links = page.links
       local nxt = type(links) == "table" and type(links.next) == "table" and links.next.href or nil
       if type(nxt) ~= "string" or nxt == "" then page = nil; return nil end
-      if not nxt:match("^https?://") then nxt = self.base .. nxt end
-      if nxt:sub(1, #self.base) ~= self.base then
-        error(errors.new { message = "GET " .. api_path(path) .. ": next page points to another host: " .. nxt }, 0)
-      end
+      if not nxt:match("^[Hh][Tt][Tt][Pp][Ss]?://") then nxt = self.base .. nxt end
+      if not under(self.base, nxt) then fail("next page points to another host: " .. nxt:sub(1, 200)) end
+      -- a next link back to a page already read would loop forever
+      if seen[nxt] then fail("next page link loops back to a page already read: " .. nxt:sub(1, 200)) end
+      seen[nxt] = true
+      pages = pages + 1
+      if pages > M.max_pages then fail("more than " .. M.max_pages .. " pages; giving up") end
       page, i = self:get(nxt), 0
     end
   end

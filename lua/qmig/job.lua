@@ -12,6 +12,8 @@ local yaml = require "qmig.yaml"
 local M = {}
 
 local function step_name(name)
+  -- a 10 MB name would keep the "did you mean" search busy for minutes
+  if #name > 100 then return false, string.format("a step name of %d characters is not a step name", #name) end
   if name:match("^[%w_]+%.[%w_]+$") then return true end
   local hint = catalogue.nearest(name, catalogue.names())
   return false, string.format("'%s' is not a step name (category.action)%s", name,
@@ -23,6 +25,96 @@ local function is_table(v) return type(v) == "table" end
 
 local strings = S.list(S.string())
 
+-- Lua reports a malformed pattern only when matching reaches the bad
+-- part, so pcall(string.find, "", p) passes "CONNECT %[(" and every app
+-- script would fail later, in apps.scripts.  This walks the pattern
+-- syntax once; returns the number of captures, or nil, why.
+local function pattern_syntax(p)
+  local i, n, depth, captures = 1, #p, 0, 0
+  local function class_end(j)  -- j at "[": index of the closing "]"
+    j = j + 1
+    if p:sub(j, j) == "^" then j = j + 1 end
+    repeat  -- the first character may be "]"
+      if j > n then return nil end
+      if p:sub(j, j) == "%" then
+        if j == n then return nil end
+        j = j + 1
+      end
+      j = j + 1
+    until p:sub(j, j) == "]"
+    return j
+  end
+  while i <= n do
+    local c = p:sub(i, i)
+    if c == "%" then
+      local d = p:sub(i + 1, i + 1)
+      if d == "" then return nil, "pattern ends with '%'" end
+      if d == "b" then
+        if i + 3 > n then return nil, "missing arguments to '%b'" end
+        i = i + 4
+      elseif d == "f" then
+        if p:sub(i + 2, i + 2) ~= "[" then return nil, "missing '[' after '%f' in pattern" end
+        local e = class_end(i + 2)
+        if not e then return nil, "malformed pattern (missing ']')" end
+        i = e + 1
+      elseif d:match("%d") then
+        local k = tonumber(d)
+        if k == 0 or k > captures then return nil, "invalid capture index %" .. d end
+        i = i + 2
+      else
+        i = i + 2
+      end
+    elseif c == "[" then
+      local e = class_end(i)
+      if not e then return nil, "malformed pattern (missing ']')" end
+      i = e + 1
+    elseif c == "(" then
+      depth, captures = depth + 1, captures + 1
+      if captures > 32 then return nil, "too many captures" end
+      i = i + 1
+    elseif c == ")" then
+      if depth == 0 then return nil, "invalid pattern capture (a ')' without '(')" end
+      depth, i = depth - 1, i + 1
+    else
+      i = i + 1
+    end
+  end
+  if depth > 0 then return nil, "unfinished capture (a '(' without ')')" end
+  return captures
+end
+M.pattern_syntax = pattern_syntax
+
+-- A gsub replacement may name %0..%9 up to the number of captures.
+local function replacement_syntax(r, captures)
+  local i = 1
+  while true do
+    local at = r:find("%", i, true)
+    if not at then return true end
+    local d = r:sub(at + 1, at + 1)
+    if d:match("%d") then
+      if tonumber(d) > math.max(captures, 1) then return nil, "the replacement names capture %" .. d
+        .. " but the pattern has " .. captures end
+    elseif d ~= "%" then
+      return nil, "invalid use of '%' in the replacement (write '%%' for a percent sign)"
+    end
+    i = at + 2
+  end
+end
+
+-- URLs are checked here, not by the first request: "ftp://x" or a
+-- missing scheme is a configuration error (exit 2), not a failed run.
+local function http_url(url)
+  if url:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/%s?#]+") and not url:find("%s") then return true end
+  return false, "must be an http:// or https:// URL, got '" .. url:sub(1, 100) .. "'"
+end
+
+-- The QRS user: sent as X-Qlik-User: UserDirectory=DIR; UserId=ID, so
+-- a value without DIR\ used to raise inside qrs.new (a traceback).
+local function qrs_user(user)
+  if user:match("^[^\\;=]+\\[^;=]+$") and not user:find("[%c]") then return true end
+  return false, "must look like DIRECTORY\\userid (e.g. 'INTERNAL\\sa_api'), got '" .. user:sub(1, 100) .. "'"
+end
+
 M.schema = S.record {
   version = S.integer { required = true, min = 1, max = 1 },
   project = S.oneof({
@@ -31,19 +123,19 @@ M.schema = S.record {
   }, { describe = "a project name or {name, dir}", required = true }),
   source = S.record({
     type = S.enum({ "qrs" }, { required = true }),
-    url = S.string { required = true, nonempty = true },
+    url = S.string { required = true, nonempty = true, validate = http_url },
     cert = S.path { exists = true },
     key = S.path { exists = true },
     ca = S.path { exists = true },
     insecure = S.boolean { default = false },
-    user = S.string { default = "INTERNAL\\sa_api" },
+    user = S.string { default = "INTERNAL\\sa_api", validate = qrs_user },
     key_password = S.string { secret = true },
     header = S.string(),          -- header authentication through a virtual proxy
     jwt = S.string { secret = true },
   }, { required = true }),
   target = S.record({
     type = S.enum({ "cloud" }, { required = true }),
-    url = S.string { required = true, nonempty = true },
+    url = S.string { required = true, nonempty = true, validate = http_url },
     api_key = S.string { secret = true, nonempty = true },
     client_id = S.string(),
     client_secret = S.string { secret = true },
@@ -87,6 +179,12 @@ M.schema = S.record {
           if r.pattern then
             local ok, err = pcall(string.find, "", r.pattern)
             if not ok then return false, "bad Lua pattern: " .. tostring(err):gsub("^.-: ", "") end
+            local captures, why = pattern_syntax(r.pattern)
+            if not captures then return false, "bad Lua pattern: " .. why end
+            if r.replace then
+              ok, why = replacement_syntax(r.replace, captures)
+              if not ok then return false, "bad replacement: " .. why end
+            end
           end
           return true
         end,
@@ -116,8 +214,9 @@ M.schema = S.record {
 local function read_file(path)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
-  local data = f:read("a")
+  local data, rerr = f:read("a")  -- a folder opens, then fails to read
   f:close()
+  if not data then return nil, path .. ": cannot read: " .. tostring(rerr) end
   return data
 end
 

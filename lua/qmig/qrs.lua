@@ -42,6 +42,9 @@ function M.all(clauses) return "(" .. table.concat(clauses, " and ") .. ")" end
 
 -- M.new(source) with source = the job's source table.
 function M.new(source, opts)
+  if source.insecure then  -- SPEC §4.2: `insecure: true` is logged as a warning
+    require("qmig.log").warn("TLS verification is off for the source (insecure: true): " .. tostring(source.url))
+  end
   local client = http.client {
     base_url = source.url, cert = source.cert, key = source.key, key_password = source.key_password,
     ca = source.ca, insecure = source.insecure,
@@ -73,6 +76,11 @@ function Qrs:raw(method, path, opts)
     local detail = resp.body and resp.body:sub(1, 200):gsub("%s+", " ")
     error(errors.http(method, api_path(path), resp, detail), 0)
   end
+  if resp.status >= 300 then  -- QRS never redirects; a proxy's login page does
+    local location = resp.headers and resp.headers.location
+    error(errors.new { message = string.format("%s %s: HTTP %d redirect to %s (not followed: check source.url)",
+      method, api_path(path), resp.status, tostring(location or "?"):sub(1, 200)), status = resp.status }, 0)
+  end
   return resp
 end
 
@@ -94,12 +102,19 @@ end
 -- Q:full("app", filter) -> list of full objects.
 function Qrs:full(entity, filter)
   local list = self:get(entity .. "/full", filter and { filter = filter } or nil)
-  if type(list) ~= "table" then error(errors.new { message = "GET /qrs/" .. entity .. "/full: expected a list" }, 0) end
+  -- an object (or null) is not a list: it used to pass as zero items
+  if type(list) ~= "table" or (not json.is_array(list) and next(list) ~= nil) then
+    error(errors.new { message = "GET /qrs/" .. entity .. "/full: expected a list" }, 0)
+  end
   return list
 end
 
 function Qrs:count(entity, filter)
-  return self:get(entity .. "/count", filter and { filter = filter } or nil).value
+  local reply = self:get(entity .. "/count", filter and { filter = filter } or nil)
+  if type(reply) ~= "table" or math.type(reply.value) ~= "integer" then
+    error(errors.new { message = "GET /qrs/" .. entity .. "/count: expected {\"value\": n}" }, 0)
+  end
+  return reply.value
 end
 
 function Qrs:about() return self:get("about") end
@@ -111,7 +126,7 @@ function Qrs:export_app(app_id, opts, dest)
   if opts.scope then query.exportScope = opts.scope end
   local reply = decode(self:request("POST", "app/" .. app_id .. "/export/" .. token, { query = query }),
     "app export")
-  if type(reply.downloadPath) ~= "string" then
+  if type(reply) ~= "table" or type(reply.downloadPath) ~= "string" then
     error(errors.new { message = "app export of " .. app_id .. ": reply has no downloadPath" }, 0)
   end
   -- The download can be served once only: no automatic retry of it.

@@ -63,7 +63,9 @@ end
 function M.load_file(path, name)
   local chunk, err = loadfile(path, "t")
   if not chunk then return nil, err end
-  local ok, mod = xpcall(chunk, debug.traceback, name)
+  -- the message names the file and line; a traceback of the host's loader
+  -- would only bury it
+  local ok, mod = xpcall(chunk, function(e) return tostring(e) end, name)
   if not ok then return nil, path .. ": error while loading: " .. tostring(mod) end
   local valid, why = M.validate(mod, name)
   if not valid then return nil, path .. ": " .. why end

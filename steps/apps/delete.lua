@@ -12,7 +12,6 @@
 -- One item per source app that still has target apps; its fingerprint is
 -- the set of those apps, so deleting again after a re-import works.  A
 -- delete cannot be undone: it is recorded as irreversible.
-local errors = require "qmig.errors"
 local retrieve = require "qmig.retrieve"
 local scope = require "qmig.apps.scope"
 
@@ -65,8 +64,7 @@ return {
   run = function(ctx, x)
     local deleted = {}
     for _, app_id in ipairs(x.apps) do
-      local ok, err = pcall(ctx.target.delete, ctx.target, "apps/" .. app_id)
-      if not ok and not (errors.is(err) and err.status == 404) then error(err, 0) end
+      ctx.target:remove("apps/" .. app_id)  -- already gone counts as deleted
       deleted[#deleted + 1] = app_id
       ctx.undo { action = "irreversible", target_id = app_id, reason = "app " .. app_id .. " was deleted" }
     end

@@ -65,9 +65,14 @@ local function write_backup(ctx, item, text)
     { mode = 384, atomic = true }))
 end
 
-local function restore_entry(item, text)
+-- The undo entry restores the script from a file of its own: the cache
+-- redacts credential-shaped text, and a script may hold "PWD=..." that
+-- must come back exactly.
+local function restore_entry(ctx, item, text)
+  local file = ctx.project:object_path("backups/scripts", item.id .. ".before-run-" .. tostring(ctx.run_id), ".qvs")
+  if not ctx.dry_run then assert(fs.write_file(file, text, { mode = 384, atomic = true })) end
   return { action = "restore", method = "POST", path = "apps/" .. item.app_id .. "/scripts",
-    body = { script = text, versionMessage = "qmig-lua undo: script before apps.scripts" } }
+    body = { versionMessage = "qmig-lua undo: script before apps.scripts" }, body_files = { script = file } }
 end
 
 return {
@@ -107,7 +112,7 @@ return {
         and prev.data.app_id == item.app_id
       if original ~= current and not recorded then
         -- an earlier attempt wrote it and never recorded the outcome
-        ctx.undo(restore_entry(item, original))
+        ctx.undo(restore_entry(ctx, item, original))
         return { status = "updated", target_id = item.app_id, data = data,
           reason = "already rewritten by an earlier attempt" }
       end
@@ -119,7 +124,7 @@ return {
       versionMessage = string.format("qmig-lua apps.scripts: %d connection reference(s), %d replacement(s)",
         counts.connections, counts.replacements),
     })
-    ctx.undo(restore_entry(item, current))
+    ctx.undo(restore_entry(ctx, item, current))
     return { status = "updated", target_id = item.app_id, data = data }
   end,
 }

@@ -2,18 +2,14 @@
 -- connections this project created (cache kind "dataconnection", created
 -- by us), never adopted ones.  The dataconnection record is then marked
 -- deleted, so a later dataconnections.migrate creates it again.
-local errors = require "qmig.errors"
-
 return {
   name = "dataconnections.delete", title = "Delete Data Connections", order = 40,
   object = "dataconnection.delete",
 
   items = function(ctx)
     local out = {}
-    for _, rec in ipairs(ctx.cache:items("dataconnection")) do
-      if rec.created_by_us and rec.target_id and rec.status ~= "deleted" and rec.status ~= "failed" then
-        out[#out + 1] = { id = rec.source_id, target_id = rec.target_id, name = rec.data and rec.data.name }
-      end
+    for _, rec in ipairs(ctx.created("dataconnection")) do
+      out[#out + 1] = { id = rec.source_id, target_id = rec.target_id, name = rec.data and rec.data.name }
     end
     return out
   end,
@@ -22,10 +18,9 @@ return {
   fingerprint = function(item) return item.target_id end,
 
   run = function(ctx, item)
-    local ok, err = pcall(ctx.target.delete, ctx.target, "data-connections/" .. item.target_id)
-    if not ok and not (errors.is(err) and (err.status == 404 or err.status == 410)) then error(err, 0) end
+    local deleted = ctx.target:remove("data-connections/" .. item.target_id)
     ctx.undo { action = "irreversible", reason = "data connection '" .. tostring(item.name) .. "' was deleted" }
     ctx.forget("dataconnection", item.id)
-    return { status = "deleted", target_id = item.target_id, reason = not ok and "already gone" or nil }
+    return { status = "deleted", target_id = item.target_id, reason = not deleted and "already gone" or nil }
   end,
 }

@@ -9,29 +9,23 @@ local errors = require "qmig.errors"
 return {
   name = "spaces.delete", title = "Delete Spaces", order = 60,
   object = "space.delete",
-  items = function(ctx)
-    local out = {}
-    for _, rec in ipairs(ctx.cache:items("space")) do
-      if rec.created_by_us and rec.status ~= "deleted" and rec.target_id then out[#out + 1] = rec end
-    end
-    return out
-  end,
+  items = function(ctx) return ctx.created("space") end,
   key = function(rec) return rec.source_id end,
   fingerprint = function(rec) return rec.target_id end,
   run = function(ctx, rec)
     local name = rec.data and rec.data.name or rec.target_id
-    local ok, err = pcall(ctx.target.delete, ctx.target, "spaces/" .. rec.target_id)
+    local ok, deleted = pcall(ctx.target.remove, ctx.target, "spaces/" .. rec.target_id)
     if not ok then
-      if errors.is(err) and err.status == 412 then
+      if errors.is(deleted) and deleted.status == 412 then
         return { status = "skipped", target_id = rec.target_id,
           reason = "space '" .. name .. "' is not empty (apps or data connections): Qlik Cloud refuses to delete it" }
       end
-      if not (errors.is(err) and err.status == 404) then error(err, 0) end
+      error(deleted, 0)
     end
     ctx.forget("space", rec.source_id)
     ctx.undo { action = "irreversible", reason = "deleted space '" .. name .. "' (" .. rec.target_id ..
       "); spaces.create makes a new one" }
     return { status = "deleted", target_id = rec.target_id,
-      reason = ok and ("deleted space '" .. name .. "'") or ("space '" .. name .. "' was already gone") }
+      reason = deleted and ("deleted space '" .. name .. "'") or ("space '" .. name .. "' was already gone") }
   end,
 }

@@ -56,7 +56,7 @@ static void test_error_codes(void) {
     {CURLE_COULDNT_RESOLVE_HOST, "dns"}, {CURLE_PEER_FAILED_VERIFICATION, "tls"},
     {CURLE_SSL_CERTPROBLEM, "tls"}, {CURLE_GOT_NOTHING, "dropped"}, {CURLE_RECV_ERROR, "dropped"},
     {CURLE_SEND_ERROR, "dropped"}, {CURLE_PARTIAL_FILE, "dropped"}, {CURLE_TOO_MANY_REDIRECTS, "redirects"},
-    {CURLE_READ_ERROR, "io"}, {CURLE_URL_MALFORMAT, "http"},
+    {CURLE_READ_ERROR, "io"}, {CURLE_URL_MALFORMAT, "http"}, {CURLE_OUT_OF_MEMORY, "too_large"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     t.result = cases[i].code;

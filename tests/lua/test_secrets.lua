@@ -1,0 +1,206 @@
+-- Secrets (SPEC §9 "Security"): a canary API key given as ${ENV} in the
+-- job, and the passphrase of an encrypted client key (key_password), never
+-- appear on the terminal, in the logs, the cache (and its WAL), the
+-- reports, status output or error messages, nor in the process's command
+-- line.  TLS verification is on by default: a server whose certificate
+-- the job does not trust is refused, with a clear message, before any
+-- request is made.
+local t = require "testing"
+local cli = require "cli"
+local fs = require "qmig.fs"
+local simlib = require "sim"
+
+local T = t.suite("secrets")
+local FIXTURES = fs.realpath("tests/lua/fixtures")
+local API_KEY = "CANARY-apikey-7f3e9a1c5b"
+local sim
+
+local function the_sim()
+  if sim then return sim end
+  local cloud = { api_keys = { { key = API_KEY, user = "admin@acme.com" } }, users = simlib.ADMIN_CLOUD.users }
+  sim = simlib.start { site = { qrs = { streams = { { name = "Finance" }, { name = "Sales" } } }, cloud = cloud } }
+  return sim
+end
+
+T.after_all(function() if sim then sim:stop() end end)
+
+-- A job whose API key and key passphrase come from the environment, with
+-- the encrypted client key.
+local function job(jobs)
+  local s = the_sim()
+  local dir = fs.realpath(t.tmpdir())
+  local text = s:job_yaml { project_dir = dir .. "/project", api_key = "${QMIG_CANARY_API_KEY}",
+    extra = "steps_path: [" .. FIXTURES .. "/steps]", jobs = jobs or "  - {name: a, steps: [test.spaces, test.leaky]}" }
+  text = text:gsub("key: %S+client_key%.pem", "key: " .. s.info.certs.client_key_encrypted
+    .. "\n  key_password: ${QMIG_CANARY_KEY_PASS}")
+  t.write(dir .. "/job.yaml", text)
+  return dir .. "/job.yaml", dir
+end
+
+local function env()
+  return { QMIG_CANARY_API_KEY = API_KEY, QMIG_CANARY_KEY_PASS = the_sim().info.certs.client_key_password }
+end
+
+-- Every form a secret could take in a file: raw, URL-encoded, base64.
+local function forms(secret)
+  local b64 = require("qmig.hash").base64 and require("qmig.hash").base64(secret)
+  local out = { secret, (secret:gsub("[^%w]", function(c) return string.format("%%%02X", c:byte()) end)) }
+  if b64 then out[#out + 1] = b64 end
+  return out
+end
+
+local function clean(what, text)
+  for _, secret in ipairs { API_KEY, the_sim().info.certs.client_key_password } do
+    for _, f in ipairs(forms(secret)) do
+      t.truthy(not text:find(f, 1, true), what .. " holds a secret (" .. f:sub(1, 6) .. "...)")
+    end
+  end
+end
+
+T.test("the encrypted client key works with key_password from the environment", function()
+  local file = job("  - {name: a, steps: [test.spaces]}")
+  local code, out, err = cli.run({ "check", file }, { env = env() })
+  t.eq(code, 0, out .. err)
+  t.match(out, "source https://127%.0%.0%.1:%d+: QRS ")
+  clean("check output", out .. err)
+end)
+
+T.test("no secret on the terminal, in the cache, the logs or the reports of a run with failures", function()
+  local file, dir = job()
+  local outputs = {}
+  local code, out, err = cli.run({ "run", file, "--verbose" }, { env = env() })
+  t.eq(code, 1, out .. err)  -- test.leaky puts the key into its errors
+  t.match(out, "with key %*%*%*", "the leaked key was redacted")
+  outputs[#outputs + 1] = out .. err
+  for _, args in ipairs { { "status", file }, { "status", file, "--json" }, { "status", file, "--failed" },
+    { "report", file }, { "plan", file }, { "undo", file, "--dry-run" }, { "steps", file } } do
+    local _, o, e = cli.run(args, { env = env() })
+    outputs[#outputs + 1] = o .. e
+  end
+  clean("command output", table.concat(outputs, "\n"))
+  local files = 0
+  local p = io.popen("find " .. cli.quote(dir .. "/project") .. " -type f")
+  for path in p:lines() do
+    clean(path, t.read(path))
+    files = files + 1
+  end
+  p:close()
+  t.truthy(files >= 4, "cache, log, reports were checked: " .. files)
+  t.truthy(fs.exists(dir .. "/project/reports/report.html"))
+end)
+
+T.test("a wrong key passphrase or API key: a clear error, exit 3, and neither value printed", function()
+  local file = job("  - {name: a, steps: [test.spaces]}")
+  local wrong_pass = "WRONG-passphrase-c4n4ry"
+  local code, out, err = cli.run({ "run", file }, { env = { QMIG_CANARY_API_KEY = API_KEY,
+    QMIG_CANARY_KEY_PASS = wrong_pass } })
+  t.truthy(code ~= 0, "exit " .. code)
+  t.truthy(not err:find("stack traceback", 1, true), err)
+  t.match(err, "source https://127%.0%.0%.1:%d+: ")
+  t.truthy(not (out .. err):find(wrong_pass, 1, true), "the wrong passphrase was printed: " .. err)
+  local wrong_key = "WRONG-apikey-c4n4ry-99"
+  code, out, err = cli.run({ "run", file }, { env = { QMIG_CANARY_API_KEY = wrong_key,
+    QMIG_CANARY_KEY_PASS = the_sim().info.certs.client_key_password } })
+  t.eq(code, 3, out .. err)
+  t.match(err, "401")
+  t.truthy(not (out .. err):find(wrong_key, 1, true), "the wrong API key was printed: " .. err)
+end)
+
+T.test("the running process's command line holds no secret (its environment does, by design)", function()
+  local file = job("  - {name: a, steps: [test.spaces]}")
+  local dir = t.tmpdir()
+  the_sim():reset()
+  the_sim():faults { latency_ms = 300 }
+  local e = env()
+  local inner = string.format("echo $$ > %s/pid; read go; QMIG_CANARY_API_KEY=%s QMIG_CANARY_KEY_PASS=%s exec %s run %s"
+    .. " >%s/out 2>%s/err", dir, cli.quote(e.QMIG_CANARY_API_KEY), cli.quote(e.QMIG_CANARY_KEY_PASS), cli.bin,
+    cli.quote(file), dir, dir)
+  local p = io.popen("sh -c " .. cli.quote(inner) .. "; echo $? > " .. dir .. "/status", "w")
+  local pid
+  repeat
+    qmig.sleep(0.02)
+    local f = io.open(dir .. "/pid")
+    if f then pid = f:read("n"); f:close() end
+  until pid
+  -- sample /proc while the run waits on the slow simulator
+  os.execute(string.format("(sleep 0.8; cat /proc/%d/cmdline > %s/cmdline; cat /proc/%d/environ > %s/environ;"
+    .. " readlink /proc/%d/exe > %s/exe) 2>/dev/null &", pid, dir, pid, dir, pid, dir))
+  p:write("go\n")
+  p:close()
+  the_sim():faults {}
+  t.eq(tonumber(t.read(dir .. "/status")), 0, t.read(dir .. "/err"))
+  t.match(t.read(dir .. "/exe"), "qmig%-lua", "sampled the running qmig-lua, not the shell")
+  local cmdline = t.read(dir .. "/cmdline")
+  t.match(cmdline, "run%z", "the command line was read")
+  clean("/proc/PID/cmdline", cmdline)
+  -- the environment is where the job file asked the secrets to come from:
+  -- it holds them legitimately (readable only by the same user)
+  t.truthy(t.read(dir .. "/environ"):find(API_KEY, 1, true), "environ holds the env var, as expected")
+end)
+
+-- {====== TLS verification
+
+local function start_tls_server()
+  local dir = t.tmpdir()
+  local certs = fs.dirname(the_sim().info.certs.ca)
+  assert(os.execute(string.format(
+    "python3 tests/support/badserver.py --tls --certs %s --port-file %s/port >%s/log 2>&1 & echo $! >%s/pid",
+    certs, dir, dir, dir)))
+  local f
+  local deadline = qmig.monotonic() + 30
+  repeat
+    qmig.sleep(0.05)
+    f = io.open(dir .. "/port")
+  until f or qmig.monotonic() > deadline
+  assert(f, t.read(dir .. "/log"))
+  local port = f:read("n")
+  f:close()
+  return "https://127.0.0.1:" .. port, function() os.execute("kill " .. t.read(dir .. "/pid"):match("%d+")) end
+end
+
+T.test("TLS verification is on by default: an untrusted target certificate is refused before any request", function()
+  local base, stop = start_tls_server()
+  local file, dir = job("  - {name: a, steps: [test.spaces]}")
+  local text = t.read(file):gsub("url: http://127%.0%.0%.1:%d+", "url: " .. base .. "/case/ok")
+  t.write(file, text)
+  local code, out, err = cli.run({ "run", file }, { env = env() })
+  t.truthy(code ~= 0, "exit " .. code .. ": " .. out .. err)
+  t.match(err, "target " .. base:gsub("%p", "%%%0") .. "/case/ok: ")
+  t.match(err:lower(), "certificate")
+  t.truthy(not err:find("stack traceback", 1, true), err)
+  clean("TLS failure message", out .. err)
+  -- nothing was recorded: no run was started in the cache
+  local project = require "qmig.project"
+  if fs.exists(dir .. "/project/qmig.db") then
+    local proj = assert(project.open(dir .. "/project", { lock = false }))
+    t.eq(#proj.cache:runs(), 0, "no run recorded")
+    proj:close()
+  end
+  -- trusting the sim's CA makes the same server acceptable
+  t.write(file, text:gsub("(url: https://127%.0%.0%.1:%d+/case/ok)", "%1\n  ca: " .. the_sim().info.certs.ca))
+  code, out, err = cli.run({ "check", file }, { env = env() })
+  t.eq(code, 0, out .. err)
+  t.match(out, "authenticated as me@example%.com")
+  -- insecure: true works too, and says so (SPEC §4.2: logged as a warning)
+  t.write(file, text:gsub("(url: https://127%.0%.0%.1:%d+/case/ok)", "%1\n  insecure: true"))
+  code, out, err = cli.run({ "check", file }, { env = env() })
+  stop()
+  t.eq(code, 0, out .. err)
+  t.match(err, "WARN%s+TLS verification is off for the target %(insecure: true%)")
+end)
+
+T.test("an untrusted QRS server certificate (rogue CA) is refused: exit 3, nothing written", function()
+  local file, dir = job("  - {name: a, steps: [test.spaces]}")
+  local text = t.read(file):gsub("ca: %S+", "ca: " .. the_sim().info.certs.rogue_ca, 1)
+  t.write(file, text)
+  the_sim():reset_counters()
+  local code, out, err = cli.run({ "run", file }, { env = env() })
+  t.eq(code, 3, out .. err)
+  t.match(err, "source https://127%.0%.0%.1:%d+: ")
+  t.eq(the_sim():counts().total_writes, 0)
+  clean("QRS TLS failure", out .. err)
+  t.truthy(not fs.exists(dir .. "/project/logs/run-1.jsonl"), "no run log")
+end)
+-- }======
+
+return T
