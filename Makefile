@@ -32,9 +32,11 @@ TEST_C := $(BUILD)/test_host
 $(TEST_C): tests/c/test_host.c $(filter-out $(BUILD)/main.o,$(OBJS))
 	$(CC) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# Debian packages the build and the tests need; installs only what is missing.
+# Debian packages the build, the linters and the tests need; installs only
+# what is missing.  chromium (large) is for the report's browser test only.
 DEB_PKGS := build-essential pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-dev \
-            libsqlite3-dev libyaml-dev lua-cjson-dev libssl-dev openssl python3 lua-check luarocks
+            libsqlite3-dev libyaml-dev lua-cjson-dev libssl-dev openssl python3 lua-check luarocks \
+            cppcheck clang-tidy shellcheck chromium
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -45,6 +47,9 @@ deps:
 	@# The @qlik/api conformance test's pinned npm packages (from the lockfile).
 	@if [ ! -d tests/conformance/node_modules ] && [ -f tests/conformance/package-lock.json ]; then \
 	  npm ci --prefix tests/conformance --no-audit --no-fund; fi
+	@# The report's browser test: playwright-core driving Debian's chromium.
+	@if [ ! -d tests/browser/node_modules ] && [ -f tests/browser/package-lock.json ]; then \
+	  npm ci --prefix tests/browser --no-audit --no-fund; fi
 
 test: $(BIN) $(TEST_C)
 	tests/run
@@ -71,8 +76,25 @@ install: $(BIN)
 	cp -R lua $(DESTDIR)$(PREFIX)/share/qmig-lua/
 	if [ -d steps ]; then cp -R steps $(DESTDIR)$(PREFIX)/share/qmig-lua/; fi
 
-lint:
+# Lint: Lua, the C host (cppcheck, clang-tidy with .clang-tidy), the shell
+# scripts; each must be clean.  cppcheck reads no system header (its
+# --library files describe libc, Lua, curl, SQLite and OpenSSL instead), so
+# the multiarch folder pkg-config gives for curl is left out, and LLONG_MAX,
+# which luaconf.h takes from <limits.h>, is given.
+MULTIARCH     := $(shell $(CC) -print-multiarch 2>/dev/null)
+CPPCHECK_INC   = $(filter-out -I/usr/include/$(MULTIARCH),$(shell pkg-config --cflags-only-I $(PKGS) 2>/dev/null))
+CPPCHECK_FLAGS = -q --error-exitcode=1 --enable=warning,performance,portability --inline-suppr --std=c11 \
+                 --library=posix,gnu,lua,libcurl,sqlite3,openssl -DLLONG_MAX=9223372036854775807LL \
+                 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(CPPCHECK_INC)
+SHELL_SCRIPTS := tests/run .ci/run examples/demo/run.sh $(wildcard bench/*.sh)
+lint: | $(BUILD)
 	luacheck -q lua steps tools tests/lua examples
+	cppcheck $(CPPCHECK_FLAGS) $(SRCS)
+	@# (without clang's "N warnings generated": those are in system headers, never shown)
+	@echo clang-tidy --quiet $(SRCS)
+	@clang-tidy --quiet $(SRCS) -- $(CSTD) $(PKG_CFLAGS) -DQMIG_PREFIX='"$(PREFIX)"' >$(BUILD)/clang-tidy.log 2>&1; \
+	  rc=$$?; grep -v -E '^[0-9]+ warnings? generated\.$$' $(BUILD)/clang-tidy.log; exit $$rc
+	shellcheck $(SHELL_SCRIPTS)
 
 clean:
 	rm -rf build build-asan $(BIN) qmig-lua-asan
@@ -94,7 +116,7 @@ FUZZ_BINS     := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/%)
 FUZZ_SECONDS       ?= 60
 FUZZ_QUICK_SECONDS ?= 5
 FUZZ_FLAGS    ?= -max_len=65536 -rss_limit_mb=2048 -timeout=20
-.PHONY: fuzz fuzz-quick fuzz-build
+.PHONY: fuzz fuzz-quick fuzz-build fuzz-deps
 .SECONDARY: $(FUZZ_OBJS)
 
 $(FUZZ_BUILD)/%.o: src/%.c $(wildcard src/*.h) | $(FUZZ_BUILD)
@@ -106,14 +128,22 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.h $(FUZZ_OBJS)
 $(FUZZ_BUILD):
 	mkdir -p $@
 
-fuzz-build: $(FUZZ_BINS)
+# clang and its libFuzzer runtime (Debian: clang, libclang-rt-14-dev), installed when missing.
+fuzz-deps:
+	@missing=$$(for p in clang libclang-rt-14-dev; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+fuzz-build: fuzz-deps
+	$(MAKE) $(FUZZ_BINS)
 
 # fuzz_run(seconds): every harness in turn; stops at the first crash.
 define fuzz_run
 	@set -e; for n in $(FUZZ_NAMES); do \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
 	  echo "=== $$n ($(1) s)"; \
-	  $(FUZZ_BUILD)/$$n $(FUZZ_FLAGS) -max_total_time=$(1) -print_final_stats=1 \
+	  QMIG_FUZZ_TMP=$(CURDIR)/$(FUZZ_BUILD)/tmp $(FUZZ_BUILD)/$$n $(FUZZ_FLAGS) -max_total_time=$(1) -print_final_stats=1 \
 	    -artifact_prefix=$(FUZZ_BUILD)/crash-$$n- $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n \
 	    2>$(FUZZ_BUILD)/$$n.log || { tail -n 40 $(FUZZ_BUILD)/$$n.log; exit 1; }; \
 	  grep -E '^stat::number_of_executed_units' $(FUZZ_BUILD)/$$n.log || true; \
@@ -133,3 +163,15 @@ memcheck: $(BIN)
 	QMIG_DEMO_DIR=$(CURDIR)/build/memcheck \
 	QMIG_DEMO_WRAP="valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
 	  examples/demo/run.sh
+
+# {====== benchmark (bench/README.md): SPEC §9 "Speed" figures in one table.
+# `make bench` is the full site (2000 apps...; long: the concurrency-1 run
+# alone is ~70k requests at 20 ms), `make bench-quick` a small one (< 2 min).
+# BENCH_ARGS passes options to bench/bench.py (--only 1,4, --curl-max N, --work DIR).
+.PHONY: bench bench-quick
+bench: $(BIN)
+	python3 bench/bench.py --bin ./$(BIN) $(BENCH_ARGS)
+
+bench-quick: $(BIN)
+	python3 bench/bench.py --quick --bin ./$(BIN) $(BENCH_ARGS)
+# }======

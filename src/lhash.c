@@ -23,7 +23,7 @@
 static void push_hex(lua_State *L, const unsigned char *md, unsigned int n) {
   static const char digits[] = "0123456789abcdef";
   char hex[2 * EVP_MAX_MD_SIZE];
-  for (unsigned int i = 0; i < n; i++) {
+  for (size_t i = 0; i < n; i++) {
     hex[2 * i] = digits[md[i] >> 4];
     hex[2 * i + 1] = digits[md[i] & 0x0f];
   }

@@ -81,6 +81,7 @@ static const char *prefix_for(int rc) {
 /* The SQL cut to one short line, into buf: it names the bug, nothing more. */
 static const char *sql_line(char buf[SQL_IN_ERROR + 4], const char *sql) {
   size_t n = 0;
+  /* cppcheck-suppress arrayIndexThenCheck ; sql[n] is in bounds: sql[0..n-1] were not its NUL */
   for (; sql[n] && n < SQL_IN_ERROR; n++)
     buf[n] = (sql[n] == '\n' || sql[n] == '\r' || sql[n] == '\t') ? ' ' : sql[n];
   if (sql[n]) {

@@ -63,6 +63,7 @@ static int fail(yenc *y, const char *what) {
   if (y->depth == 0) luaL_addstring(&b, "top level");
   for (int d = 0; d < y->depth; d++) {
     if (lua_type(L, y->keys[d]) == LUA_TSTRING) lua_pushfstring(L, ".%s", lua_tostring(L, y->keys[d]));
+    /* cppcheck-suppress invalidLengthModifierError ; %I is lua_pushfstring's lua_Integer */
     else lua_pushfstring(L, "[%I]", (lua_Integer)lua_tointeger(L, y->keys[d]));
     luaL_addvalue(&b);
   }
@@ -104,11 +105,12 @@ static void emit_number(yenc *y, int idx) {
     snprintf(buf, sizeof buf, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
   } else {
     double d = lua_tonumber(L, idx);
-    if (isnan(d)) strcpy(buf, ".nan");
-    else if (isinf(d)) strcpy(buf, d > 0 ? ".inf" : "-.inf");
+    if (isnan(d)) snprintf(buf, sizeof buf, ".nan");
+    else if (isinf(d)) snprintf(buf, sizeof buf, "%s", d > 0 ? ".inf" : "-.inf");
     else {
       json_format_double(d, buf, sizeof buf - 2);
-      if (!strpbrk(buf, ".eE")) strcat(buf, ".0");  /* stays a float when read back */
+      size_t m = strlen(buf);
+      if (!strpbrk(buf, ".eE")) snprintf(buf + m, sizeof buf - m, ".0");  /* stays a float when read back */
     }
   }
   emit_scalar(y, buf, strlen(buf), YAML_PLAIN_SCALAR_STYLE);

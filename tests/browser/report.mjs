@@ -1,0 +1,150 @@
+// The migration report in a real browser: runs the demo migration against
+// the simulator (examples/demo/run.sh, in a scratch folder), opens the
+// report.html it wrote in headless Debian Chromium (driven by
+// playwright-core, which downloads no browser of its own) and checks that
+// the page renders: its title, the outcome counts it shows against
+// report.json, one per-step row per step, no request leaving the file (no
+// external asset), no console error.  Leaves a full-page screenshot next to
+// the report.  Ends with "N passed, N failed".
+//
+//   node tests/browser/report.mjs                  # from the repository root
+//   node tests/browser/report.mjs --report FILE    # an existing report.html
+//
+// QMIG_CHROMIUM names another Chromium binary (default /usr/bin/chromium).
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const CHROMIUM = process.env.QMIG_CHROMIUM || '/usr/bin/chromium';
+// The flags Chromium is known to work with here: without the background
+// networking ones it keeps trying to reach Google's hosts.
+const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+let passed = 0, failed = 0;
+function check(name, ok, detail) {
+  if (ok) { passed++; console.log(`ok   ${name}`); }
+  else { failed++; console.log(`FAIL ${name}${detail === undefined ? '' : `: ${detail}`}`); }
+}
+function finish() {
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed === 0 ? 0 : 1);
+}
+
+const base = resolve(repo, process.env.QMIG_TEST_TMP || 'tests/tmp');
+mkdirSync(base, { recursive: true });
+const work = mkdtempSync(join(base, 'browser-'));
+
+// {====== the report of a real run
+let reportHtml;
+const at = process.argv.indexOf('--report');
+if (at > 0) {
+  reportHtml = resolve(process.argv[at + 1]);
+} else {
+  const demo = join(work, 'demo');
+  const run = spawnSync('examples/demo/run.sh', [], {
+    cwd: repo, env: { ...process.env, QMIG_DEMO_DIR: demo }, encoding: 'utf8', timeout: 300_000,
+  });
+  writeFileSync(join(work, 'demo.log'), (run.stdout || '') + (run.stderr || ''));
+  check('the demo migration runs (examples/demo/run.sh)', run.status === 0,
+    `exit ${run.status}${run.error ? ` (${run.error.message})` : ''}; see ${join(work, 'demo.log')}`);
+  reportHtml = join(demo, 'project', 'reports', 'report.html');
+}
+const reportJson = join(dirname(reportHtml), 'report.json');
+if (!existsSync(reportHtml) || !existsSync(reportJson)) {
+  check('the run wrote report.html and report.json', false, reportHtml);
+  finish();
+}
+const data = JSON.parse(readFileSync(reportJson, 'utf8'));
+const shown = Object.entries(data.totals).filter(([, n]) => n > 0);
+check('report.json has outcomes to show', shown.length > 0, JSON.stringify(data.totals));
+// }======
+
+// {====== the page in Chromium
+const url = pathToFileURL(reportHtml).href;
+const profile = mkdtempSync(join(work, 'profile-'));  // a new, empty --user-data-dir
+let context;
+try {
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1280, height: 900 },
+  });
+} catch (e) {
+  check(`Chromium starts (${CHROMIUM})`, false, e.message.split('\n')[0]);
+  finish();
+}
+const requests = [], problems = [];
+context.on('request', (r) => requests.push(r.url()));
+// a request for anything but a file is recorded, then stopped before it leaves
+await context.route((u) => u.protocol !== 'file:', (route) => route.abort('blockedbyclient'));
+const page = context.pages()[0] || await context.newPage();
+page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') problems.push(`${m.type()}: ${m.text()}`); });
+page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()}`));
+
+try {
+  const response = await page.goto(url, { waitUntil: 'load' });
+  check('the report opens', response === null || response.ok(), response && response.status());
+
+  const title = await page.title();
+  check('the title names the project', title === `qmig-lua report: ${data.project}`, JSON.stringify(title));
+  const h1 = (await page.locator('h1').innerText()).trim();
+  check('the heading names the project', h1 === `Migration report: ${data.project}`, JSON.stringify(h1));
+
+  // the outcome counts shown, against report.json
+  const onPage = await page.$$eval('[data-outcome]', (els) => els.map((e) => [e.dataset.outcome, e.textContent.trim()]));
+  const want = Object.fromEntries(shown.map(([o, n]) => [o, String(n)]));
+  check('the page shows each outcome of report.json once, with its count',
+    JSON.stringify(Object.fromEntries([...onPage].sort())) === JSON.stringify(Object.fromEntries(Object.entries(want).sort()))
+      && onPage.length === shown.length,
+    `page ${JSON.stringify(onPage)}, report.json ${JSON.stringify(want)}`);
+
+  // the chart: one visible bar per outcome, filling its width
+  const bars = await page.$$eval('svg.chart rect', (rs) => rs.map((r) => r.getBoundingClientRect().width));
+  const chartBox = await page.locator('svg.chart').boundingBox();
+  check('the chart has one visible bar per outcome', bars.length === shown.length && bars.every((w) => w > 0),
+    JSON.stringify(bars));
+  check('the bars fill the chart', chartBox && Math.abs(bars.reduce((a, b) => a + b, 0) - chartBox.width) < 1,
+    `${bars.reduce((a, b) => a + b, 0)} of ${chartBox && chartBox.width}`);
+
+  // the per-step table: a row per step whose counts add up to report.json's
+  const rows = await page.$$eval('h2:text-is("Per step") + table tr', (trs) =>
+    trs.slice(1).map((tr) => [...tr.cells].map((c) => c.textContent.trim())));
+  check('the per-step table has a row per step', rows.length === data.steps.length,
+    `${rows.length} rows, ${data.steps.length} steps`);
+  const rowSums = rows.map((r) => r.slice(1).reduce((a, c) => a + (c === '' ? 0 : Number(c)), 0));
+  const stepSums = data.steps.map((s) => Object.values(s.counts).reduce((a, n) => a + n, 0));
+  check('each step row adds up to its count in report.json',
+    rows.every((r, i) => r[0] === data.steps[i].step) && JSON.stringify(rowSums) === JSON.stringify(stepSums),
+    `${JSON.stringify(rowSums)} vs ${JSON.stringify(stepSums)}`);
+  const objectRows = await page.$$eval('h3 + table', (ts) => ts.map((t) => t.rows.length - 1));
+  check('the object tables have a row per object', JSON.stringify(objectRows) === JSON.stringify(stepSums),
+    `${JSON.stringify(objectRows)} vs ${JSON.stringify(stepSums)}`);
+
+  // readable: nothing wider than the window but the object tables' ids, text not tiny
+  const layout = await page.evaluate(() => ({
+    width: document.documentElement.scrollWidth, view: window.innerWidth,
+    font: parseFloat(getComputedStyle(document.body).fontSize),
+  }));
+  check('the page fits the window width', layout.width <= layout.view, `${layout.width} > ${layout.view}`);
+  check('the text is readable size', layout.font >= 12, `${layout.font}px`);
+
+  const shot = join(work, 'report.png');
+  const top = join(work, 'report-top.png');
+  await page.screenshot({ path: shot, fullPage: true });
+  await page.screenshot({ path: top });  // the first screen, at full size
+  check('screenshots were taken', existsSync(shot) && existsSync(top));
+  console.log(`screenshots: ${shot} (whole page), ${top} (first screen)`);
+} catch (e) {
+  check('the page can be inspected', false, e.stack);
+}
+await context.close();
+rmSync(profile, { recursive: true, force: true });
+
+const outside = requests.filter((r) => r !== url);
+check('no request leaves the file (no external asset)', outside.length === 0, outside.join(', '));
+check('no console error, warning or page error', problems.length === 0, problems.join('; '));
+// }======
+finish();
