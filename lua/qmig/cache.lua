@@ -31,6 +31,7 @@
 local qmig = require "qmig"
 local sqlite = require "qmig.sqlite"
 local fs = require "qmig.fs"
+local http = require "qmig.http"
 local log = require "qmig.log"
 
 local M = {}
@@ -122,6 +123,9 @@ local function json()
   return json_mod
 end
 
+-- Everything stored is redacted: secrets never reach the cache.  What must
+-- come back byte for byte (a script to restore) is kept in a file of the
+-- project instead (see apps.scripts' undo entries).
 local function encode(v)
   if v == nil then return nil end
   return json().encode(log.redact(v), { sort_keys = true })
@@ -287,6 +291,7 @@ function Cache:begin_item(kind, source_id, opts)
   kind, source_id = check_key(kind, source_id)
   opts = opts or {}
   local now = qmig.isotime()
+  self.unflushed = self.grouped  -- a marker the next write must not overtake (Cache:group)
   return self.db:transaction(function()
     self.db:run([[
       INSERT INTO items (kind, source_id, status, step, run_id, attempts, fingerprint,
@@ -456,12 +461,46 @@ function Cache:meta_set(key, value)
   end
 end
 
+--- c:group(true | false): group commit, for the engine while a step's items
+-- run concurrently.  With synchronous=FULL every commit is an fsync that
+-- blocks the whole event loop, and each item made two (begin_item,
+-- finish_item).  Grouped, the cache's writes share one open transaction
+-- (their own transactions become savepoints in it), committed only when
+-- needed: by http.before_send, just before curl sends a write request, if
+-- an in-progress marker was written since the last commit — so a marker
+-- is still durable before the write it announces — and at group(false).
+-- One fsync then covers every item that started meanwhile.  A crash loses
+-- at most outcomes not committed yet; their markers are, so the next run
+-- resumes those items exactly as after a crash between a write and its
+-- recorded outcome.
+function Cache:group(on)
+  if on and not self.grouped then
+    self.db:begin("immediate")
+    self.grouped, self.unflushed = true, false
+    http.before_send(function() self:flush() end)
+  elseif not on and self.grouped then
+    http.before_send(nil)
+    self.grouped, self.unflushed = false, false
+    self.db:commit()
+  end
+end
+
+--- c:flush(): commits the group's transaction if a marker awaits it.
+function Cache:flush()
+  if self.grouped and self.unflushed then
+    self.db:commit()
+    self.unflushed = false
+    self.db:begin("immediate")
+  end
+end
+
 --- c:transaction(fn, ...) -> fn's results; see db:transaction.
 function Cache:transaction(fn, ...)
   return self.db:transaction(fn, ...)
 end
 
 function Cache:close()
+  self:group(false)
   self.db:close()
 end
 

@@ -24,6 +24,14 @@ M.DONE = DONE
 -- Which argument of each hook is the value it may change (SPEC §5.3).
 M.TRANSFORM_VALUE = { space = 2, user = 2, app = 2, script = 1, data_connection = 1, schedule = 2 }
 
+-- A step's error as its message: the file:line is in it; the traceback
+-- goes to the debug log, not into reasons, the report or the terminal.
+local function step_error(e)
+  if type(e) == "table" then return e end
+  log.debug("step error", { traceback = debug.traceback(tostring(e), 2) })
+  return tostring(e)
+end
+
 local VERB = { POST = "create", PUT = "update", PATCH = "update", DELETE = "delete" }
 
 -- M.new{job=, project=, source=, target=, transforms=, run_id=, dry_run=,
@@ -55,6 +63,17 @@ function Engine:context(step, extra)
     local rec = engine.cache and engine.cache:get(kind, tostring(source_id))
     if rec and rec.target_id and rec.status ~= "deleted" and rec.status ~= "failed" then return rec.target_id, rec end
     return nil, rec
+  end
+  -- The cache records of `kind` whose target objects this project created
+  -- and has not deleted: what a delete step may remove (never adopted ones).
+  function ctx.created(kind)
+    local out = {}
+    for _, rec in ipairs(engine.cache and engine.cache:items(kind) or {}) do
+      if rec.created_by_us and rec.target_id and rec.status ~= "deleted" and rec.status ~= "failed" then
+        out[#out + 1] = rec
+      end
+    end
+    return out
   end
   -- Marks another step's record of a source object as deleted (a delete
   -- step undoing what create steps recorded), so a later run redoes it.
@@ -103,7 +122,8 @@ function Engine:run_item(step, item)
   local kind, cache = step.object, self.cache
   local ok_key, key = pcall(step.key, item)
   if not ok_key or key == nil then
-    return { status = "failed", reason = "step key() failed: " .. tostring(key) }
+    return { status = "failed",
+      reason = ok_key and "step key() returned nil" or ("step key() failed: " .. tostring(key)) }
   end
   key = tostring(key)
   local fingerprint = M.fingerprint(step, item)
@@ -125,10 +145,7 @@ function Engine:run_item(step, item)
   end
   local unknown_left = self.unknown_retries
   while true do
-    local ok, res = xpcall(step.run, function(e)
-      if type(e) == "table" then return e end
-      return debug.traceback(tostring(e), 2)
-    end, ctx, item)
+    local ok, res = xpcall(step.run, step_error, ctx, item)
     if ok then
       if type(res) ~= "table" or not steps.statuses[res.status] then
         res = { status = "failed", reason = outcome_error(step, res) }
@@ -186,7 +203,7 @@ end
 function Engine:run_step(step)
   local summary = { step = step.name, counts = {}, outcomes = {} }
   local ctx = self:context(step)
-  local ok, items = xpcall(step.items, debug.traceback, ctx)
+  local ok, items = xpcall(step.items, step_error, ctx)
   if not ok then
     local err = items
     if errors.is(err) and err.auth then self.aborted = err end
@@ -218,10 +235,14 @@ function Engine:run_step(step)
       if outcome.status == "failed" and self.aborted then s:drain() end
     end)
   end
+  -- One commit per batch of items instead of two fsyncs per item (Cache:group).
+  local grouped = self.cache and not self.dry_run
+  if grouped then self.cache:group(true) end
   s:run()
+  if grouped then self.cache:group(false) end
   if step.finish and not self.aborted then
     -- After every item: for outputs that cover all of them (e.g. appObjects.json).
-    local fok, ferr = xpcall(step.finish, debug.traceback, ctx, summary.outcomes)
+    local fok, ferr = xpcall(step.finish, step_error, ctx, summary.outcomes)
     if not fok then
       summary.counts.failed = (summary.counts.failed or 0) + 1
       summary.error = log.redact(tostring(ferr))

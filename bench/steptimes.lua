@@ -1,0 +1,79 @@
+-- bench/steptimes.lua: `qmig-lua bench/steptimes.lua run JOB [options]` is
+-- `qmig-lua run JOB [options]`, plus one line per step at the end, on
+-- stdout:  steptime {"step":..., "items_s":..., "run_s":..., ...}
+-- items_s is the time the step's items() took (its listing requests, made
+-- one after another), run_s the time its items took on the scheduler.
+-- With BENCH_SIM_URL (the simulator's Cloud URL) each line also has the
+-- requests the simulator counted in both phases, per endpoint for the run
+-- phase (bench.py sorts them into rate-limit tiers).  BENCH_BURST: below.
+local engine = require "qmig.engine"
+local http = require "qmig.http"
+local json = require "qmig.json"
+local qmig = require "qmig"
+
+local Engine = getmetatable(engine.new {}).__index
+
+-- BENCH_BURST: the client-side token buckets' capacity (qmig.limiter's
+-- default is a minute's worth, like Qlik's window), set to the
+-- simulator's burst so that a run of seconds measures the rate, not the
+-- burst.  Only this wrapper changes it; the product keeps its default.
+local burst = tonumber(os.getenv("BENCH_BURST") or "")
+if burst then
+  local limiter = require "qmig.limiter"
+  local new = limiter.new
+  limiter.new = function(rates, opts)
+    opts = opts or {}
+    opts.burst = opts.burst or burst
+    return new(rates, opts)
+  end
+end
+local control = os.getenv("BENCH_SIM_URL") and http.client { base_url = os.getenv("BENCH_SIM_URL") }
+
+local function counts()
+  if not control then return { total = 0, requests = {} } end
+  local resp = control:request { path = "/_sim/counts" }
+  if not resp or resp.status ~= 200 then return { total = 0, requests = {} } end
+  return json.decode(resp.body)
+end
+
+local function diff(a, b)
+  local out = {}
+  for k, n in pairs(b.requests) do
+    local d = n - (a.requests[k] or 0)
+    if d > 0 then out[k] = d end
+  end
+  return out
+end
+
+local rows = {}
+local run_step = Engine.run_step
+function Engine.run_step(self, step)
+  local row = { step = step.name }
+  rows[#rows + 1] = row
+  local c0 = counts()
+  local t0 = qmig.monotonic()
+  local t1, c1 = t0, c0
+  local wrapped = setmetatable({}, { __index = step })
+  wrapped.items = function(...)
+    local r = table.pack(step.items(...))
+    t1, c1 = qmig.monotonic(), counts()
+    return table.unpack(r, 1, r.n)
+  end
+  local summary = run_step(self, wrapped)
+  local t2, c2 = qmig.monotonic(), counts()
+  row.items_s, row.run_s = t1 - t0, t2 - t1
+  row.items_requests, row.run_requests = c1.total - c0.total, c2.total - c1.total
+  row.endpoints = diff(c1, c2)
+  row.items_endpoints = diff(c0, c1)
+  row.n = #summary.outcomes
+  return summary
+end
+
+local code = require("qmig.cli").main(...)
+for _, r in ipairs(rows) do
+  if next(r.endpoints or {}) == nil then r.endpoints = nil end
+  if next(r.items_endpoints or {}) == nil then r.items_endpoints = nil end
+  io.stdout:write("steptime ", json.encode(r, { sort_keys = true }), "\n")
+end
+io.stdout:flush()
+os.exit(code)
