@@ -15,7 +15,7 @@ SRCS      := $(wildcard src/*.c)
 OBJS      := $(SRCS:src/%.c=$(BUILD)/%.o)
 BIN       := qmig-lua
 
-.PHONY: all deps test asan test-asan install clean lint demo memcheck
+.PHONY: all deps test asan test-asan install clean lint demo memcheck soak
 all: $(BIN)
 
 $(BUILD)/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)
@@ -175,3 +175,8 @@ bench: $(BIN)
 bench-quick: $(BIN)
 	python3 bench/bench.py --quick --bin ./$(BIN) $(BENCH_ARGS)
 # }======
+
+# The slow reliability tests: the demo job under injected faults, and killed
+# (SIGKILL, SIGINT) at seeded random moments then resumed.
+soak: $(BIN)
+	QMIG_SOAK=1 ./$(BIN) tests/lua/runner.lua tests/lua/test_soak.lua

@@ -178,8 +178,14 @@ local function base64_cores(s)
   return cores
 end
 
+-- Forms shorter than this are not searched for in text: a one-letter
+-- password would turn every "p" of every message into "***" (and a short
+-- base64 core of a long secret would do the same).  Fields named like a
+-- secret are still hidden whole, whatever their length.
+local MIN_SECRET = 4
+
 local function add_form(form)
-  if form ~= "" and not secret_set[form] then
+  if #form >= MIN_SECRET and not secret_set[form] then
     secret_set[form] = true
     secrets[#secrets + 1] = form
   end

@@ -120,19 +120,34 @@ end
 function Qrs:about() return self:get("about") end
 
 -- Exports an app to dest with the two-call export; the file is streamed.
-function Qrs:export_app(app_id, opts, dest)
+-- One export: the POST for a new token, then the single download.
+function Qrs:export_once(app_id, query, dest)
   local token = qmig.uuid()
-  local query = { skipData = not opts.with_data }
-  if opts.scope then query.exportScope = opts.scope end
-  local reply = decode(self:request("POST", "app/" .. app_id .. "/export/" .. token, { query = query }),
-    "app export")
+  local reply = decode(self:raw("POST", "app/" .. app_id .. "/export/" .. token, { query = query }), "app export")
   if type(reply) ~= "table" or type(reply.downloadPath) ~= "string" then
     error(errors.new { message = "app export of " .. app_id .. ": reply has no downloadPath" }, 0)
   end
-  -- The download can be served once only: no automatic retry of it.
   local path = reply.downloadPath
   local resp = self:raw("GET", path:match("^/") and path or ("/" .. path), { sink = dest, timeout = 0 })
   return resp.sink, resp.bytes
+end
+
+-- Exports an app to dest with the two-call export; the file is streamed.
+-- A download is served once only, so a transient failure of either call
+-- repeats the whole pair with a new token; an export changes nothing on
+-- the source, so even a POST whose reply was lost is safe to repeat.
+function Qrs:export_app(app_id, opts, dest)
+  local query = { skipData = not opts.with_data }
+  if opts.scope then query.exportScope = opts.scope end
+  local attempt = 0
+  while true do
+    attempt = attempt + 1
+    local ok, sink, bytes = pcall(self.export_once, self, app_id, query, dest)
+    if ok then return sink, bytes end
+    local err = sink
+    if not (errors.is(err) and err.transient) or attempt > self.retries or qmig.interrupted() then error(err, 0) end
+    qmig.sleep(retry.delay(attempt, err))
+  end
 end
 
 return M

@@ -301,4 +301,11 @@ T.test("key-based redaction keeps boolean flags readable", function()
   t.eq(r.credentials, "***")
 end)
 
+T.test("secrets shorter than 4 characters do not shred every message", function()
+  log.add_secret("p")
+  log.add_secret("ab")
+  t.eq(log.redact("apps.export: a plain message"), "apps.export: a plain message")
+  t.eq(log.redact { password = "p" }.password, "***", "a field named like a secret is still hidden")
+end)
+
 return T

@@ -28,14 +28,15 @@ function M.build(ctx)
     end
     -- the same resolution as dataconnections.migrate: exact name, name
     -- without the owner suffix, any case, then globs
-    local m = assets.map_entry(map, { c.name, assets.strip_owner_suffix(c.name, c.owner) })
+    local clean = assets.strip_owner_suffix(c.name, c.owner)
+    local m = assets.map_entry(map, { c.name, clean })
     if not entry and type(m) == "table" and m.space then
-      entry = { source = c.name, space = m.space, name = m.name or c.name, connect = c.connectionstring }
+      -- the name dataconnections.migrate gives it: without the owner suffix
+      entry = { source = c.name, space = m.space, name = m.name or clean, connect = c.connectionstring }
     end
     if entry then
       out[#out + 1] = entry
       -- scripts may name a hub connection with or without its owner suffix
-      local clean = assets.strip_owner_suffix(c.name, c.owner)
       if clean ~= c.name then
         out[#out + 1] = { source = clean, space = entry.space, name = entry.name, connect = entry.connect }
       end

@@ -22,12 +22,15 @@ end
 
 -- Starts the binary held at a barrier so a test can learn its pid first:
 -- returns pid, release() (lets it run and waits for it, -> exit status).
-function M.spawn_held(args)
+function M.spawn_held(args, opts)
   local dir = t.tmpdir()
   local quoted = {}
   for _, a in ipairs(args) do quoted[#quoted + 1] = shell_quote(a) end
-  local inner = string.format("echo $$ > %s/pid; read go; exec %s %s >%s/out 2>%s/err", dir, M.bin,
-    table.concat(quoted, " "), dir, dir)
+  -- `exec env K=V bin`: env execs the binary in turn, so the pid stays
+  local vars = {}
+  for k, v in pairs(opts and opts.env or {}) do vars[#vars + 1] = k .. "=" .. shell_quote(v) end
+  local inner = string.format("echo $$ > %s/pid; read go; exec env %s %s %s >%s/out 2>%s/err", dir,
+    table.concat(vars, " "), M.bin, table.concat(quoted, " "), dir, dir)
   local p = io.popen("sh -c " .. shell_quote(inner) .. "; echo $? > " .. dir .. "/status", "w")
   local pid
   repeat
