@@ -45,10 +45,20 @@ function M.new(source, opts)
   if source.insecure then  -- SPEC §4.2: `insecure: true` is logged as a warning
     require("qmig.log").warn("TLS verification is off for the source (insecure: true): " .. tostring(source.url))
   end
+  -- Certificate auth on port 4242 names the acting user in X-Qlik-User;
+  -- through a virtual proxy the proxy authenticates: a JWT, or a header
+  -- (its name configured on the proxy) carrying DIR\user (A3).
+  local headers = { Accept = "application/json" }
+  if source.jwt then
+    headers.Authorization = "Bearer " .. source.jwt
+  elseif source.header then
+    headers[source.header] = source.user
+  else
+    headers["X-Qlik-User"] = M.user_header(source.user)
+  end
   local client = http.client {
     base_url = source.url, cert = source.cert, key = source.key, key_password = source.key_password,
-    ca = source.ca, insecure = source.insecure,
-    headers = { ["X-Qlik-User"] = M.user_header(source.user), Accept = "application/json" },
+    ca = source.ca, insecure = source.insecure, headers = headers,
     user_agent = "qmig-lua/" .. qmig.version,
   }
   return setmetatable({ client = client, retries = opts and opts.retries or 5, dry_run = opts and opts.dry_run }, Qrs)

@@ -52,6 +52,24 @@ T.test("QRS filter values are quoted with doubled quotes", function()
   t.eq(qrs.user_header("CORP\\jdoe"), "UserDirectory=CORP; UserId=jdoe")
 end)
 
+T.test("QRS through a virtual proxy: a JWT or the proxy's user header instead of X-Qlik-User", function()
+  local servers = require "servers"
+  local echo = servers.start()
+  local function headers(src)
+    local c = qrs.new(src)
+    local resp = c:raw("GET", "/echo")
+    return json.decode(resp.body).headers
+  end
+  local h = headers { url = echo.base, user = "CORP\\jane", jwt = "eyJ.test.jwt" }
+  t.eq(h.authorization, "Bearer eyJ.test.jwt"); t.eq(h["x-qlik-user"], nil)
+  t.match(h["x-qlik-xrfkey"], "^%w+$")
+  h = headers { url = echo.base, user = "CORP\\jane", header = "hdr-usr" }
+  t.eq(h["hdr-usr"], "CORP\\jane"); t.eq(h["x-qlik-user"], nil)
+  h = headers { url = echo.base, user = "CORP\\jane" }
+  t.eq(h["x-qlik-user"], "UserDirectory=CORP; UserId=jane")
+  echo.stop()
+end)
+
 T.test("QRS: names with quotes and slashes select exactly their objects", function()
   the_sim():reset()
   local src = source()
