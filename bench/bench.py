@@ -155,12 +155,16 @@ class Result:
     pass
 
 
-def run_qmig(binary, args, log_path, sample_rss=False):
-    """Runs qmig-lua; returns wall time, exit status, CPU time and peak RSS
-    (ru_maxrss of the child from wait4, i.e. the kernel's VmHWM)."""
+def run_qmig(binary, args, log_path):
+    """Runs qmig-lua; returns wall time, exit status, CPU time and peak RSS.
+    The peak RSS comes from GNU time (%M, the ru_maxrss of the process it
+    forked): the ru_maxrss of a child forked by this Python process itself
+    would include this process's own RSS, which Linux carries over exec."""
     t0 = time.monotonic()
+    rss_file = log_path + ".maxrss"
+    wrap = ["/usr/bin/time", "-f", "%M", "-o", rss_file] if os.path.exists("/usr/bin/time") else []
     with open(log_path, "wb") as out:
-        proc = subprocess.Popen([binary] + args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(wrap + [binary] + args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         _, status, ru = os.wait4(proc.pid, 0)
     r = Result()
     r.wall = time.monotonic() - t0
@@ -168,6 +172,12 @@ def run_qmig(binary, args, log_path, sample_rss=False):
     proc.returncode = r.status
     r.cpu = ru.ru_utime + ru.ru_stime
     r.maxrss = ru.ru_maxrss * 1024
+    if wrap:
+        try:
+            with open(rss_file) as fh:
+                r.maxrss = int(fh.read().split()[-1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
     r.log = log_path
     return r
 
@@ -208,15 +218,27 @@ def failed_items(log_path):
 def make_site(path, apps, users, streams, connections, tasks, app_size=200 * 1024):
     """A generated site (tests/qliksim/generate.py) in which every item can
     migrate: OLE DB and folder connections (which Qlik Cloud cannot take,
-    so the apps reloading through them fail) become ODBC and web ones."""
+    so the apps reloading through them fail) become ODBC and web ones, and
+    connection names lose the characters a lib:// path cannot carry."""
     sys.path.insert(0, os.path.dirname(GEN))
     import generate
     site = generate.generate(apps, users, streams, connections, tasks, app_size)
+    renames = {}
     for i, c in enumerate(site["qrs"]["data_connections"]):
         if c["type"] == "OLEDB":
             c.update(type="ODBC", connectionstring=f"ODBC CONNECT TO [DSN_{i}]")
         elif c["type"] == "folder":
             c.update(type="internet", connectionstring=f"https://files{i}.example.com/")
+        # A name with "/" or "'" cannot be written in a lib:// path
+        # (lib://Conn/file: the name ends at either), so apps reading files
+        # through such a connection fail to reload, in qliksim as in Qlik.
+        if "/" in c["name"] or "'" in c["name"]:
+            new = c["name"].replace("/", "-").replace("'", "")
+            renames[c["name"]] = new
+            c["name"] = new
+    for a in site["qrs"]["apps"]:
+        for old, new in renames.items():
+            a["script"] = a["script"].replace(old.replace("'", "''"), new).replace(old, new)
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(site, fh, separators=(",", ":"))
     return site
