@@ -111,7 +111,7 @@ local CONFIG = {
   { "project as a list", function(x) return (x:gsub("project: {[^}]*}", "project: [a, b]")) end,
     err = "project: expected a mapping, got list" },
   { "target without credentials", function(x) return (x:gsub("  api_key: %S+\n", "")) end,
-    err = "target: give api_key or client_id %+ client_secret", where = "job%.yaml: " },
+    err = "target: give api_key %(OAuth client_id/client_secret is not supported yet%)", where = "job%.yaml: " },
   { "API key of the wrong type: the message is not redacted away", function(x)
       return (x:gsub("api_key: %S+", "api_key: [1, 2]")) end,
     err = "target%.api_key %- expected a string, got list" },
