@@ -37,6 +37,7 @@ build = {
     ["qmig.cloud"] = "lua/qmig/cloud.lua",
     ["qmig.engine"] = "lua/qmig/engine.lua",
     ["qmig.errors"] = "lua/qmig/errors.lua",
+    ["qmig.glob"] = "lua/qmig/glob.lua",
     ["qmig.identity.rules"] = "lua/qmig/identity/rules.lua",
     ["qmig.identity.scope"] = "lua/qmig/identity/scope.lua",
     ["qmig.identity.spaces"] = "lua/qmig/identity/spaces.lua",

@@ -12,35 +12,15 @@
 --   exclude  {names = globs, tags = list}: apps matching either are left out.
 -- A glob has `*` (any run of characters, `/` included) and `?` (one
 -- character); every other character stands for itself.
+local glob = require "qmig.glob"
 local hash = require "qmig.hash"
 local json = require "qmig.json"
 
 local M = {}
 
--- glob -> Lua pattern, anchored, lower-cased.
-local function glob_pattern(glob)
-  local out = { "^" }
-  for c in tostring(glob):lower():gmatch(utf8 and utf8.charpattern or ".") do
-    if c == "*" then out[#out + 1] = ".*"
-    elseif c == "?" then out[#out + 1] = utf8 and utf8.charpattern or "."
-    elseif #c == 1 and c:match("%p") then out[#out + 1] = "%" .. c
-    else out[#out + 1] = c end
-  end
-  out[#out + 1] = "$"
-  return table.concat(out)
-end
+M.glob_match = glob.match
 
-function M.glob_match(glob, text)
-  if type(text) ~= "string" then return false end
-  return text:lower():find(glob_pattern(glob)) ~= nil
-end
-
-local function any_glob(globs, text)
-  for _, g in ipairs(globs or {}) do
-    if M.glob_match(g, text) then return true end
-  end
-  return false
-end
+local function any_glob(globs, text) return glob.any(globs, text, false) end
 
 local function tag_names(app)
   local names = {}

@@ -10,26 +10,13 @@ local yaml = require "qmig.yaml"
 
 local M = {}
 
--- {====== globs: '*' any run, '?' one character, case-insensitive
-local function glob_pattern(glob)
-  local p = glob:lower():gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".")
-  return "^" .. p .. "$"
-end
-
-function M.glob_match(glob, name)
-  return tostring(name):lower():find(glob_pattern(glob)) ~= nil
-end
+M.glob_match = require("qmig.glob").match
 
 -- true when name matches one of globs; an empty or absent list matches
 -- everything unless empty_matches == false.
 function M.any_glob(globs, name, empty_matches)
-  if globs == nil or #globs == 0 then return empty_matches ~= false end
-  for _, g in ipairs(globs) do
-    if M.glob_match(g, name) then return true end
-  end
-  return false
+  return require("qmig.glob").any(globs, name, empty_matches ~= false)
 end
--- }======
 
 -- QSEoW hub connections carry their owner as a suffix: "Sales DB
 -- (corp_jdoe)".  The suffix is removed only when it names the owner of the

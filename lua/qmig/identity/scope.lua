@@ -1,32 +1,13 @@
 -- What the plan puts in scope (SPEC §4.2), shared by the identity steps:
 -- streams, apps and data connections read from the QRS, filtered by the
 -- plan's case-insensitive globs.  Read-only; one QRS call per entity type.
-local M = {}
+local glob = require "qmig.glob"
 
--- Glob (`*` any run, `?` one UTF-8 character; the rest literal) ->
--- anchored, lower-case Lua pattern.  Same rules as qmig.apps.scope.
-local function glob_pattern(glob)
-  local out = { "^" }
-  for c in tostring(glob):lower():gmatch(utf8.charpattern) do
-    if c == "*" then out[#out + 1] = ".*"
-    elseif c == "?" then out[#out + 1] = utf8.charpattern
-    elseif #c == 1 and c:match("%p") then out[#out + 1] = "%" .. c
-    else out[#out + 1] = c end
-  end
-  out[#out + 1] = "$"
-  return table.concat(out)
-end
+local M = {}
 
 -- M.glob_any(globs, name): true when name matches one of the globs
 -- (case-insensitive).  An empty or absent list matches nothing.
-function M.glob_any(globs, name)
-  if type(name) ~= "string" then return false end
-  local lname = name:lower()
-  for _, g in ipairs(globs or {}) do
-    if lname:find(glob_pattern(g)) then return true end
-  end
-  return false
-end
+function M.glob_any(globs, name) return glob.any(globs, name, false) end
 
 -- Case-insensitive look-up in a plan map keyed by names (streams,
 -- DIR\userid): the exact key first, then any key equal ignoring case.
