@@ -12,6 +12,7 @@ local errors = require "qmig.errors"
 local fs = require "qmig.fs"
 local qrs = require "qmig.qrs"
 local retry = require "qmig.retry"
+local servers = require "servers"
 local simlib = require "sim"
 
 local T = t.suite("badserver")
@@ -19,19 +20,7 @@ local FIXTURES = fs.realpath("tests/lua/fixtures")
 local bad, sim
 
 local function start_bad()
-  local dir = t.tmpdir()
-  local portfile = dir .. "/port"
-  assert(os.execute(string.format("python3 tests/support/badserver.py --port-file %s >%s/log 2>&1 & echo $! >%s/pid",
-    portfile, dir, dir)))
-  local deadline, f = qmig.monotonic() + 30
-  repeat
-    qmig.sleep(0.05)
-    f = io.open(portfile)
-  until f or qmig.monotonic() > deadline
-  assert(f, "badserver did not start: " .. t.read(dir .. "/log"))
-  local port = tonumber(f:read("a"))
-  f:close()
-  local pid = t.read(dir .. "/pid"):match("%d+")
+  local port, pid = servers.launch("tests/support/badserver.py", "", t.tmpdir())
   local base = "http://127.0.0.1:" .. port
   local control = require("qmig.http").client { base_url = base }
   return {

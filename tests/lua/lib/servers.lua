@@ -3,28 +3,32 @@
 local t = require "testing"
 local M = {}
 
+-- M.launch(script, args, dir) -> port, pid: starts `python3 script
+-- --port-file F args` in the background and waits for the port it writes.
+function M.launch(script, args, dir)
+  local portfile = dir .. "/port"
+  assert(os.execute(string.format("python3 %s --port-file %s %s >%s/log 2>&1 & echo $! >%s/pid",
+    script, portfile, args or "", dir, dir)))
+  local deadline, f = qmig.monotonic() + 30
+  repeat
+    qmig.sleep(0.05)
+    f = io.open(portfile)
+  until f or qmig.monotonic() > deadline
+  assert(f, script .. " did not start: " .. t.read(dir .. "/log"))
+  local port = tonumber(f:read("a"))
+  f:close()
+  return port, t.read(dir .. "/pid"):match("%d+")
+end
+
 -- M.start{tls=bool, mtls=bool} -> {port=, base=, certs=, stop=fn}
 function M.start(opts)
   opts = opts or {}
   local dir = t.tmpdir()
   local certs = (os.getenv("QMIG_TEST_TMP") or "tests/tmp") .. "/certs"
-  local portfile = dir .. "/port"
   local flags = ""
   if opts.tls then flags = flags .. " --tls" end
   if opts.mtls then flags = flags .. " --mtls" end
-  local cmd = string.format("python3 tests/support/httpd.py --port-file %s --certs %s%s >%s/log 2>&1 & echo $! >%s/pid",
-    portfile, certs, flags, dir, dir)
-  assert(os.execute(cmd))
-  local deadline = qmig.monotonic() + 30
-  local f
-  repeat
-    qmig.sleep(0.05)
-    f = io.open(portfile)
-  until f or qmig.monotonic() > deadline
-  assert(f, "test HTTP server did not start: " .. t.read(dir .. "/log"))
-  local port = tonumber(f:read("a"))
-  f:close()
-  local pid = t.read(dir .. "/pid"):match("%d+")
+  local port, pid = M.launch("tests/support/httpd.py", "--certs " .. certs .. flags, dir)
   local scheme = (opts.tls or opts.mtls) and "https" or "http"
   return {
     port = port,
