@@ -8,7 +8,7 @@ OPT       ?= -O2 -g
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS    += $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -DQMIG_PREFIX='"$(PREFIX)"'
-LDLIBS    += $(PKG_LIBS) -lm
+LDLIBS    += $(PKG_LIBS) -lm -pthread
 
 BUILD     ?= build
 SRCS      := $(wildcard src/*.c)
@@ -123,7 +123,7 @@ $(FUZZ_BUILD)/%.o: src/%.c $(wildcard src/*.h) | $(FUZZ_BUILD)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.h $(FUZZ_OBJS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -Isrc -DQMIG_FUZZ_HOME='"$(CURDIR)"' -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(PKG_LIBS) -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Isrc -DQMIG_FUZZ_HOME='"$(CURDIR)"' -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(PKG_LIBS) -lm -pthread
 
 $(FUZZ_BUILD):
 	mkdir -p $@

@@ -35,6 +35,7 @@ build = {
     ["qmig.catalogue"] = "lua/qmig/catalogue.lua",
     ["qmig.cli"] = "lua/qmig/cli.lua",
     ["qmig.cloud"] = "lua/qmig/cloud.lua",
+    ["qmig.durable"] = "lua/qmig/durable.lua",
     ["qmig.engine"] = "lua/qmig/engine.lua",
     ["qmig.errors"] = "lua/qmig/errors.lua",
     ["qmig.glob"] = "lua/qmig/glob.lua",

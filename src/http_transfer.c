@@ -31,9 +31,12 @@ void buffer_free(Buffer *b) {
 
 /* Error bodies (4xx/5xx) always stay in memory so the caller can read
 ** Qlik's error JSON; only a successful body goes to the sink. */
+TransferTotals transfer_totals;
+
 size_t transfer_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
   Transfer *t = userdata;
   size_t n = size * nmemb;
+  transfer_totals.received += (long long)n;
   if (t->sink) {
     long status = 0;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -63,7 +66,22 @@ size_t transfer_read_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
   Transfer *t = userdata;
   size_t n = fread(ptr, 1, size * nmemb, t->source);
   if (n == 0 && ferror(t->source)) return CURL_READFUNC_ABORT;
+  transfer_totals.sent += (long long)n;
   return n;
+}
+
+int transfer_prereq_cb(void *userdata, char *remote_ip, char *local_ip, int remote_port, int local_port) {
+  (void)remote_ip, (void)local_ip, (void)remote_port, (void)local_port;
+  Transfer *t = userdata;
+  long redirects = 0;
+  curl_easy_getinfo(t->easy, CURLINFO_REDIRECT_COUNT, &redirects);
+  if (t->sends > 0 && redirects == t->redirects_at_send) {
+    t->resend_refused = 1;
+    return CURL_PREREQFUNC_ABORT;
+  }
+  t->sends++;
+  t->redirects_at_send = redirects;
+  return CURL_PREREQFUNC_OK;
 }
 
 int transfer_open_sink(Transfer *t, const char *path) {
@@ -78,19 +96,23 @@ int transfer_open_sink(Transfer *t, const char *path) {
   return t->sink ? 0 : errno;
 }
 
-int transfer_close_sink(Transfer *t, int keep) {
+int sink_finish(FILE *f, const char *part, const char *path, int keep) {
   int err = 0;
-  if (t->sink) {
-    if (fflush(t->sink) != 0 || fsync(fileno(t->sink)) != 0) err = errno;
-    if (fclose(t->sink) != 0 && !err) err = errno;
-    t->sink = NULL;
-    if (keep && !err) {
-      if (rename(t->sink_part, t->sink_path) != 0) err = errno;
-    } else {
-      remove(t->sink_part);
-    }
+  if (keep && (fflush(f) != 0 || fsync(fileno(f)) != 0)) err = errno;
+  if (fclose(f) != 0 && !err) err = errno;
+  if (keep && !err) {
+    if (rename(part, path) != 0) err = errno;
+  } else {
+    remove(part);
   }
   return err;
+}
+
+int transfer_close_sink(Transfer *t, int keep) {
+  if (t->sink == NULL) return 0;
+  FILE *f = t->sink;
+  t->sink = NULL;
+  return sink_finish(f, t->sink_part, t->sink_path, keep);
 }
 
 void transfer_cleanup(Transfer *t) {
@@ -112,6 +134,7 @@ void transfer_cleanup(Transfer *t) {
 
 const char *transfer_error_code(const Transfer *t) {
   if (t->too_large) return "too_large";
+  if (t->resend_refused) return "dropped";
   switch (t->result) {
     case CURLE_OPERATION_TIMEDOUT:
       return "timeout";
@@ -130,6 +153,7 @@ const char *transfer_error_code(const Transfer *t) {
     case CURLE_SSL_CRL_BADFILE:
     case CURLE_USE_SSL_FAILED:
       return "tls";
+    case CURLE_SEND_FAIL_REWIND:  /* curl wanted to re-send a streamed upload */
     case CURLE_GOT_NOTHING:
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:

@@ -32,20 +32,42 @@ typedef struct Transfer {
   int too_large;          /* the reply exceeded max_body */
   int done;               /* curl reported the transfer finished */
   int in_multi;
+  int sends;              /* times curl was about to send the request */
+  long redirects_at_send; /* redirects followed by then */
+  int resend_refused;     /* curl wanted to re-send it: stopped, see below */
   CURLcode result;
   char errbuf[CURL_ERROR_SIZE];
 } Transfer;
+
+/* Bytes moved by every transfer of the process so far, for the progress
+** line's bytes/s: counted as they arrive or leave (file uploads), or when
+** the transfer ends (bodies sent from memory). */
+typedef struct TransferTotals {
+  long long received, sent, finished;
+} TransferTotals;
+extern TransferTotals transfer_totals;
 
 /* Curl callbacks; userdata is the Transfer. */
 size_t transfer_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
 size_t transfer_header_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
 size_t transfer_read_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
 
+/* CURLOPT_PREREQFUNCTION for writes; userdata is the Transfer.  curl
+** silently re-sends a request whose reused connection died before any
+** reply byte; for a write the server may already have applied, that is a
+** duplicate.  This lets the first send through (and a redirect's), and
+** stops a re-send of the same request: the transfer fails with code
+** "dropped", and the caller looks before it writes again. */
+int transfer_prereq_cb(void *userdata, char *remote_ip, char *local_ip, int remote_port, int local_port);
+
 /* Opens <path>.part for the reply body; 0 on success, else errno. */
 int transfer_open_sink(Transfer *t, const char *path);
-/* Closes the sink: renames .part into place when keep, removes it
-** otherwise.  0 on success, else errno. */
+/* Closes the sink: fsyncs it and renames .part into place when keep,
+** removes it otherwise.  0 on success, else errno. */
 int transfer_close_sink(Transfer *t, int keep);
+/* The same for a sink file already taken off its Transfer (the I/O
+** worker closes it while the Transfer keeps the names). */
+int sink_finish(FILE *f, const char *part, const char *path, int keep);
 
 /* Releases everything but the struct itself; safe to call twice. */
 void transfer_cleanup(Transfer *t);

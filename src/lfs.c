@@ -23,6 +23,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "io_worker.h"
 #include "qmig.h"
 
 #define FS_LOCK  "qmig.Lock"
@@ -276,39 +277,125 @@ static int fsync_dir(const char *dir) {
   return r;
 }
 
+/* An atomic write's work, on the worker thread or inline: the paths are
+** copies, the data is kept alive by the job's user value. */
+typedef struct AtomicWrite {
+  char path[PATH_MAX], dir[PATH_MAX], tmp[PATH_MAX];
+  const char *data;
+  size_t len;
+  mode_t mode;
+  const char *failed;  /* which of the paths the error is about */
+} AtomicWrite;
+
 /* Write to a temporary file beside the target, fsync it, rename it over
 ** the target and fsync the folder: after a crash the target holds either
-** the old or the new content, never a torn mix. */
-static int write_atomic(lua_State *L, const char *path, const char *data, size_t len,
-                        mode_t mode) {
-  char dir[PATH_MAX], tmp[PATH_MAX];
-  dir_of(path, dir, sizeof dir);
-  const char *base = strrchr(path, '/');
-  base = base ? base + 1 : path;
-  if (snprintf(tmp, sizeof tmp, "%s/.%.100s.tmp-XXXXXX", dir, base) >= (int)sizeof tmp) {
-    errno = ENAMETOOLONG;
-    return luaL_fileresult(L, 0, path);
-  }
-  int fd = mkstemp_cloexec(tmp);
-  if (fd < 0) return luaL_fileresult(L, 0, tmp);
-  const char *failed = tmp;
-  if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) goto fail;
+** the old or the new content, never a torn mix.  0 or errno. */
+static int write_atomic(AtomicWrite *w) {
+  int fd = mkstemp_cloexec(w->tmp);
+  w->failed = w->tmp;
+  if (fd < 0) return errno;
+  if (fchmod(fd, w->mode) != 0 || write_all(fd, w->data, w->len) != 0 || fsync(fd) != 0) goto fail;
   if (close(fd) != 0) {
     fd = -1;
     goto fail;
   }
   fd = -1;
-  failed = path;
-  if (rename(tmp, path) != 0) goto fail;
-  if (fsync_dir(dir) != 0) return luaL_fileresult(L, 0, dir);
-  return push_true(L);
+  w->failed = w->path;
+  if (rename(w->tmp, w->path) != 0) goto fail;
+  w->failed = w->dir;
+  return fsync_dir(w->dir) != 0 ? errno : 0;
 fail: {
     int err = errno;
     if (fd >= 0) close(fd);
-    unlink(tmp);
-    errno = err;
-    return luaL_fileresult(L, 0, failed);
+    unlink(w->tmp);
+    return err;
   }
+}
+
+static int write_atomic_job(IoJob *job) {
+  return write_atomic(io_job_payload(job));
+}
+
+static int atomic_result(lua_State *L, AtomicWrite *w, int err) {
+  if (err == 0) return push_true(L);
+  errno = err;
+  return luaL_fileresult(L, 0, w->failed);
+}
+
+static int write_atomic_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  IoJob *job = io_job_test(L, (int)ctx);
+  return atomic_result(L, io_job_payload(job), job->err);
+}
+
+/* Inside a scheduler task the write is an IoJob the task waits for (the
+** fsyncs do not stall other tasks' transfers); elsewhere it runs here. */
+static int write_atomic_lua(lua_State *L, const char *path, int data_idx, mode_t mode) {
+  AtomicWrite local, *w = &local;
+  int in_task = qmig_in_task(L);
+  if (in_task) w = io_job_payload(io_job_new(L, write_atomic_job, sizeof(AtomicWrite), data_idx));
+  else memset(w, 0, sizeof *w);
+  w->data = lua_tolstring(L, data_idx, &w->len);
+  w->mode = mode;
+  dir_of(path, w->dir, sizeof w->dir);
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  if (strlen(path) >= sizeof w->path ||
+      snprintf(w->tmp, sizeof w->tmp, "%s/.%.100s.tmp-XXXXXX", w->dir, base) >= (int)sizeof w->tmp) {
+    errno = ENAMETOOLONG;
+    return luaL_fileresult(L, 0, path);
+  }
+  memcpy(w->path, path, strlen(path) + 1);
+  if (!in_task) return atomic_result(L, w, write_atomic(w));
+  io_job_submit(L, -1, w->path);
+  lua_pushvalue(L, -1);  /* the yielded copy is consumed; the job stays */
+  return lua_yieldk(L, 1, (lua_KContext)(lua_gettop(L) - 1), write_atomic_k);
+}
+
+/* fs.sync(path) -> true | nil, msg, errno: fsync of the file (any
+** descriptor of it: fsync flushes the file, not the descriptor), e.g. the
+** cache's WAL after a commit made with synchronous=NORMAL.  Inside a
+** scheduler task it runs on the I/O worker and the task waits. */
+typedef struct SyncFile {
+  char path[PATH_MAX];
+} SyncFile;
+
+static int sync_file(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int err = fsync(fd) != 0 ? errno : 0;
+  close(fd);
+  return err;
+}
+
+static int sync_job(IoJob *job) {
+  return sync_file(((SyncFile *)io_job_payload(job))->path);
+}
+
+static int sync_result(lua_State *L, const char *path, int err) {
+  if (err == 0) return push_true(L);
+  errno = err;
+  return luaL_fileresult(L, 0, path);
+}
+
+static int sync_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  IoJob *job = io_job_test(L, (int)ctx);
+  return sync_result(L, ((SyncFile *)io_job_payload(job))->path, job->err);
+}
+
+static int f_sync(lua_State *L) {
+  const char *path = checkpath(L, 1);
+  if (!qmig_in_task(L)) return sync_result(L, path, sync_file(path));
+  if (strlen(path) >= PATH_MAX) {
+    errno = ENAMETOOLONG;
+    return luaL_fileresult(L, 0, path);
+  }
+  SyncFile *f = io_job_payload(io_job_new(L, sync_job, sizeof(SyncFile), 0));
+  memcpy(f->path, path, strlen(path) + 1);
+  io_job_submit(L, -1, f->path);
+  lua_pushvalue(L, -1);
+  return lua_yieldk(L, 1, (lua_KContext)(lua_gettop(L) - 1), sync_k);
 }
 
 static mode_t current_umask(void) {
@@ -334,7 +421,7 @@ static int f_write_file(lua_State *L) {
     if (lua_getfield(L, 3, "append") != LUA_TNIL) append = lua_toboolean(L, -1);
     lua_pop(L, 3);
   }
-  if (atomic && !append) return write_atomic(L, path, data, len, mode);
+  if (atomic && !append) return write_atomic_lua(L, path, 2, mode);
   int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), mode);
   if (fd < 0) return luaL_fileresult(L, 0, path);
   int ok = write_all(fd, data, len) == 0;
@@ -706,6 +793,7 @@ static const luaL_Reg fslib[] = {
   {"chmod", f_chmod},
   {"read_file", f_read_file},
   {"write_file", f_write_file},
+  {"sync", f_sync},
   {"realpath", f_realpath},
   {"join", f_join},
   {"dirname", f_dirname},
@@ -732,6 +820,7 @@ static const luaL_Reg lockmeta[] = {
 };
 
 int luaopen_qmig_fs(lua_State *L) {
+  io_worker_open(L);
   luaL_newlib(L, fslib);
   luaL_newmetatable(L, FS_LOCK);
   luaL_setfuncs(L, lockmeta, 0);

@@ -19,6 +19,7 @@
 #include <lauxlib.h>
 
 #include "http_transfer.h"
+#include "io_worker.h"
 #include "qmig.h"
 
 #define HTTP_CLIENT "qmig.HttpClient"
@@ -49,6 +50,9 @@ typedef struct Request {
   Transfer t;
   char *url;
   char method[16];
+  int sink_closed;  /* the I/O worker closed the sink ... */
+  int sink_err;     /* ... with this result */
+  int sink_job;     /* stack index of that job while the task waits */
 } Request;
 
 #define check_client(L, i) ((Client *)luaL_checkudata(L, i, HTTP_CLIENT))
@@ -85,11 +89,18 @@ static void cleanup_multi(void) {
   curl_global_cleanup();
 }
 
+/* From the I/O worker's thread: a job ended, so a poll waiting for
+** sockets must return to hand it over. */
+static void wake_poll(void) {
+  if (multi) curl_multi_wakeup(multi);
+}
+
 static CURLM *get_multi(void) {
   if (multi == NULL) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     multi = curl_multi_init();
     atexit(cleanup_multi);
+    io_set_notify(wake_poll);
   }
   return multi;
 }
@@ -410,12 +421,16 @@ static void set_method(lua_State *L, Request *r, int oidx) {
   lua_pop(L, 1);
   if (strcmp(r->method, "HEAD") == 0) curl_easy_setopt(r->t.easy, CURLOPT_NOBODY, 1L);
   else curl_easy_setopt(r->t.easy, CURLOPT_CUSTOMREQUEST, r->method);
-  /* curl silently re-sends a request whose pooled connection died before
-  ** any reply byte; for a write that may duplicate what the server already
-  ** applied.  A fresh connection is never retried that way, and the
-  ** caller then sees the failure and can look before it writes again. */
-  if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0)
-    curl_easy_setopt(r->t.easy, CURLOPT_FRESH_CONNECT, 1L);
+  /* A write may reuse a pooled connection (a fresh TLS handshake for
+  ** each would cost both sides more than the request), but curl must not
+  ** re-send it on its own: transfer_prereq_cb.  Only connections idle for
+  ** under 30 s: past that a server or proxy may be closing one as we
+  ** send, which costs a look-up and a retry. */
+  if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
+    curl_easy_setopt(r->t.easy, CURLOPT_PREREQFUNCTION, transfer_prereq_cb);
+    curl_easy_setopt(r->t.easy, CURLOPT_PREREQDATA, &r->t);
+    curl_easy_setopt(r->t.easy, CURLOPT_MAXAGE_CONN, 30L);
+  }
 }
 /* }====== */
 
@@ -437,6 +452,7 @@ static void drain(lua_State *L, Request *waiter) {
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
     r->t.result = msg->data.result;
     r->t.done = 1;
+    transfer_totals.finished++;
     curl_multi_remove_handle(multi, msg->easy_handle);
     r->t.in_multi = 0;
     inflight_count--;
@@ -504,18 +520,25 @@ static void push_headers(lua_State *L, const Buffer *head) {
 
 /* Turns a finished request into results: a response table, or
 ** nil, message, code.  [-0, +(1|3), m] */
+static int keeps_sink(Request *r) {
+  long status = 0;
+  curl_easy_getinfo(r->t.easy, CURLINFO_RESPONSE_CODE, &status);
+  return r->t.result == CURLE_OK && status >= 200 && status < 300;
+}
+
 static int finish(lua_State *L, Request *r) {
   long status = 0;
   curl_easy_getinfo(r->t.easy, CURLINFO_RESPONSE_CODE, &status);
   int ok = r->t.result == CURLE_OK;
-  int keep_sink = ok && status >= 200 && status < 300;
-  int sink_err = transfer_close_sink(&r->t, keep_sink);
+  int keep_sink = keeps_sink(r);
+  int sink_err = r->sink_closed ? r->sink_err : transfer_close_sink(&r->t, keep_sink);
   if (!ok) {
     const char *code = (r->t.result == CURLE_ABORTED_BY_CALLBACK && qmig_interrupted()) ? "interrupted"
                                                                                      : transfer_error_code(&r->t);
     const char *detail = r->t.errbuf[0] ? r->t.errbuf : curl_easy_strerror(r->t.result);
     if (r->t.too_large) detail = "reply body larger than max_body";
     else if (r->t.result == CURLE_OUT_OF_MEMORY) detail = "reply headers too large";
+    else if (r->t.resend_refused) detail = "connection closed before any reply; not re-sent (it may have been applied)";
     if (strcmp(code, "interrupted") == 0) detail = "interrupted";
     lua_pushfstring(L, "%s %s: %s", r->method, r->url, detail);
     const char *msg = lua_tostring(L, -1);
@@ -544,6 +567,7 @@ static int finish(lua_State *L, Request *r) {
   char *effective = NULL;
   curl_easy_getinfo(r->t.easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
   curl_easy_getinfo(r->t.easy, CURLINFO_SIZE_UPLOAD_T, &up);
+  if (r->t.source == NULL) transfer_totals.sent += (long long)up;  /* file uploads counted as read */
   curl_easy_getinfo(r->t.easy, CURLINFO_TOTAL_TIME, &total);
   curl_easy_getinfo(r->t.easy, CURLINFO_EFFECTIVE_URL, &effective);
   lua_pushinteger(L, (lua_Integer)down);
@@ -559,14 +583,50 @@ static int finish(lua_State *L, Request *r) {
   return 1;
 }
 
-/* Continuation after the scheduler resumed the task: the request object
-** sits at stack index ctx. */
-static int request_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  Request *r = check_request(L, (int)ctx);
+static int request_done(lua_State *L, Request *r) {
   int n = finish(L, r);
   transfer_cleanup(&r->t);
   return n;
+}
+
+/* A downloaded file's flush, fsync and rename, on the I/O worker. */
+typedef struct SinkClose {
+  FILE *f;
+  const char *part, *path;  /* owned by the Transfer the job anchors */
+} SinkClose;
+
+static int sink_close_job(IoJob *job) {
+  SinkClose *c = io_job_payload(job);
+  return sink_finish(c->f, c->part, c->path, 1);
+}
+
+static int request_sink_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  Request *r = check_request(L, (int)ctx);
+  IoJob *job = io_job_test(L, r->sink_job);
+  r->sink_closed = 1;
+  r->sink_err = job ? job->err : EIO;
+  return request_done(L, r);
+}
+
+/* Continuation after the scheduler resumed the task: the request object
+** sits at stack index ctx.  Inside a task a file the reply went to is
+** closed (fsync) by the I/O worker, the task waiting for it. */
+static int request_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  Request *r = check_request(L, (int)ctx);
+  if (r->t.sink && keeps_sink(r) && qmig_in_task(L)) {
+    SinkClose *c = io_job_payload(io_job_new(L, sink_close_job, sizeof(SinkClose), (int)ctx));
+    c->f = r->t.sink;
+    c->part = r->t.sink_part;
+    c->path = r->t.sink_path;
+    r->t.sink = NULL;  /* the worker's now: nothing else may touch it */
+    r->sink_job = lua_gettop(L);
+    io_job_submit(L, -1, c->path);
+    lua_pushvalue(L, -1);
+    return lua_yieldk(L, 1, ctx, request_sink_k);
+  }
+  return request_done(L, r);
 }
 
 /* Calls the before_send hook if a write was queued since the last call.
@@ -595,7 +655,7 @@ static void wait_sync(lua_State *L, Request *r) {
 }
 
 /* client:request{method=, path=, query=, headers=, body=|json=|source=|
-**   multipart=, sink=, follow=, timeout=}
+**   multipart=, sink=, follow=, timeout=, durable=}
 ** -> response | nil, msg, code.  Yields inside a scheduler task. */
 static int client_request(lua_State *L) {
   Client *c = check_client(L, 1);
@@ -651,7 +711,11 @@ static int client_request(lua_State *L) {
   if (mc != CURLM_OK) return luaL_error(L, "http: %s", curl_multi_strerror(mc));
   r->t.in_multi = 1;
   inflight_count++;
-  if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) unsent_write = 1;
+  /* durable = true: the caller passed qmig.durable's barrier already */
+  lua_getfield(L, 2, "durable");
+  int covered = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (!covered && strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) unsent_write = 1;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &INFLIGHT_KEY);
   lua_pushvalue(L, ridx);
   lua_rawsetp(L, -2, r);
@@ -665,7 +729,8 @@ static int client_request(lua_State *L) {
   return request_k(L, LUA_OK, (lua_KContext)ridx);
 }
 
-/* http.poll([timeout]) -> array of requests whose transfers finished.
+/* http.poll([timeout]) -> array of requests whose transfers finished and
+** of I/O jobs (qmig.IoJob) the worker ended.
 ** Waits up to timeout seconds (default 1) when none is ready yet. */
 static int http_poll(lua_State *L) {
   double timeout = luaL_optnumber(L, 1, 1.0);
@@ -675,6 +740,7 @@ static int http_poll(lua_State *L) {
   curl_multi_perform(multi, &running);
   drain(L, NULL);
   push_done_list(L);
+  io_collect(L, -1);
   long wait_ms = (long)(timeout * 1000);
   while (lua_rawlen(L, -1) == 0 && wait_ms > 0 && !qmig_interrupted()) {
     long slice = wait_ms > 100 ? 100 : wait_ms;  /* stay responsive to Ctrl-C */
@@ -682,6 +748,7 @@ static int http_poll(lua_State *L) {
     wait_ms -= slice;
     curl_multi_perform(multi, &running);
     drain(L, NULL);
+    io_collect(L, -1);
   }
   lua_newtable(L);  /* fresh done list for next time */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &DONE_KEY);
@@ -708,6 +775,19 @@ static int http_before_send(lua_State *L) {
   return 0;
 }
 
+/* http.stats() -> {received=, sent=, finished=}: bytes and transfers of
+** the whole process so far (the progress line takes differences). */
+static int http_stats(lua_State *L) {
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, transfer_totals.received);
+  lua_setfield(L, -2, "received");
+  lua_pushinteger(L, transfer_totals.sent);
+  lua_setfield(L, -2, "sent");
+  lua_pushinteger(L, transfer_totals.finished);
+  lua_setfield(L, -2, "finished");
+  return 1;
+}
+
 static int http_pending(lua_State *L) {
   lua_pushinteger(L, inflight_count);
   return 1;
@@ -715,6 +795,13 @@ static int http_pending(lua_State *L) {
 
 static int http_is_request(lua_State *L) {
   lua_pushboolean(L, luaL_testudata(L, 1, HTTP_REQUEST) != NULL);
+  return 1;
+}
+
+/* http.is_job(x): x is an I/O job a task waits for (see io_worker.h);
+** http.poll hands it back like a finished request. */
+static int http_is_job(lua_State *L) {
+  lua_pushboolean(L, io_job_test(L, 1) != NULL);
   return 1;
 }
 
@@ -783,13 +870,16 @@ static const luaL_Reg httplib[] = {
   {"abort", http_abort},
   {"before_send", http_before_send},
   {"pending", http_pending},
+  {"stats", http_stats},
   {"is_request", http_is_request},
+  {"is_job", http_is_job},
   {"escape", http_escape},
   {"configure", http_configure},
   {NULL, NULL}
 };
 
 int luaopen_qmig_http(lua_State *L) {
+  io_worker_open(L);
   luaL_newmetatable(L, HTTP_CLIENT);
   luaL_setfuncs(L, client_metameth, 0);
   luaL_newlibtable(L, client_meth);

@@ -30,6 +30,7 @@
 
 local qmig = require "qmig"
 local sqlite = require "qmig.sqlite"
+local durable = require "qmig.durable"
 local fs = require "qmig.fs"
 local http = require "qmig.http"
 local log = require "qmig.log"
@@ -462,36 +463,71 @@ function Cache:meta_set(key, value)
 end
 
 --- c:group(true | false): group commit, for the engine while a step's items
--- run concurrently.  With synchronous=FULL every commit is an fsync that
--- blocks the whole event loop, and each item made two (begin_item,
--- finish_item).  Grouped, the cache's writes share one open transaction
--- (their own transactions become savepoints in it), committed only when
--- needed: by http.before_send, just before curl sends a write request, if
--- an in-progress marker was written since the last commit — so a marker
--- is still durable before the write it announces — and at group(false).
--- One fsync then covers every item that started meanwhile.  A crash loses
--- at most outcomes not committed yet; their markers are, so the next run
--- resumes those items exactly as after a crash between a write and its
--- recorded outcome.
+-- run concurrently.  Every commit is an fsync, which made on the event
+-- loop's thread stalls every transfer in flight, and each item made two
+-- (begin_item, finish_item).  Grouped, the cache's writes share one open
+-- transaction (their own transactions become savepoints in it), committed
+-- only when needed: before a write request is sent, if an in-progress
+-- marker was written since the last commit, so a marker is still durable
+-- before the write it announces; and at group(false).  Inside the group
+-- commits are made with synchronous=NORMAL (no fsync) and made durable by
+-- an fsync of the WAL on the I/O worker (fs.sync), which the task about
+-- to write waits for (qmig.durable) while the other tasks go on; one fsync
+-- covers every marker committed before it.  A write made without that
+-- barrier still gets a blocking commit + fsync (http.before_send).  A
+-- crash loses at most outcomes not committed yet; their markers are, so
+-- the next run resumes those items exactly as after a crash between a
+-- write and its recorded outcome.
 function Cache:group(on)
   if on and not self.grouped then
+    self.db:exec("PRAGMA synchronous=NORMAL")
     self.db:begin("immediate")
     self.grouped, self.unflushed = true, false
-    http.before_send(function() self:flush() end)
+    self.commits, self.durable_upto = 0, 0
+    http.before_send(function() self:flush(true) end)
+    durable.set(function() self:make_durable() end)
   elseif not on and self.grouped then
     http.before_send(nil)
+    durable.set(nil)
     self.grouped, self.unflushed = false, false
     self.db:commit()
+    self.db:exec("PRAGMA synchronous=FULL")
+    self:sync_wal()
   end
 end
 
---- c:flush(): commits the group's transaction if a marker awaits it.
-function Cache:flush()
+function Cache:sync_wal()
+  local ok, msg, code = fs.sync(self.path .. "-wal")
+  -- no WAL file: nothing was ever written to sync
+  if not ok and code ~= 2 then error("cache: cannot make the cache durable: " .. tostring(msg), 0) end
+end
+
+--- c:flush([sync]): commits the group's transaction if a marker awaits
+-- it; with sync, also makes every commit durable before returning.
+function Cache:flush(sync)
   if self.grouped and self.unflushed then
     self.db:commit()
     self.unflushed = false
+    self.commits = self.commits + 1
     self.db:begin("immediate")
   end
+  if sync and self.grouped and self.durable_upto < self.commits then
+    local upto = self.commits
+    self:sync_wal()
+    self.durable_upto = math.max(self.durable_upto, upto)
+  end
+end
+
+--- c:make_durable(): the write barrier (see group): every marker written
+-- so far is on disk when it returns; inside a task it waits for an fsync
+-- on the I/O worker unless an earlier one already covered them.
+function Cache:make_durable()
+  if not self.grouped then return end
+  self:flush(false)
+  local upto = self.commits
+  if self.durable_upto >= upto then return end
+  self:sync_wal()
+  self.durable_upto = math.max(self.durable_upto, upto)
 end
 
 --- c:transaction(fn, ...) -> fn's results; see db:transaction.

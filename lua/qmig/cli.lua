@@ -192,7 +192,8 @@ function M.run(opts)
     args = { jobs = opts.jobs, steps = opts.steps, force = opts.force or false },
   } or nil
   if run_id then log.open_jsonl(proj:path("logs", "run-" .. run_id .. ".jsonl")) end
-  local show = progress.new { tty = qmig.isatty(1), json = opts.json, quiet = opts.quiet, verbose = opts.verbose }
+  local show = progress.new { tty = qmig.isatty(1), json = opts.json, quiet = opts.quiet, verbose = opts.verbose,
+    limiter = target.limiter }
   local eng = engine.new {
     job = job, project = proj, source = source, target = target, transforms = transforms, run_id = run_id,
     dry_run = opts.dry_run, force = opts.force, concurrency = opts.concurrency or job.options.concurrency,

@@ -2,6 +2,7 @@
 -- paging (links.next.href; `page=` for data connections), Qlik's error
 -- shape, retries of transient failures.  Writes can be refused in dry-run
 -- mode: the engine turns the refusal into "would create/update/delete".
+local durable = require "qmig.durable"
 local errors = require "qmig.errors"
 local http = require "qmig.http"
 local json = require "qmig.json"
@@ -58,10 +59,11 @@ function Cloud:raw(method, path, opts)
   end
   local tier = limiter.tier(method, api_path(path))
   if self.limiter then self.limiter:acquire(tier) end
+  local covered = is_write and durable.wait()
   local resp, msg, code = self.client:request {
     method = method, path = api_path(path), query = opts.query, json = opts.json, body = opts.body,
     source = opts.source, sink = opts.sink, multipart = opts.multipart, headers = opts.headers,
-    timeout = opts.timeout,
+    timeout = opts.timeout, durable = covered,
   }
   if is_write then
     self.writes = self.writes + 1

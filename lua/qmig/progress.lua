@@ -1,7 +1,11 @@
 -- What a run shows while it works.  On a terminal: one live line for the
--- running step (done/total, failures, rate, ETA), rewritten in place; not
--- on a terminal: a plain line now and then; with --json: one JSON object
--- per event on stdout.  Summaries and failures are always printed.
+-- running step (done/total, failures, items/s, ETA, then the transfer
+-- rate in and out and, with rate limits on, each Qlik Cloud tier's
+-- requests per minute against its limit), rewritten in place; not on a
+-- terminal: a plain line now and then; with --json: one JSON object per
+-- event on stdout (step_done carries the step's bytes and tier rates).
+-- Summaries and failures are always printed.
+local http = require "qmig.http"
 local json = require "qmig.json"
 local log = require "qmig.log"
 local qmig = require "qmig"
@@ -10,13 +14,60 @@ local M = {}
 local Progress = {}
 Progress.__index = Progress
 
--- M.new{tty=, json=, quiet=, verbose=, out=file}
+-- M.new{tty=, json=, quiet=, verbose=, out=file, limiter=qmig.limiter
+-- object or nil}
 function M.new(opts)
   local self = setmetatable({
     out = opts.out or io.stdout, tty = opts.tty, json = opts.json, quiet = opts.quiet, verbose = opts.verbose,
-    last_draw = 0, line_open = false,
+    limiter = opts.limiter, last_draw = 0, line_open = false,
   }, Progress)
   return self
+end
+
+local UNITS = { "B", "KiB", "MiB", "GiB" }
+
+function M.bytes_per_s(n)
+  local i = 1
+  while n >= 1024 and i < #UNITS do n, i = n / 1024, i + 1 end
+  return string.format(i == 1 and "%.0f %s/s" or "%.1f %s/s", n, UNITS[i])
+end
+
+-- Where the step started: bytes moved and requests per tier so far.
+local function marks(self)
+  local st = http.stats()
+  local used = {}
+  for tier, t in pairs(self.limiter and self.limiter:stats() or {}) do used[tier] = t.used end
+  return { at = qmig.monotonic(), received = st.received, sent = st.sent, used = used }
+end
+
+-- Since the step started: {received_per_s, sent_per_s, tiers = {{tier,
+-- per_minute, limit}}} (tiers used during the step, by name).
+function Progress:rates()
+  local s = self.step
+  local st = marks(self)
+  local secs = math.max(1e-3, st.at - s.mark.at)
+  local out = { received_per_s = (st.received - s.mark.received) / secs, sent_per_s = (st.sent - s.mark.sent) / secs,
+    tiers = {} }
+  for tier, t in pairs(self.limiter and self.limiter:stats() or {}) do
+    local n = t.used - (s.mark.used[tier] or 0)
+    if n > 0 then
+      out.tiers[#out.tiers + 1] = { tier = tier, per_minute = n / secs * 60, limit = t.per_minute }
+    end
+  end
+  table.sort(out.tiers, function(a, b) return a.tier < b.tier end)
+  return out
+end
+
+function Progress:rates_text()
+  local r = self:rates()
+  local parts = {}
+  if r.received_per_s >= 1 or r.sent_per_s >= 1 then
+    parts[#parts + 1] = string.format("in %s out %s", M.bytes_per_s(r.received_per_s), M.bytes_per_s(r.sent_per_s))
+  end
+  for _, t in ipairs(r.tiers) do
+    parts[#parts + 1] = string.format("%s %.0f/%.0f per min", t.tier, t.per_minute, t.limit)
+  end
+  return #parts > 0 and ("  " .. table.concat(parts, "  ")) or ""
 end
 
 function Progress:write(...) self.out:write(...) end
@@ -53,8 +104,8 @@ function Progress:draw(force)
   if not force and now - self.last_draw < (self.tty and 0.1 or 10) then return end
   self.last_draw = now
   local left, rate = eta(s)
-  local line = string.format("  %-28s %d/%d%s  %.1f/s  %s", s.name, s.done, s.total,
-    s.failed > 0 and string.format("  %d failed", s.failed) or "", rate, left)
+  local line = string.format("  %-28s %d/%d%s  %.1f/s  %s%s", s.name, s.done, s.total,
+    s.failed > 0 and string.format("  %d failed", s.failed) or "", rate, left, self:rates_text())
   if self.tty then
     self:write("\r\27[K", line)
     self.line_open = true
@@ -67,12 +118,15 @@ end
 -- The engine's reporter: fn(event).
 function Progress:event(event)
   if self.json then
+    if event.kind == "step_start" then self.step = { mark = marks(self) } end
+    if event.kind == "step_done" and self.step then event.rates = self:rates() end
     self:write(json.encode(log.redact(event), { sort_keys = true }), "\n")
     self.out:flush()
     return
   end
   if event.kind == "step_start" then
-    self.step = { name = event.step, total = event.total, done = 0, failed = 0, started = qmig.monotonic() }
+    self.step = { name = event.step, total = event.total, done = 0, failed = 0, started = qmig.monotonic(),
+      mark = marks(self) }
     self:draw(true)
   elseif event.kind == "item" then
     local o, s = event.outcome, self.step

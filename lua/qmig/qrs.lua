@@ -1,6 +1,7 @@
 -- Client of the QSEoW Repository Service (QRS) API.  Read-only by design:
 -- the source is never written to (exports aside).  Every call carries a
 -- fresh Xrfkey as query parameter and header, and X-Qlik-User.
+local durable = require "qmig.durable"
 local errors = require "qmig.errors"
 local http = require "qmig.http"
 local json = require "qmig.json"
@@ -61,11 +62,28 @@ function M.new(source, opts)
     ca = source.ca, insecure = source.insecure, headers = headers,
     user_agent = "qmig-lua/" .. qmig.version,
   }
-  return setmetatable({ client = client, retries = opts and opts.retries or 5, dry_run = opts and opts.dry_run }, Qrs)
+  return setmetatable({ client = client, retries = opts and opts.retries or 5, dry_run = opts and opts.dry_run,
+    memo = {}, memo_bytes = 0 }, Qrs)
 end
 
 local function api_path(path)
   return path:match("^/") and path or ("/qrs/" .. path)
+end
+
+-- Replies to GETs are kept for the client's life (one command run): the
+-- source does not change because of us, and several steps of a run list
+-- the same objects (users, streams, apps, rules...); each listing is a
+-- request made before any item of its step can start.  A run works on
+-- one snapshot of the source this way.  Bounded, in case a site is huge.
+local MEMO_MAX_BYTES = 64 * 1024 * 1024
+
+local function memo_key(path, query)
+  local keys = {}
+  for k in pairs(query or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = { api_path(path) }
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. tostring(query[k]) end
+  return table.concat(parts, "\0")
 end
 
 -- One request, no retry.  Returns the response or raises a qmig error.
@@ -77,9 +95,10 @@ function Qrs:raw(method, path, opts)
   local query = {}
   for k, v in pairs(opts.query or {}) do query[k] = v end
   query.xrfkey = key
+  local covered = method ~= "GET" and durable.wait()
   local resp, msg, code = self.client:request {
     method = method, path = api_path(path), query = query, json = opts.json, sink = opts.sink,
-    headers = { ["X-Qlik-Xrfkey"] = key }, timeout = opts.timeout,
+    headers = { ["X-Qlik-Xrfkey"] = key }, timeout = opts.timeout, durable = covered,
   }
   if not resp then error(errors.transport(method, msg, code, method ~= "GET"), 0) end
   if resp.status >= 400 then
@@ -95,7 +114,15 @@ function Qrs:raw(method, path, opts)
 end
 
 function Qrs:request(method, path, opts)
-  return retry.call(function() return self:raw(method, path, opts) end, { retries = self.retries })
+  local key = method == "GET" and not (opts and opts.sink) and self.memo and memo_key(path, opts and opts.query)
+  local kept = key and self.memo[key]
+  if kept then return { status = kept.status, headers = kept.headers, body = kept.body, memo = true } end
+  local resp = retry.call(function() return self:raw(method, path, opts) end, { retries = self.retries })
+  if key and resp.body and self.memo_bytes + #resp.body <= MEMO_MAX_BYTES then
+    self.memo[key] = { status = resp.status, headers = resp.headers, body = resp.body }
+    self.memo_bytes = self.memo_bytes + #resp.body
+  end
+  return resp
 end
 
 local function decode(resp, what)

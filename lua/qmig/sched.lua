@@ -4,7 +4,13 @@
 -- scheduler (the C side sees the task was marked with qmig.mark_task); the
 -- scheduler drives every transfer at once through http.poll() and resumes
 -- each task when its transfer or timer is done.  At most `concurrency`
--- tasks run at a time; the rest wait in order.
+-- tasks run at a time (making requests or computing); the rest wait in
+-- order.  A task that sleeps (a reload poll's pause, a retry's backoff, a
+-- rate-limit wait) gives its place up while it sleeps, so the API is kept
+-- as busy as allowed instead of idling behind sleepers; it takes a place
+-- again, before any task not yet started, when it wakes.  `max_open`
+-- (default 4 x concurrency) bounds the tasks started and not ended, so
+-- sleepers cannot pile up without limit (e.g. reloads waiting in Qlik).
 local qmig = require "qmig"
 local http = require "qmig.http"
 
@@ -12,18 +18,24 @@ local M = {}
 local Scheduler = {}
 Scheduler.__index = Scheduler
 
--- sched.new{concurrency = 8} -> scheduler
+-- sched.new{concurrency = 8, max_open = 4 * concurrency} -> scheduler
 function M.new(opts)
   opts = opts or {}
   local concurrency = opts.concurrency or 8
   assert(math.type(concurrency) == "integer" and concurrency >= 1, "concurrency must be a positive integer")
+  local max_open = opts.max_open or 4 * concurrency
+  assert(math.type(max_open) == "integer" and max_open >= concurrency, "max_open must be an integer >= concurrency")
   return setmetatable({
     concurrency = concurrency,
+    max_open = max_open,
     queued = {},      -- tasks not started yet, in spawn order
-    ready = {},       -- started tasks to resume, with the values to pass
+    woken = {},       -- sleepers whose time has come, waiting for a place
+    ready = {},       -- running tasks to resume, with the values to pass
     waiting = {},     -- request object -> task
-    timers = {},      -- {at = monotonic time, task = task}
-    running = 0,
+    timers = {},      -- {at = monotonic time, task = task}: sleepers, placeless
+    running = 0,      -- tasks holding a place (at most concurrency)
+    open = 0,         -- tasks started and not ended (at most max_open)
+    peak_running = 0,
     next_id = 0,
   }, Scheduler)
 end
@@ -44,6 +56,7 @@ end
 
 local function finish(self, task, ok, success, result)
   self.running = self.running - 1
+  self.open = self.open - 1
   if ok and success then
     task.status, task.ok, task.result = "done", true, result
   else
@@ -58,9 +71,10 @@ function Scheduler:step(task, ...)
   local ok, a, b = coroutine.resume(task.co, ...)
   if coroutine.status(task.co) == "dead" then
     finish(self, task, ok, a, b)
-  elseif http.is_request(a) then
+  elseif http.is_request(a) or http.is_job(a) then  -- a transfer, or file work on the I/O worker
     self.waiting[a] = task
   elseif a == "qmig.sleep" then
+    self.running = self.running - 1  -- its place goes to another task meanwhile
     local timers = self.timers
     timers[#timers + 1] = { at = qmig.monotonic() + b, task = task }
     table.sort(timers, function(x, y) return x.at < y.at end)
@@ -69,13 +83,22 @@ function Scheduler:step(task, ...)
   end
 end
 
+-- Gives free places to woken sleepers first (work already under way ends
+-- sooner), then to tasks not started yet.
 function Scheduler:start_queued()
-  while self.running < self.concurrency and #self.queued > 0 and not self.draining do
+  while self.running < self.concurrency and #self.woken > 0 do
+    self.running = self.running + 1
+    self.ready[#self.ready + 1] = { task = table.remove(self.woken, 1) }
+  end
+  while self.running < self.concurrency and self.open < self.max_open and #self.queued > 0
+      and not self.draining do
     local task = table.remove(self.queued, 1)
     task.status = "running"
     self.running = self.running + 1
+    self.open = self.open + 1
     self.ready[#self.ready + 1] = { task = task }
   end
+  if self.running > self.peak_running then self.peak_running = self.running end
 end
 
 -- Stops starting new tasks (queued ones are dropped with status
@@ -86,7 +109,10 @@ function Scheduler:drain()
   self.draining = true
   for _, task in ipairs(self.queued) do task.status = "cancelled" end
   self.queued = {}
-  for req in pairs(self.waiting) do http.abort(req) end
+  -- an fsync cannot be cut short: its task resumes when it ends
+  for req in pairs(self.waiting) do
+    if http.is_request(req) then http.abort(req) end
+  end
   for _, timer in ipairs(self.timers) do timer.at = 0 end
 end
 
@@ -94,7 +120,7 @@ function Scheduler:wake_timers()
   local now = qmig.monotonic()
   while self.timers[1] and self.timers[1].at <= now do
     local t = table.remove(self.timers, 1)
-    self.ready[#self.ready + 1] = { task = t.task }
+    self.woken[#self.woken + 1] = t.task
   end
 end
 
@@ -115,8 +141,10 @@ function Scheduler:run()
       local batch = self.ready
       self.ready = {}
       for _, entry in ipairs(batch) do self:step(entry.task) end
-    elseif self.running == 0 then
+    elseif self.open == 0 and (#self.queued == 0 or self.draining) then
       return
+    elseif #self.woken > 0 and self.running < self.concurrency then
+      -- a place is free for a woken sleeper: loop to hand it over
     else
       for _, req in ipairs(http.poll(self:idle_timeout())) do
         local task = self.waiting[req]

@@ -397,6 +397,42 @@ T.test("kill -9 between begin_item and finish_item leaves a resumable marker", f
   c:close()
 end)
 
+T.test("grouped: each marker is committed before the write it announces is sent", function()
+  local durable = require "qmig.durable"
+  local http = require "qmig.http"
+  local sched = require "qmig.sched"
+  local servers = require "servers"
+  local srv = servers.start()
+  local client = http.client { base_url = srv.base }
+  local c, path = fresh()
+  local run = c:start_run({ command = "run" })
+  c:group(true)
+  local s = sched.new { concurrency = 4 }
+  local seen = {}
+  for i = 1, 8 do
+    s:spawn(function()
+      local id = "a" .. i
+      c:begin_item("app", id, { step = "x", run_id = run, fingerprint = "f" })
+      -- what qmig.cloud and qmig.qrs do before every write
+      local covered = durable.wait()
+      local resp = assert(client:request { method = "POST", path = "/peek-item", json = {},
+        query = { db = path, kind = "app", id = id }, durable = covered })
+      seen[i] = json.decode(resp.body).status
+      c:finish_item("app", id, { status = "created", target_id = "t" .. i, fingerprint = "f" })
+    end)
+  end
+  s:run()
+  c:group(false)
+  for i = 1, 8 do t.eq(seen[i], "in_progress", "item " .. i .. " when its write arrived") end
+  t.eq(c:get("app", "a8").status, "created")
+  -- the group's last commit is durable and visible to others too
+  local other = assert(cache.open(path))
+  t.eq(other:get("app", "a1").status, "created")
+  other:close()
+  t.eq(durable.wait(), false, "no barrier outside a group")
+  c:close()
+end)
+
 T.test("the project lock: a second process is refused until the holder dies", function()
   local dir = t.tmpdir()
   local lockpath = dir .. "/qmig.lock"

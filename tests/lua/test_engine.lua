@@ -356,6 +356,35 @@ T.test("progress: a live line on a terminal, JSON lines with --json", function()
     kinds[ev.kind] = (kinds[ev.kind] or 0) + 1
   end
   t.eq(kinds.item, 4); t.eq(kinds.step_start, 1); t.eq(kinds.step_done, 1)
+  local done = require("qmig.json").decode(out:match('[^\n]*"step_done"[^\n]*'))
+  t.truthy(done.rates and done.rates.received_per_s > 0, "step_done carries the step's transfer rates")
+end)
+
+T.test("progress shows bytes/s and each rate-limit tier's requests per minute against its limit", function()
+  local progress = require "qmig.progress"
+  local limiter = require "qmig.limiter"
+  local lim = limiter.new { tier1 = 1000, tier2 = 100 }
+  local lines = {}
+  local out = { write = function(_, ...) lines[#lines + 1] = table.concat { ... } end, flush = function() end }
+  local p = progress.new { tty = true, out = out, limiter = lim }
+  p:event { kind = "step_start", step = "apps.publish", total = 10 }
+  for _ = 1, 5 do lim:acquire("tier2") end
+  lim:acquire("tier1")
+  local text = p:rates_text()
+  t.match(text, "tier1 %d+/1000 per min")
+  t.match(text, "tier2 %d+/100 per min")
+  t.truthy(text:find("tier1", 1, true) < text:find("tier2", 1, true), "tiers in order: " .. text)
+  local r = p:rates()
+  t.eq(#r.tiers, 2); t.eq(r.tiers[2].limit, 100); t.truthy(r.tiers[2].per_minute > 0)
+  p:event { kind = "item", step = "apps.publish", outcome = { status = "created", key = "a" } }
+  p:draw(true)
+  t.match(table.concat(lines), "apps%.publish%s+1/10.*tier2 %d+/100 per min")
+  t.eq(progress.bytes_per_s(512), "512 B/s")
+  t.eq(progress.bytes_per_s(3 * 1024 * 1024), "3.0 MiB/s")
+  -- without a limiter (rate_limits: false) and no bytes moved: nothing extra
+  p = progress.new { tty = true, out = out }
+  p:event { kind = "step_start", step = "x", total = 1 }
+  t.eq(p:rates_text(), "")
 end)
 
 T.test("--job and --step narrow the run; jobs run in priority order", function()

@@ -115,6 +115,48 @@ T.test("atomic write: mode applied, content replaced, no temp file left", functi
   t.match(msg, "^" .. dir:gsub("%p", "%%%0") .. "/no/")
 end)
 
+T.test("inside a scheduler task an atomic write runs on the I/O worker, same results", function()
+  local http = require "qmig.http"
+  local qmig = require "qmig"
+  local sched = require "qmig.sched"
+  local dir = t.tmpdir()
+  -- by hand: the task yields an I/O job, http.poll hands it back when done
+  local co = coroutine.create(function() return fs.write_file(dir .. "/a.json", "data", { mode = oct("600") }) end)
+  qmig.mark_task(co)
+  local _, job = coroutine.resume(co)
+  t.truthy(http.is_job(job), "the write yielded a job: " .. tostring(job))
+  t.eq(http.is_request(job), false)
+  local back
+  for _ = 1, 100 do
+    back = http.poll(0.1)[1]
+    if back then break end
+  end
+  t.eq(back, job)
+  t.eq({ coroutine.resume(co) }, { true, true })
+  t.eq(t.read(dir .. "/a.json"), "data")
+  t.eq(fs.stat(dir .. "/a.json").mode, oct("600"))
+  -- many at once through the scheduler, failures included, in order per file
+  local s = sched.new { concurrency = 8 }
+  local results = {}
+  for i = 1, 40 do
+    s:spawn(function()
+      local path = i % 10 == 0 and (dir .. "/missing/" .. i) or (dir .. "/f" .. (i % 5))
+      results[i] = { fs.write_file(path, "v" .. i) }
+    end)
+  end
+  s:run()
+  for i = 1, 40 do
+    if i % 10 == 0 then
+      t.eq(results[i][1], nil); t.eq(results[i][3], 2); t.match(results[i][2], "/missing/")
+    else
+      t.eq(results[i], { true })
+    end
+  end
+  -- each file holds the last write made to it (one worker, one queue)
+  for k = 0, 4 do t.eq(t.read(dir .. "/f" .. k), "v" .. (k == 0 and 35 or 35 + k)) end
+  t.eq(#fs.dir(dir), 6, "no temp file left: " .. table.concat(fs.dir(dir), " "))
+end)
+
 T.test("atomic write survives kill -9 of the writer: old or new, never torn", function()
   local dir = t.tmpdir()
   local path = dir .. "/state"

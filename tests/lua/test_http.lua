@@ -6,6 +6,7 @@ local servers = require "servers"
 local http = require "qmig.http"
 local json = require "qmig.json"
 local sched = require "qmig.sched"
+local fs = require "qmig.fs"
 
 local T = t.suite("http")
 local plain, mtls
@@ -128,6 +129,26 @@ T.test("a write whose reply is lost is never re-sent behind the caller's back", 
   t.eq(ok, nil); t.eq(code, "dropped")
   local after = json.decode(assert(c:request { path = "/drop-count" }).body).drops
   t.eq(after - before, 1, "the server saw the POST exactly once")
+  -- a body streamed from a file: curl cannot rewind it to re-send, which
+  -- is the same lost reply, not an HTTP error
+  local dir = t.tmpdir()
+  t.write(dir .. "/app.qvf", string.rep("q", 300000))
+  assert(c:request { path = "/echo" })
+  ok, _, code = c:request { method = "POST", path = "/drop-counted", source = dir .. "/app.qvf" }
+  t.eq(ok, nil); t.eq(code, "dropped")
+  local last = json.decode(assert(c:request { path = "/drop-count" }).body).drops
+  t.eq(last - after, 1, "the server saw the upload exactly once")
+end)
+
+T.test("writes reuse pooled connections; a redirect after a write is still followed", function()
+  local c = client()
+  local first = json.decode(assert(c:request { path = "/echo" }).body).peer_port
+  local post = json.decode(assert(c:request { method = "POST", path = "/echo", json = { a = 1 } }).body)
+  t.eq(post.method, "POST")
+  t.eq(post.peer_port, first, "the POST went over the pooled connection (no new TLS handshake per write)")
+  local resp = assert(c:request { method = "POST", path = "/redirect/2", json = {}, follow = 3 })
+  t.eq(resp.status, 200)
+  t.match(resp.url, "/echo$")
 end)
 
 T.test("a reply larger than max_body fails instead of eating memory", function()
@@ -158,6 +179,28 @@ T.test("a body streams to a file (via .part) and back up from it", function()
   local want = json.decode(assert(c:request { path = "/bytes-sha", query = { n = n, seed = "s1" } }).body)
   t.eq(up.bytes, n)
   t.eq(up.sha256, want.sha256)
+end)
+
+T.test("inside tasks, downloads to files are closed (fsync, rename) by the I/O worker", function()
+  local dir = t.tmpdir()
+  local c = client()
+  local s = sched.new { concurrency = 4 }
+  local got = {}
+  for i = 1, 6 do
+    s:spawn(function()
+      local status = i == 6 and 404 or nil
+      got[i] = assert(c:request { path = status and "/status/404" or "/bytes",
+        query = { n = 100000 + i, seed = "t" .. i }, sink = dir .. "/f" .. i })
+    end)
+  end
+  s:run()
+  for i = 1, 5 do
+    t.eq(got[i].sink, dir .. "/f" .. i)
+    t.eq(got[i].bytes, 100000 + i)
+    t.eq(fs.stat(dir .. "/f" .. i).size, 100000 + i)
+  end
+  t.eq(got[6].status, 404); t.eq(got[6].sink, nil)
+  t.eq(fs.dir(dir), { "f1", "f2", "f3", "f4", "f5" })
 end)
 
 T.test("an error reply to a sink request stays in memory and leaves no file", function()
@@ -270,6 +313,40 @@ T.test("sleep yields to other tasks; failures in one task never stop the others"
   t.eq(order, { "fast", "slow" })
   t.truthy(slow.ok); t.eq(fast.result, 42); t.eq(net.result, 200)
   t.eq(bad.ok, false); t.match(bad.error, "boom")
+end)
+
+T.test("a sleeping task gives its place up; max_open bounds the sleepers", function()
+  -- concurrency 1: the request runs while the first task sleeps, so a
+  -- reload poll's pause or a backoff never idles the API
+  local s = sched.new { concurrency = 1 }
+  local order = {}
+  s:spawn(function() qmig.sleep(0.3); order[#order + 1] = "sleeper" end)
+  s:spawn(function()
+    assert(client():request { path = "/echo" })
+    order[#order + 1] = "request"
+  end)
+  s:run()
+  t.eq(order, { "request", "sleeper" })
+
+  -- sleepers count against max_open, and woken ones go before new tasks
+  s = sched.new { concurrency = 2, max_open = 3 }
+  local open, peak, log = 0, 0, {}
+  for i = 1, 9 do
+    s:spawn(function()
+      open = open + 1
+      peak = math.max(peak, open)
+      log[#log + 1] = "start " .. i
+      qmig.sleep(0.05)
+      log[#log + 1] = "end " .. i
+      open = open - 1
+    end)
+  end
+  s:run()
+  t.eq(peak, 3)
+  t.eq(#log, 18)
+  t.eq(s.peak_running, 2)
+  t.eq({ table.unpack(log, 1, 4) }, { "start 1", "start 2", "start 3", "end 1" })
+  t.raises("max_open", function() sched.new { concurrency = 4, max_open = 2 } end)
 end)
 
 T.test("200 MiB down to disk and back up with peak RSS under 40 MiB", function()

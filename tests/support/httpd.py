@@ -2,7 +2,7 @@
 
 python3 tests/support/httpd.py --port-file F [--certs DIR --tls [--mtls]]
 
-Endpoints: /echo, /status/<code>, /redirect/<n>, /redirect-to?url=,
+Endpoints: /echo, /peek-item?db=&kind=&id=, /status/<code>, /redirect/<n>, /redirect-to?url=,
 /slow?ms=, /stall, /bytes?n=&seed=, /upload, /multipart, /drop,
 /big-headers.  Bodies are streamed both ways so 200 MiB transfers stay small
 in memory on this side too.
@@ -119,12 +119,13 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, {"method": self.command, "path": url.path, "query": url.query,
                              "headers": {k.lower(): v for k, v in self.headers.items()},
                              "bytes": size, "sha256": sha, "body": kept.decode("utf-8", "replace"),
-                             "client_cert": subject})
+                             "client_cert": subject, "peer_port": self.client_address[1]})
         elif name == "status":
             self.read_body()
             code = int(parts[1])
             self.reply(code, {"errors": [{"code": f"HTTP-{code}", "title": "status", "status": code}]})
         elif name == "redirect":
+            self.read_body()  # unread, a write's body would open the next request on this connection
             n = int(parts[1])
             target = "/echo" if n <= 1 else f"/redirect/{n - 1}"
             self.reply(302, b"", headers=[("Location", target)])
@@ -184,6 +185,16 @@ class Handler(BaseHTTPRequestHandler):
                 STATS["drops"] = STATS.get("drops", 0) + 1
             self.close_connection = True
             self.connection.shutdown(2)
+        elif name == "peek-item":
+            # what another process sees of a qmig cache item right now:
+            # only committed rows (tests of the write barrier)
+            self.read_body()
+            import sqlite3
+            db = sqlite3.connect("file:" + query["db"][0] + "?mode=ro", uri=True, timeout=5)
+            row = db.execute("SELECT status FROM items WHERE kind = ? AND source_id = ?",
+                             (query["kind"][0], query["id"][0])).fetchone()
+            db.close()
+            self.reply(200, {"status": row[0] if row else None})
         elif name == "drop-count":
             self.reply(200, {"drops": STATS.get("drops", 0)})
         elif name == "drop":
