@@ -44,13 +44,26 @@ local SENSITIVE_KEYS = {
   "passphrase", "qpassword", "key_password", "private_key", "cookie", "credential",
 }
 
+-- Every record, log line and report row is redacted, and their keys and
+-- short values repeat (id, name, status...): answers for short strings
+-- are kept (bounded; emptied when a secret is added, which changes them).
+local MEMO_LEN, MEMO_MAX = 200, 20000
+local key_memo, key_memo_n, text_memo, text_memo_n = {}, 0, {}, 0
+
 local function sensitive_key(k)
   if type(k) ~= "string" then return false end
+  local known = key_memo[k]
+  if known ~= nil then return known end
   local lk = k:lower():gsub("%-", "_")
+  local found = false
   for _, word in ipairs(SENSITIVE_KEYS) do
-    if lk:find(word, 1, true) then return true end
+    if lk:find(word, 1, true) then found = true; break end
   end
-  return false
+  if #k <= MEMO_LEN and key_memo_n < MEMO_MAX then
+    key_memo[k] = found
+    key_memo_n = key_memo_n + 1
+  end
+  return found
 end
 
 -- A Lua pattern matching word in any letter case.
@@ -84,6 +97,18 @@ for _, word in ipairs({ "password", "passwd", "secret", "api_key", "api-key", "a
   TEXT_RULES[#TEXT_RULES + 1] = { word, key .. "%s*[:=]%s*)[^%s&;,\"'}%]]+", "%1***" }
 end
 
+-- The rules by their word, so each word is looked for once per string.
+local RULES_BY_WORD, SHORTEST_WORD = {}, math.huge
+for _, rule in ipairs(TEXT_RULES) do
+  local group = RULES_BY_WORD[#RULES_BY_WORD]
+  if not group or group.word ~= rule[1] then
+    group = { word = rule[1] }
+    RULES_BY_WORD[#RULES_BY_WORD + 1] = group
+    SHORTEST_WORD = math.min(SHORTEST_WORD, #rule[1])
+  end
+  group[#group + 1] = rule
+end
+
 local function replace_plain(s, needle, by)
   if not s:find(needle, 1, true) then return s end
   local out, pos = {}, 1
@@ -98,13 +123,28 @@ local function replace_plain(s, needle, by)
   return table.concat(out)
 end
 
-local function redact_string(s)
+local function redact_uncached(s)
   for _, secret in ipairs(secrets) do s = replace_plain(s, secret, "***") end
+  if #s < SHORTEST_WORD then return s end
   local lower = s:lower()
-  for _, rule in ipairs(TEXT_RULES) do
-    if lower:find(rule[1], 1, true) then s = s:gsub(rule[2], rule[3]) end
+  for _, group in ipairs(RULES_BY_WORD) do
+    if lower:find(group.word, 1, true) then
+      for _, rule in ipairs(group) do s = s:gsub(rule[2], rule[3]) end
+    end
   end
   return s
+end
+
+local function redact_string(s)
+  if #s > MEMO_LEN then return redact_uncached(s) end
+  local known = text_memo[s]
+  if known then return known end
+  local out = redact_uncached(s)
+  if text_memo_n < MEMO_MAX then
+    text_memo[s] = out
+    text_memo_n = text_memo_n + 1
+  end
+  return out
 end
 
 -- Copies keep a metatable only when it is plain data (json.array_mt): one
@@ -205,6 +245,7 @@ function M.add_secret(s)
   end
   -- Longest first, so that a secret containing another is replaced whole.
   table.sort(secrets, function(a, b) return #a > #b or (#a == #b and a < b) end)
+  text_memo, text_memo_n = {}, 0  -- answers given before may now be wrong
 end
 
 --- log.secrets_count() -> how many distinct secrets are registered.

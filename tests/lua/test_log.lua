@@ -117,6 +117,18 @@ T.test("add_secret: raw, URL-encoded and base64 forms are redacted", function()
   end
 end)
 
+T.test("a secret added later is redacted from strings seen before it (no stale answer)", function()
+  local text = "conn=late-secret-7Hq2 user=bob"
+  t.eq(log.redact(text), text)
+  t.eq(log.redact({ conn = "late-secret-7Hq2" }).conn, "late-secret-7Hq2")
+  log.add_secret("late-secret-7Hq2")
+  t.eq(log.redact(text), "conn=*** user=bob")
+  t.eq(log.redact({ conn = "late-secret-7Hq2" }).conn, "***")
+  -- a key read again is still judged by its name
+  t.eq(log.redact({ api_key = "x", name = "y" }), { api_key = "***", name = "y" })
+  t.eq(log.redact({ api_key = "x", name = "y" }), { api_key = "***", name = "y" })
+end)
+
 T.test("redact: key-based, deep, cyclic, without touching the input", function()
   local input = {
     password = "p1", Passwd = "p2", client_secret = "p3", ["X-Api-Key"] = "p4", apikey = "p5",
