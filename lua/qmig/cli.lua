@@ -6,6 +6,7 @@ local catalogue = require "qmig.catalogue"
 local cloud = require "qmig.cloud"
 local engine = require "qmig.engine"
 local errors = require "qmig.errors"
+local http = require "qmig.http"
 local jobfile = require "qmig.job"
 local json = require "qmig.json"
 local log = require "qmig.log"
@@ -187,6 +188,7 @@ function M.run(opts)
   local proj, perr, pcode = project.open(job.project.dir)
   if not proj then complain("%s", perr); return pcode == "locked" and EXIT.auth or EXIT.config end
   qmig.trap_interrupt(true)
+  http.configure { max_host_connections = job.options.max_per_host or 0 }
   local run_id = not opts.dry_run and proj.cache:start_run {
     command = opts.dry_run and "plan" or "run", job_file = job.file,
     args = { jobs = opts.jobs, steps = opts.steps, force = opts.force or false },

@@ -195,6 +195,9 @@ M.schema = S.record {
   steps_path = S.list(S.path()),
   options = S.record({
     concurrency = S.integer { min = 1, max = 256, default = 8 },
+    -- connections per host (the QRS or the tenant) at most; more requests
+    -- to one host wait for a free connection.  Unset: only concurrency bounds them.
+    max_per_host = S.integer { min = 1, max = 256 },
     -- requests per minute per Qlik Cloud rate tier; false turns limiting off
     rate_limits = S.oneof({
       S.boolean { accepts = function(v) return v == false end },

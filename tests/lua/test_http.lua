@@ -302,6 +302,26 @@ T.test("the concurrency limit is respected", function()
   t.eq(peak, 2)
 end)
 
+T.test("http.configure bounds the connections to one host (options.max_per_host)", function()
+  -- set before the first request (as the CLI does): curl applies it when
+  -- it opens connections, so a fresh server, no pooled connection yet
+  http.configure { max_host_connections = 2 }
+  local fresh = servers.start()
+  local c = http.client { base_url = fresh.base }
+  assert(c:request { path = "/concurrent-reset" })
+  local s = sched.new { concurrency = 8 }
+  local peak = 0
+  for _ = 1, 6 do
+    s:spawn(function()
+      local resp = assert(c:request { path = "/concurrent", query = { ms = 100 } })
+      peak = math.max(peak, json.decode(resp.body).max_in_flight)
+    end)
+  end
+  s:run()
+  http.configure { max_host_connections = 0 }
+  t.eq(peak, 2)
+end)
+
 T.test("sleep yields to other tasks; failures in one task never stop the others", function()
   local s = sched.new { concurrency = 4 }
   local order = {}
