@@ -423,6 +423,7 @@ T.test("grouped: each marker is committed before the write it announces is sent"
   end
   s:run()
   c:group(false)
+  srv.stop()
   for i = 1, 8 do t.eq(seen[i], "in_progress", "item " .. i .. " when its write arrived") end
   t.eq(c:get("app", "a8").status, "created")
   -- the group's last commit is durable and visible to others too

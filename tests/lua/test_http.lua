@@ -319,6 +319,7 @@ T.test("http.configure bounds the connections to one host (options.max_per_host)
   end
   s:run()
   http.configure { max_host_connections = 0 }
+  fresh.stop()
   t.eq(peak, 2)
 end)
 
