@@ -550,6 +550,11 @@ class Cloud:
         self.temp = {}
         self.tus = {}
         self.api_keys = {}
+        # Indexes kept next to the records above, so the look-ups a migration makes
+        # once per object do not scan a large tenant:
+        self._user_keys = {}     # (attr, casefolded value) -> {user id: user}, attr in _USER_KEYS
+        self._items = {}         # item id -> app, in item creation order (the /items order)
+        self._app_reloads = {}   # app id -> its reloads, in creation order
         self.quotas = {"app_upload_disk_size": 10737418240, "app_mem_size": 10737418240,
                        "shared_spaces": -1, "managed_spaces": -1, "data_spaces": -1}
         self.quotas.update(seed.get("quotas") or {})
@@ -912,15 +917,21 @@ class Cloud:
 
     @classmethod
     def _routes(cls):
+        """{first path segment: [(method, regex, template, handler name)]} in ROUTES order.
+
+        Every template starts with a literal segment, so only the routes under the
+        request's first segment can match it.
+        """
         if cls._compiled is None:
-            out = []
+            out = {}
             for method, tpl in cls.ROUTES:
                 rx = "^" + re.sub(r"\\\{(\w+)(\\\*)?\\\}",
                                   lambda m: "(?P<%s>.+)" % m.group(1) if m.group(2) else "(?P<%s>[^/]+)" % m.group(1),
                                   re.escape(tpl)) + "$"
                 name = "h_" + method.lower() + re.sub(r"[^a-z0-9]+", "_",
                                                       re.sub(r"\{[^}]*\}", "X", tpl).lower()).rstrip("_")
-                out.append((method, re.compile(rx), tpl.replace("*}", "}"), name))
+                out.setdefault(tpl.split("/")[1], []).append(
+                    (method, re.compile(rx), tpl.replace("*}", "}"), name))
             cls._compiled = out
         return cls._compiled
 
@@ -931,7 +942,7 @@ class Cloud:
         sub = path[len(API):].rstrip("/") or "/"
         method = req.method.upper()
         allowed = False
-        for m, rx, tpl, name in self._routes():
+        for m, rx, tpl, name in self._routes().get(sub.split("/", 2)[1], ()):
             mt = rx.match(sub)
             if not mt:
                 continue
@@ -995,8 +1006,32 @@ class Cloud:
             rn = r if isinstance(r, str) else (r.get("name") or "")
             if rn in self.roles:
                 rec["assignedRoles"].append(dict(self.roles[rn]))
+        old = self.users.get(uid)
+        if old is not None:
+            self._index_user(old, remove=True)
         self.users[uid] = rec
+        self._index_user(rec)
         return rec
+
+    _USER_KEYS = ("id", "subject", "email")   # never change once a user exists
+
+    def _index_user(self, u, remove=False):
+        for attr in self._USER_KEYS:
+            key = (attr, str(u.get(attr) or "").casefold())
+            if remove:
+                self._user_keys[key].pop(u["id"], None)
+            else:
+                self._user_keys.setdefault(key, {})[u["id"]] = u
+
+    def _users_where(self, attr, folded):
+        """Users (any status) whose `attr` casefolds to `folded`, in self.users order."""
+        return self._in_user_order(self._user_keys.get((attr, folded)) or {})
+
+    def _in_user_order(self, found):
+        """The users of `found` ({id: user}) in self.users order."""
+        if len(found) < 2:
+            return list(found.values())
+        return [u for u in self.users.values() if u["id"] in found]
 
     def _user_out(self, req, u):
         out = self._pub(u)
@@ -1027,8 +1062,7 @@ class Cloud:
         if m:  # fast path for the migrator's one-user look-ups (5,000-user sites)
             attr = m.group(1).lower()
             want = re.sub(r"\\(.)", lambda x: x.group(1), m.group(2)).casefold()
-            recs = [u for u in self.users.values() if u["status"] != "deleted"
-                    and str(u.get(attr) or "").casefold() == want]
+            recs = [u for u in self._users_where(attr, want) if u["status"] != "deleted"]
             filt = None
         else:
             recs = [u for u in self.users.values() if u["status"] != "deleted"]
@@ -1075,13 +1109,15 @@ class Cloud:
         if st not in ("invited", "active", "disabled"):
             raise self.err(400, "USERS-3", "Bad request", "invalid status")
         email = b.get("email")
-        for u in self.users.values():
-            if u["status"] == "deleted":
-                continue
-            if u["subject"].casefold() == subject.casefold():
+        same = dict(self._user_keys.get(("subject", subject.casefold())) or {})
+        if email:
+            same.update(self._user_keys.get(("email", str(email).casefold())) or {})
+        # the first user (in self.users order) with the subject or the email decides
+        clash = [u for u in self._in_user_order(same) if u["status"] != "deleted"]
+        if clash:
+            if clash[0]["subject"].casefold() == subject.casefold():
                 raise self.err(409, "USERS-8", "Conflict", "a user with this subject already exists")
-            if email and (u.get("email") or "").casefold() == str(email).casefold():
-                raise self.err(409, "USERS-8", "Conflict", "a user with this email already exists")
+            raise self.err(409, "USERS-8", "Conflict", "a user with this email already exists")
         roles = []
         for r in b.get("assignedRoles") or []:
             if "name" in r:
@@ -1106,7 +1142,7 @@ class Cloud:
             raise self.err(400, "USERS-3", "Bad request", "invitees must be a list of {email, name}")
         for inv in invitees:
             email = inv.get("email")
-            ex = next((u for u in self.users.values() if (u.get("email") or "").casefold() == str(email).casefold()), None)
+            ex = next(iter(self._users_where("email", str(email).casefold())), None)
             if ex:
                 out.append({"email": email, "status": "exists", "userId": ex["id"]})
             else:
@@ -1161,7 +1197,7 @@ class Cloud:
         return Response(204)
 
     def h_delete_users_x(self, req, me, userId):
-        self._user(userId)
+        self._index_user(self._user(userId), remove=True)
         del self.users[userId]
         return Response(204)
 
@@ -1597,7 +1633,16 @@ class Cloud:
                         "updatedAt": now, "resourceCustomAttributes": {},
                         "creatorId": owner, "updaterId": owner}}
         self._add_script_version(app, meta.get("script") or "", "Imported", owner)
+        old = self.apps.get(aid)
+        if old is not None:
+            self._items.pop(old["item"]["id"], None)
         self.apps[aid] = app
+        self._items[app["item"]["id"]] = app
+        return app
+
+    def _drop_app(self, aid):
+        app = self.apps.pop(aid)
+        self._items.pop(app["item"]["id"], None)
         return app
 
     def _add_script_version(self, app, script, message, by):
@@ -1686,7 +1731,7 @@ class Cloud:
         if mode == "AUTOREPLACE" and q.get("appId"):
             app_id = q["appId"]
             if app_id in self.apps:
-                old = self.apps.pop(app_id)
+                old = self._drop_app(app_id)
                 space_id = space_id or old["spaceId"]
         app = self._create_app(meta, payload, sha, space_id, me["id"], app_id=app_id, name=name,
                                file_size=total)
@@ -1737,10 +1782,11 @@ class Cloud:
 
     def h_delete_apps_x(self, req, me, appId):
         a = self._app(appId)
-        del self.apps[appId]
+        self._drop_app(appId)
         for c in self.collections.values():
-            if a["item"]["id"] in c["items"]:
+            if a["item"]["id"] in c["_members"]:
                 c["items"].remove(a["item"]["id"])
+                c["_members"].discard(a["item"]["id"])
         for t in [t for t in self.reload_tasks.values() if t["appId"] == appId]:
             del self.reload_tasks[t["id"]]
         for sh in [s for s in self.shares.values() if s["resourceId"] == appId]:
@@ -1981,13 +2027,14 @@ class Cloud:
 
     def _item_out(self, req, a):
         it = a["item"]
-        cids = [c["id"] for c in self.collections.values() if it["id"] in c["items"]]
+        cids = [c["id"] for c in self.collections.values() if it["id"] in c["_members"]]
         tags = [{"id": c["id"], "name": c["name"]} for c in self.collections.values()
-                if it["id"] in c["items"] and c["type"] == "public"]
+                if it["id"] in c["_members"] and c["type"] == "public"]
         reload_status = ""
-        last = [r for r in self.reloads.values() if r["appId"] == a["id"] and r["status"] in ("SUCCEEDED", "FAILED")]
+        last = next((r for r in reversed(self._app_reloads.get(a["id"], ()))
+                     if r["status"] in ("SUCCEEDED", "FAILED")), None)
         if last:
-            reload_status = "ok" if last[-1]["status"] == "SUCCEEDED" else "error"
+            reload_status = "ok" if last["status"] == "SUCCEEDED" else "error"
         return {"id": it["id"], "name": a["name"], "description": a["description"],
                 "resourceType": "app", "resourceId": a["id"], "resourceSubType": "",
                 "resourceAttributes": self._app_attrs(a),
@@ -2008,29 +2055,28 @@ class Cloud:
                 "createdAt": it["createdAt"], "updatedAt": a["modifiedDate"]}
 
     def _item_app(self, item_id):
-        for a in self.apps.values():
-            if a["item"]["id"] == item_id:
-                return a
-        raise self.err(404, "ITEMS-404", "Not Found", "item %s not found" % item_id)
+        a = self._items.get(item_id)
+        if a is None:
+            raise self.err(404, "ITEMS-404", "Not Found", "item %s not found" % item_id)
+        return a
 
     def _item_records(self):
         # items are listed in item creation order (their own sequence)
-        out = []
-        for a in self.apps.values():
-            out.append(a)
-        out.sort(key=lambda a: a["item"]["_seq"])
-        return out
+        return list(self._items.values())
 
     def h_get_items(self, req, me):
         q = req.query
-        apps = self._item_records()
         rtypes = [t for t in (q.get("resourceType") or "").split(",") if t]
+        if q.get("resourceId") and not rtypes:
+            raise self.err(400, "ITEMS-400", "Bad Request", "resourceType is required with resourceId")
         if rtypes and "app" not in rtypes:
             apps = []
-        if q.get("resourceId"):
-            if not rtypes:
-                raise self.err(400, "ITEMS-400", "Bad Request", "resourceType is required with resourceId")
-            apps = [a for a in apps if a["id"] == q["resourceId"]]
+        elif q.get("resourceId"):
+            app = self.apps.get(q["resourceId"])
+            apps = [app] if app else []
+        else:
+            apps = self._item_records()
+        # the cheap filters first: the name searches casefold every app they look at
         if q.get("resourceIds"):
             ids = set(q["resourceIds"].split(","))
             apps = [a for a in apps if a["id"] in ids]
@@ -2039,6 +2085,13 @@ class Cloud:
                 apps = [a for a in apps if not a["spaceId"]]
             else:
                 apps = [a for a in apps if a["spaceId"] == q["spaceId"]]
+        if q.get("ownerId"):
+            apps = [a for a in apps if a["ownerId"] == q["ownerId"]]
+        if q.get("collectionId"):
+            c = self.collections.get(q["collectionId"])
+            if not c:
+                raise self.err(404, "ITEMS-404", "Not Found", "collection not found")
+            apps = [a for a in apps if a["item"]["id"] in c["_members"]]
         if q.get("spaceType"):
             types = q["spaceType"].split(",")
             apps = [a for a in apps if (self.spaces[a["spaceId"]]["type"] if a["spaceId"] in self.spaces else "personal") in types]
@@ -2048,13 +2101,6 @@ class Cloud:
         if q.get("query"):
             n = q["query"].casefold()
             apps = [a for a in apps if n in a["name"].casefold() or n in a["description"].casefold()]
-        if q.get("ownerId"):
-            apps = [a for a in apps if a["ownerId"] == q["ownerId"]]
-        if q.get("collectionId"):
-            c = self.collections.get(q["collectionId"])
-            if not c:
-                raise self.err(404, "ITEMS-404", "Not Found", "collection not found")
-            apps = [a for a in apps if a["item"]["id"] in c["items"]]
         recs = [dict(_seq=a["item"]["_seq"], _app=a) for a in apps]
         sk = None
         if q.get("sort"):
@@ -2094,7 +2140,7 @@ class Cloud:
 
     def h_get_items_x_collections(self, req, me, itemId):
         a = self._item_app(itemId)
-        recs = [c for c in self.collections.values() if a["item"]["id"] in c["items"]]
+        recs = [c for c in self.collections.values() if a["item"]["id"] in c["_members"]]
         page, links, _ = self._page(req, recs, 10)
         return self._ok({"data": [self._coll_out(req, c) for c in page], "links": links})
 
@@ -2142,7 +2188,7 @@ class Cloud:
         c = {"_seq": self._next_seq(), "id": self._hex(), "name": name, "type": typ,
              "description": b.get("description", ""), "tenantId": self.tenant["id"],
              "createdAt": now, "creatorId": me["id"], "updatedAt": now, "updaterId": me["id"],
-             "full": False, "items": []}
+             "full": False, "items": [], "_members": set()}   # _members: the items, for `in`
         self.collections[c["id"]] = c
         return self._ok(self._coll_out(req, c), 201)
 
@@ -2158,7 +2204,7 @@ class Cloud:
         c = self._collection(collectionId)
         recs = []
         for a in self._item_records():
-            if a["item"]["id"] in c["items"]:
+            if a["item"]["id"] in c["_members"]:
                 recs.append({"_seq": a["item"]["_seq"], "_app": a})
         page, links, _ = self._page(req, recs, 10)
         return self._ok({"data": [self._item_out(req, r["_app"]) for r in page], "links": links})
@@ -2170,23 +2216,25 @@ class Cloud:
         a = self._item_app(iid) if iid else None
         if not a:
             raise self.err(400, "COLLECTIONS-400", "Bad Request", "id is required")
-        if iid in c["items"]:
+        if iid in c["_members"]:
             raise self.err(409, "COLLECTIONS-409", "Conflict", "item already in collection")
         c["items"].append(iid)
+        c["_members"].add(iid)
         c["updatedAt"] = self._now()
         return self._ok(self._item_out(req, a), 201)
 
     def h_get_collections_x_items_x(self, req, me, collectionId, itemId):
         c = self._collection(collectionId)
-        if itemId not in c["items"]:
+        if itemId not in c["_members"]:
             raise self.err(404, "COLLECTIONS-404", "Not Found", "item not in collection")
         return self._ok(self._item_out(req, self._item_app(itemId)))
 
     def h_delete_collections_x_items_x(self, req, me, collectionId, itemId):
         c = self._collection(collectionId)
-        if itemId not in c["items"]:
+        if itemId not in c["_members"]:
             raise self.err(404, "COLLECTIONS-404", "Not Found", "item not in collection")
         c["items"].remove(itemId)
+        c["_members"].discard(itemId)
         return Response(204)
 
     # ================================================================== RELOADS
@@ -2283,6 +2331,7 @@ class Cloud:
              "creationTime": self._now(), "weight": b.get("weight", 1), "log": "",
              "resourceType": "api"}
         self.reloads[r["id"]] = r
+        self._app_reloads.setdefault(aid, []).append(r)
         return self._ok(self._reload_out(req, r), 201)
 
     def h_get_reloads_x(self, req, me, reloadId):
@@ -2296,7 +2345,7 @@ class Cloud:
         aid = req.query.get("appId")
         if not aid and not self._is_admin(me):
             raise self.err(400, "RELOADS-001", "Bad Request", "appId is required")
-        recs = [r for r in self.reloads.values() if not aid or r["appId"] == aid]
+        recs = list(self._app_reloads.get(aid, ()) if aid else self.reloads.values())
         if aid and aid not in self.apps:
             raise self.err(404, "RELOADS-007", "Not Found", "app %s not found" % aid)
         for r in recs:
@@ -2953,7 +3002,7 @@ class Cloud:
         for a in self._item_records():
             items.append({"id": a["item"]["id"], "resourceType": "app", "resourceId": a["id"],
                           "name": a["name"], "spaceId": a["spaceId"] or "", "ownerId": a["ownerId"],
-                          "collectionIds": [c["id"] for c in self.collections.values() if a["item"]["id"] in c["items"]],
+                          "collectionIds": [c["id"] for c in self.collections.values() if a["item"]["id"] in c["_members"]],
                           "resourceCustomAttributes": a["item"]["resourceCustomAttributes"]})
         dconns = []
         for d in self.dconns.values():

@@ -18,19 +18,22 @@ def header_bytes(meta: dict) -> bytes:
 
 
 def _block(seed: str) -> bytes:
-    """A deterministic 64 KiB block derived from sha256(seed)."""
-    out = bytearray()
-    digest = hashlib.sha256(seed.encode("utf-8")).digest()
-    while len(out) < _BLOCK:
-        digest = hashlib.sha256(digest).digest()
-        out += digest
-    return bytes(out[:_BLOCK])
+    """A deterministic 64 KiB block: d1 + d2 + ... + d2048, d0 = sha256(seed) and
+    d(i) = sha256(d(i-1)); a tight loop, as every download computes one."""
+    sha256 = hashlib.sha256
+    digest = sha256(seed.encode("utf-8")).digest()
+    digests = []
+    for _ in range(_BLOCK // 32):
+        digest = sha256(digest).digest()
+        digests.append(digest)
+    return b"".join(digests)
 
 
 def payload_chunks(seed: str, size: int, chunk=1 << 20):
     """Yield `size` deterministic bytes in pieces of at most `chunk` bytes."""
     block = _block(seed)
-    reps = max(1, chunk // _BLOCK)
+    # no more blocks than the payload needs (the pieces are the same)
+    reps = max(1, min(chunk // _BLOCK, -(-size // _BLOCK)))
     big = block * reps
     remaining = size
     while remaining > 0:

@@ -1,8 +1,10 @@
 """Self-tests of the qliksim core: control endpoint, counters, faults, streaming, TLS, CLI."""
 import hashlib
 import http.client
+import io
 import json
 import os
+import pstats
 import shutil
 import signal
 import socket
@@ -414,6 +416,44 @@ class StreamingTests(CoreBase):
         sock = self.c.conn.sock
         self.c.request("GET", "/items")
         self.assertIs(self.c.conn.sock, sock)
+
+
+class PlumbingTests(unittest.TestCase):
+    """The stand-ins for standard-library code the request path uses."""
+
+    HEADER_BLOCKS = [
+        b"Host: a\r\nX-A:  b \r\n\r\nbody", b"X-A: 1\r\n  more\r\n\tand more\r\n\r\n",
+        b" first: is a continuation\r\nX-A: y\r\n\r\n", b"From me\r\nX-A: y\r\nFrom you\r\n\r\n",
+        b":no name\r\nX-A: 1\r\n\r\n", b"X-A: 1\r\nnot a header\r\nX-B: 2\r\n\r\n",
+        b"X-A: 1\nX-B: 2\n\n", b"X-A: 1\r\n", b"", b"X-A:\r\n\r\n", b"X-A\xe9: \xff\r\n\r\n",
+        b"Bad Name: 1\r\nX-A: 2\r\n\r\n", b"X-A: 1\r\nx-a: 2\r\n\r\n",
+        b"X-A: 1\rX-B: 2\r\n\r\n", b"X-A: 1\r\r\nX-B: 2\r\n\r\n",
+        b"".join(b"H%d: v\r\n" % i for i in range(99)) + b"\r\n",
+        b"".join(b"H%d: v\r\n" % i for i in range(100)) + b"\r\n",
+        b"X-A: " + b"x" * 70000 + b"\r\n\r\n"]
+
+    @staticmethod
+    def parsed(parse, block):
+        try:
+            msg = parse(io.BytesIO(block))
+        except http.client.HTTPException as exc:
+            return type(exc), str(exc)
+        return type(msg), msg.items(), msg.get("x-a")
+
+    def test_read_headers_as_http_client(self):
+        for block in self.HEADER_BLOCKS:
+            self.assertEqual(self.parsed(core.read_headers, block),
+                             self.parsed(http.client.parse_headers, block), block[:60])
+
+    def test_profiler_merges_connections(self):
+        path = os.path.join(tempfile.mkdtemp(prefix="qliksim-prof-"), "out.pstats")
+        self.addCleanup(shutil.rmtree, os.path.dirname(path))
+        profiler = core._Profiler(path)
+        self.assertEqual(profiler.run(sorted, [2, 1]), [1, 2])
+        profiler.run(sorted, [3])
+        profiler.dump()
+        calls = {func[2]: stat[0] for func, stat in pstats.Stats(path).stats.items()}
+        self.assertEqual(calls["<built-in method builtins.sorted>"], 2)
 
 
 # --------------------------------------------------------------------------- TLS on the QRS listener
