@@ -143,9 +143,8 @@ function Scheduler:run()
       for _, entry in ipairs(batch) do self:step(entry.task) end
     elseif self.open == 0 and (#self.queued == 0 or self.draining) then
       return
-    elseif #self.woken > 0 and self.running < self.concurrency then
-      -- a place is free for a woken sleeper: loop to hand it over
-    else
+    elseif #self.woken == 0 or self.running >= self.concurrency then
+      -- (a woken sleeper with a free place is handed it on the next turn)
       for _, req in ipairs(http.poll(self:idle_timeout())) do
         local task = self.waiting[req]
         self.waiting[req] = nil
