@@ -287,10 +287,11 @@ T.test("requests inside scheduler tasks run concurrently", function()
   t.truthy(math.max(table.unpack(peaks)) >= 6, "server saw overlapping requests: " .. table.concat(peaks, ","))
 end)
 
-T.test("the concurrency limit is respected", function()
-  local c = client()
+-- The most requests the server saw at once while 6 tasks each made one
+-- slow request through c, at the given scheduler concurrency.
+local function peak_in_flight(c, concurrency)
   assert(c:request { path = "/concurrent-reset" })
-  local s = sched.new { concurrency = 2 }
+  local s = sched.new { concurrency = concurrency }
   local peak = 0
   for _ = 1, 6 do
     s:spawn(function()
@@ -299,7 +300,11 @@ T.test("the concurrency limit is respected", function()
     end)
   end
   s:run()
-  t.eq(peak, 2)
+  return peak
+end
+
+T.test("the concurrency limit is respected", function()
+  t.eq(peak_in_flight(client(), 2), 2)
 end)
 
 T.test("http.configure bounds the connections to one host (options.max_per_host)", function()
@@ -307,17 +312,7 @@ T.test("http.configure bounds the connections to one host (options.max_per_host)
   -- it opens connections, so a fresh server, no pooled connection yet
   http.configure { max_host_connections = 2 }
   local fresh = servers.start()
-  local c = http.client { base_url = fresh.base }
-  assert(c:request { path = "/concurrent-reset" })
-  local s = sched.new { concurrency = 8 }
-  local peak = 0
-  for _ = 1, 6 do
-    s:spawn(function()
-      local resp = assert(c:request { path = "/concurrent", query = { ms = 100 } })
-      peak = math.max(peak, json.decode(resp.body).max_in_flight)
-    end)
-  end
-  s:run()
+  local peak = peak_in_flight(http.client { base_url = fresh.base }, 8)
   http.configure { max_host_connections = 0 }
   fresh.stop()
   t.eq(peak, 2)
