@@ -72,10 +72,9 @@ static void *worker_main(void *arg) {
     job->finished = 1;
     append(&done_head, &done_tail, job);
     pthread_cond_broadcast(&work_done);
-    void (*notify)(void) = notify_fn;
-    pthread_mutex_unlock(&lock);
-    if (notify) notify();
-    pthread_mutex_lock(&lock);
+    /* under the lock: once io_set_notify(NULL) returns, no call is left
+    ** in flight (the poll it wakes may be going away at exit) */
+    if (notify_fn) notify_fn();
   }
   pthread_mutex_unlock(&lock);
   return NULL;

@@ -48,7 +48,8 @@ IoJob *io_job_test(lua_State *L, int idx);
 ** thread).  Returns how many it appended. */
 int io_collect(lua_State *L, int list_idx);
 
-/* Sets the function the worker calls after each job (from its thread),
+/* Sets the function the worker calls after each job (from its thread,
+** under the worker's lock: it must be short and must not call back in),
 ** e.g. curl_multi_wakeup so that a poll waiting for sockets returns. */
 void io_set_notify(void (*notify)(void));
 

@@ -84,6 +84,7 @@ static void free_secret(char *s) {
 }
 
 static void cleanup_multi(void) {
+  io_set_notify(NULL);  /* no I/O worker may wake a freed multi handle */
   if (multi) curl_multi_cleanup(multi);
   multi = NULL;
   curl_global_cleanup();
