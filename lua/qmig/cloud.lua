@@ -57,9 +57,12 @@ function Cloud:raw(method, path, opts)
   if is_write and self.dry_run then
     error(errors.dry_run(method, api_path(path), opts.json), 0)
   end
+  -- The barrier first: it may wait for an fsync that several tasks share,
+  -- and requests that took their tokens before it would then leave
+  -- together, a burst the server's bucket answers with 429s.
+  local covered = is_write and durable.wait()
   local tier = limiter.tier(method, api_path(path))
   if self.limiter then self.limiter:acquire(tier) end
-  local covered = is_write and durable.wait()
   local resp, msg, code = self.client:request {
     method = method, path = api_path(path), query = opts.query, json = opts.json, body = opts.body,
     source = opts.source, sink = opts.sink, multipart = opts.multipart, headers = opts.headers,

@@ -387,6 +387,33 @@ T.test("progress shows bytes/s and each rate-limit tier's requests per minute ag
   t.eq(p:rates_text(), "")
 end)
 
+T.test("sleeping items give their place up, but not under rate limits (no bursts of waiters)", function()
+  local engine = require "qmig.engine"
+  local qmig = require "qmig"
+  local function peak_open(target)
+    local open, peak = 0, 0
+    local items = {}
+    for i = 1, 12 do items[i] = { id = i } end
+    local step = {
+      name = "test.sleepers", object = "thing", items = function() return items end,
+      key = function(x) return x.id end,
+      run = function()
+        open = open + 1
+        peak = math.max(peak, open)
+        qmig.sleep(0.05)  -- a reload poll's pause, a backoff, a token wait
+        open = open - 1
+        return { status = "created" }
+      end,
+    }
+    local eng = engine.new { job = { plan = {} }, target = target, concurrency = 2, dry_run = true }
+    local summary = eng:run_step(step)
+    t.eq(summary.counts.created, 12)
+    return peak
+  end
+  t.eq(peak_open({}), 8, "4 x concurrency items under way while they sleep")
+  t.eq(peak_open({ limiter = {} }), 2, "under rate limits, concurrency bounds the items under way")
+end)
+
 T.test("--job and --step narrow the run; jobs run in priority order", function()
   clean()
   local file = job { jobs = "  - {name: first, steps: [pack.hello]}\n"
