@@ -10,6 +10,8 @@
 ** back when the worker is done, and the task resumes with the result.
 ** A few threads, one FIFO each; the jobs of one file go to the same
 ** thread, so two writes of one file land in the order the tasks made them.
+** The workers and their done list are process-wide and serve one Lua
+** state (the host has one; its coroutines share it).
 */
 #ifndef QMIG_IO_WORKER_H
 #define QMIG_IO_WORKER_H
