@@ -156,6 +156,12 @@ void io_job_submit(lua_State *L, int idx, const char *affinity) {
   pthread_mutex_unlock(&lock);
 }
 
+int io_job_await(lua_State *L, const char *affinity, lua_KContext ctx, lua_KFunction k) {
+  io_job_submit(L, -1, affinity);
+  lua_pushvalue(L, -1);  /* the yielded copy is consumed; the job stays */
+  return lua_yieldk(L, 1, ctx, k);
+}
+
 IoJob *io_job_test(lua_State *L, int idx) {
   Box *b = luaL_testudata(L, idx, IO_JOB);
   return b ? &b->job : NULL;

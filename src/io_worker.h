@@ -43,6 +43,11 @@ void *io_job_payload(IoJob *job);
 ** others may overlap.  [-0, +0, m] */
 void io_job_submit(lua_State *L, int idx, const char *affinity);
 
+/* Submits the job on top of the stack (see io_job_submit) and yields the
+** task to the scheduler until it ends; the job stays on the stack for k,
+** which resumes with ctx.  Call as `return io_job_await(...)`. */
+int io_job_await(lua_State *L, const char *affinity, lua_KContext ctx, lua_KFunction k);
+
 /* The IoJob at idx, or NULL when it is something else. */
 IoJob *io_job_test(lua_State *L, int idx);
 

@@ -316,16 +316,17 @@ static int write_atomic_job(IoJob *job) {
   return write_atomic(io_job_payload(job));
 }
 
-static int atomic_result(lua_State *L, AtomicWrite *w, int err) {
+/* true, or nil, "<path>: <strerror(err)>", err */
+static int err_result(lua_State *L, const char *path, int err) {
   if (err == 0) return push_true(L);
   errno = err;
-  return luaL_fileresult(L, 0, w->failed);
+  return luaL_fileresult(L, 0, path);
 }
 
 static int write_atomic_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   IoJob *job = io_job_test(L, (int)ctx);
-  return atomic_result(L, io_job_payload(job), job->err);
+  return err_result(L, ((AtomicWrite *)io_job_payload(job))->failed, job->err);
 }
 
 /* Inside a scheduler task the write is an IoJob the task waits for (the
@@ -346,10 +347,11 @@ static int write_atomic_lua(lua_State *L, const char *path, int data_idx, mode_t
     return luaL_fileresult(L, 0, path);
   }
   memcpy(w->path, path, strlen(path) + 1);
-  if (!in_task) return atomic_result(L, w, write_atomic(w));
-  io_job_submit(L, -1, w->path);
-  lua_pushvalue(L, -1);  /* the yielded copy is consumed; the job stays */
-  return lua_yieldk(L, 1, (lua_KContext)(lua_gettop(L) - 1), write_atomic_k);
+  if (!in_task) {
+    int err = write_atomic(w);
+    return err_result(L, w->failed, err);
+  }
+  return io_job_await(L, w->path, (lua_KContext)lua_gettop(L), write_atomic_k);
 }
 
 /* fs.sync(path) -> true | nil, msg, errno: fsync of the file (any
@@ -372,30 +374,22 @@ static int sync_job(IoJob *job) {
   return sync_file(((SyncFile *)io_job_payload(job))->path);
 }
 
-static int sync_result(lua_State *L, const char *path, int err) {
-  if (err == 0) return push_true(L);
-  errno = err;
-  return luaL_fileresult(L, 0, path);
-}
-
 static int sync_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   IoJob *job = io_job_test(L, (int)ctx);
-  return sync_result(L, ((SyncFile *)io_job_payload(job))->path, job->err);
+  return err_result(L, ((SyncFile *)io_job_payload(job))->path, job->err);
 }
 
 static int f_sync(lua_State *L) {
   const char *path = checkpath(L, 1);
-  if (!qmig_in_task(L)) return sync_result(L, path, sync_file(path));
+  if (!qmig_in_task(L)) return err_result(L, path, sync_file(path));
   if (strlen(path) >= PATH_MAX) {
     errno = ENAMETOOLONG;
     return luaL_fileresult(L, 0, path);
   }
   SyncFile *f = io_job_payload(io_job_new(L, sync_job, sizeof(SyncFile), 0));
   memcpy(f->path, path, strlen(path) + 1);
-  io_job_submit(L, -1, f->path);
-  lua_pushvalue(L, -1);
-  return lua_yieldk(L, 1, (lua_KContext)(lua_gettop(L) - 1), sync_k);
+  return io_job_await(L, f->path, (lua_KContext)lua_gettop(L), sync_k);
 }
 
 static mode_t current_umask(void) {

@@ -50,8 +50,7 @@ typedef struct Request {
   Transfer t;
   char *url;
   char method[16];
-  int sink_closed;  /* the I/O worker closed the sink ... */
-  int sink_err;     /* ... with this result */
+  int sink_err;     /* what closing the sink on the I/O worker gave */
   int sink_job;     /* stack index of that job while the task waits */
 } Request;
 
@@ -413,6 +412,11 @@ static int set_body(lua_State *L, Request *r, int oidx, int *json_body) {
   return 0;
 }
 
+/* A write: any method but GET and HEAD (what the server may apply). */
+static int is_write(const Request *r) {
+  return strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0;
+}
+
 static void set_method(lua_State *L, Request *r, int oidx) {
   lua_getfield(L, oidx, "method");
   const char *m = luaL_optstring(L, -1, "GET");
@@ -427,7 +431,7 @@ static void set_method(lua_State *L, Request *r, int oidx) {
   ** re-send it on its own: transfer_prereq_cb.  Only connections idle for
   ** under 30 s: past that a server or proxy may be closing one as we
   ** send, which costs a look-up and a retry. */
-  if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
+  if (is_write(r)) {
     curl_easy_setopt(r->t.easy, CURLOPT_PREREQFUNCTION, transfer_prereq_cb);
     curl_easy_setopt(r->t.easy, CURLOPT_PREREQDATA, &r->t);
     curl_easy_setopt(r->t.easy, CURLOPT_MAXAGE_CONN, 30L);
@@ -532,7 +536,8 @@ static int finish(lua_State *L, Request *r) {
   curl_easy_getinfo(r->t.easy, CURLINFO_RESPONSE_CODE, &status);
   int ok = r->t.result == CURLE_OK;
   int keep_sink = keeps_sink(r);
-  int sink_err = r->sink_closed ? r->sink_err : transfer_close_sink(&r->t, keep_sink);
+  /* a sink the I/O worker closed is gone from the Transfer already */
+  int sink_err = r->sink_err ? r->sink_err : transfer_close_sink(&r->t, keep_sink);
   if (!ok) {
     const char *code = (r->t.result == CURLE_ABORTED_BY_CALLBACK && qmig_interrupted()) ? "interrupted"
                                                                                      : transfer_error_code(&r->t);
@@ -605,7 +610,6 @@ static int request_sink_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   Request *r = check_request(L, (int)ctx);
   IoJob *job = io_job_test(L, r->sink_job);
-  r->sink_closed = 1;
   r->sink_err = job ? job->err : EIO;
   return request_done(L, r);
 }
@@ -623,9 +627,7 @@ static int request_k(lua_State *L, int status, lua_KContext ctx) {
     c->path = r->t.sink_path;
     r->t.sink = NULL;  /* the worker's now: nothing else may touch it */
     r->sink_job = lua_gettop(L);
-    io_job_submit(L, -1, c->path);
-    lua_pushvalue(L, -1);
-    return lua_yieldk(L, 1, ctx, request_sink_k);
+    return io_job_await(L, c->path, ctx, request_sink_k);
   }
   return request_done(L, r);
 }
@@ -716,7 +718,7 @@ static int client_request(lua_State *L) {
   lua_getfield(L, 2, "durable");
   int covered = lua_toboolean(L, -1);
   lua_pop(L, 1);
-  if (!covered && strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) unsent_write = 1;
+  if (!covered && is_write(r)) unsent_write = 1;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &INFLIGHT_KEY);
   lua_pushvalue(L, ridx);
   lua_rawsetp(L, -2, r);
