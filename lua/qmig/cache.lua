@@ -485,7 +485,8 @@ function Cache:group(on)
     self.grouped, self.unflushed = true, false
     self.commits, self.durable_upto = 0, 0
     http.before_send(function() self:flush(true) end)
-    durable.set(function() self:make_durable() end)
+    -- the same barrier: inside a task its fsync runs on the I/O worker
+    durable.set(function() self:flush(true) end)
   elseif not on and self.grouped then
     http.before_send(nil)
     durable.set(nil)
@@ -503,7 +504,9 @@ function Cache:sync_wal()
 end
 
 --- c:flush([sync]): commits the group's transaction if a marker awaits
--- it; with sync, also makes every commit durable before returning.
+-- it; with sync, also makes every commit durable before returning (the
+-- write barrier, see group): one fsync covers every commit before it, so
+-- none is made when an earlier one already did.
 function Cache:flush(sync)
   if self.grouped and self.unflushed then
     self.db:commit()
@@ -516,18 +519,6 @@ function Cache:flush(sync)
     self:sync_wal()
     self.durable_upto = math.max(self.durable_upto, upto)
   end
-end
-
---- c:make_durable(): the write barrier (see group): every marker written
--- so far is on disk when it returns; inside a task it waits for an fsync
--- on the I/O worker unless an earlier one already covered them.
-function Cache:make_durable()
-  if not self.grouped then return end
-  self:flush(false)
-  local upto = self.commits
-  if self.durable_upto >= upto then return end
-  self:sync_wal()
-  self.durable_upto = math.max(self.durable_upto, upto)
 end
 
 --- c:transaction(fn, ...) -> fn's results; see db:transaction.

@@ -32,12 +32,12 @@ function M.bytes_per_s(n)
   return string.format(i == 1 and "%.0f %s/s" or "%.1f %s/s", n, UNITS[i])
 end
 
--- Where the step started: bytes moved and requests per tier so far.
+-- Bytes moved and the limiter's per-tier figures ({used=, per_minute=})
+-- so far: taken at a step's start and again to get its rates.
 local function marks(self)
   local st = http.stats()
-  local used = {}
-  for tier, t in pairs(self.limiter and self.limiter:stats() or {}) do used[tier] = t.used end
-  return { at = qmig.monotonic(), received = st.received, sent = st.sent, used = used }
+  return { at = qmig.monotonic(), received = st.received, sent = st.sent,
+    tiers = self.limiter and self.limiter:stats() or {} }
 end
 
 -- Since the step started: {received_per_s, sent_per_s, tiers = {{tier,
@@ -48,8 +48,8 @@ function Progress:rates()
   local secs = math.max(1e-3, st.at - s.mark.at)
   local out = { received_per_s = (st.received - s.mark.received) / secs, sent_per_s = (st.sent - s.mark.sent) / secs,
     tiers = {} }
-  for tier, t in pairs(self.limiter and self.limiter:stats() or {}) do
-    local n = t.used - (s.mark.used[tier] or 0)
+  for tier, t in pairs(st.tiers) do
+    local n = t.used - (s.mark.tiers[tier] and s.mark.tiers[tier].used or 0)
     if n > 0 then
       out.tiers[#out.tiers + 1] = { tier = tier, per_minute = n / secs * 60, limit = t.per_minute }
     end
