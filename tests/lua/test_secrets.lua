@@ -7,6 +7,7 @@
 -- request is made.
 local t = require "testing"
 local cli = require "cli"
+local servers = require "servers"
 local fs = require "qmig.fs"
 local simlib = require "sim"
 
@@ -111,24 +112,13 @@ T.test("the running process's command line holds no secret (its environment does
   local dir = t.tmpdir()
   the_sim():reset()
   the_sim():faults { latency_ms = 300 }
-  local e = env()
-  local inner = string.format("echo $$ > %s/pid; read go; QMIG_CANARY_API_KEY=%s QMIG_CANARY_KEY_PASS=%s exec %s run %s"
-    .. " >%s/out 2>%s/err", dir, cli.quote(e.QMIG_CANARY_API_KEY), cli.quote(e.QMIG_CANARY_KEY_PASS), cli.bin,
-    cli.quote(file), dir, dir)
-  local p = io.popen("sh -c " .. cli.quote(inner) .. "; echo $? > " .. dir .. "/status", "w")
-  local pid
-  repeat
-    qmig.sleep(0.02)
-    local f = io.open(dir .. "/pid")
-    if f then pid = f:read("n"); f:close() end
-  until pid
+  local pid, release = cli.spawn_held({ "run", file }, { env = env() })
   -- sample /proc while the run waits on the slow simulator
   os.execute(string.format("(sleep 0.8; cat /proc/%d/cmdline > %s/cmdline; cat /proc/%d/environ > %s/environ;"
     .. " readlink /proc/%d/exe > %s/exe) 2>/dev/null &", pid, dir, pid, dir, pid, dir))
-  p:write("go\n")
-  p:close()
+  local status, _, err = release()
   the_sim():faults {}
-  t.eq(tonumber(t.read(dir .. "/status")), 0, t.read(dir .. "/err"))
+  t.eq(status, 0, err)
   t.match(t.read(dir .. "/exe"), "qmig%-lua", "sampled the running qmig-lua, not the shell")
   local cmdline = t.read(dir .. "/cmdline")
   t.match(cmdline, "run%z", "the command line was read")
@@ -143,19 +133,8 @@ end)
 local function start_tls_server()
   local dir = t.tmpdir()
   local certs = fs.dirname(the_sim().info.certs.ca)
-  assert(os.execute(string.format(
-    "python3 tests/support/badserver.py --tls --certs %s --port-file %s/port >%s/log 2>&1 & echo $! >%s/pid",
-    certs, dir, dir, dir)))
-  local f
-  local deadline = qmig.monotonic() + 30
-  repeat
-    qmig.sleep(0.05)
-    f = io.open(dir .. "/port")
-  until f or qmig.monotonic() > deadline
-  assert(f, t.read(dir .. "/log"))
-  local port = f:read("n")
-  f:close()
-  return "https://127.0.0.1:" .. port, function() os.execute("kill " .. t.read(dir .. "/pid"):match("%d+")) end
+  local port, pid = servers.launch("tests/support/badserver.py", "--tls --certs " .. certs, dir)
+  return "https://127.0.0.1:" .. port, function() os.execute("kill " .. pid) end
 end
 
 T.test("TLS verification is on by default: an untrusted target certificate is refused before any request", function()
