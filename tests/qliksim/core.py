@@ -476,10 +476,13 @@ class Counters:
 
     def reset(self):
         with self.lock:
-            self.requests, self.writes, self.by_status = {}, {}, {}
-            self.total = self.total_writes = 0
+            self.requests, self.writes, self.applied, self.by_status = {}, {}, {}, {}
+            self.injected = {}
+            self.total = self.total_writes = self.applied_writes = 0
 
-    def request(self, endpoint, status=None, write=False):
+    def request(self, endpoint, status=None, write=False, applied=False):
+        """write: a write-method request, whatever its answer (a 409, an injected
+        fault, a drop); applied: one whose handler returned 2xx."""
         with self.lock:
             self.requests[endpoint] = self.requests.get(endpoint, 0) + 1
             self.total += 1
@@ -489,11 +492,21 @@ class Counters:
             if write:
                 self.writes[endpoint] = self.writes.get(endpoint, 0) + 1
                 self.total_writes += 1
+            if applied:
+                self.applied[endpoint] = self.applied.get(endpoint, 0) + 1
+                self.applied_writes += 1
+
+    def inject(self, action):
+        """A fault that was acted on: error, 429, tier429, drop, drop_after_apply, slow, kill."""
+        with self.lock:
+            self.injected[action] = self.injected.get(action, 0) + 1
 
     def snapshot(self):
         with self.lock:
             return {"requests": dict(self.requests), "writes": dict(self.writes),
-                    "total": self.total, "total_writes": self.total_writes,
+                    "applied": dict(self.applied), "injected": dict(self.injected),
+                    "total": self.total,
+                    "total_writes": self.total_writes, "applied_writes": self.applied_writes,
                     "by_status": dict(self.by_status)}
 
 
@@ -719,23 +732,28 @@ class Handler(BaseHTTPRequestHandler):
         action, rule = self.decide(sim, half_name, sim.half(half_name), req)
         fallback_endpoint = f"{req.method} {req.path}"
         early = self.early_fault(sim, half_name, action, rule)
+        write = req.method in WRITE_METHODS
+        if action is not None:
+            sim.counters.inject(action)
         if early is not None or action == "drop":
-            sim.counters.request(fallback_endpoint, None if early is None else early.status)
+            sim.counters.request(fallback_endpoint, None if early is None else early.status, write)
             if early is None:
                 raise _Dropped()
             return early
         resp = self.call_half(sim, half_name, req)
         endpoint = req.endpoint or fallback_endpoint
-        applied_write = req.method in WRITE_METHODS and 200 <= resp.status < 300
+        applied_write = write and 200 <= resp.status < 300
         kill = sim.faults.count_write() if applied_write and sim.faults.applies(half_name) else None
         if action == "kill":
             kill = {"signal": signal.SIGKILL, **rule}
         if kill or action == "drop_after_apply":
-            sim.counters.request(endpoint, None, applied_write)
+            sim.counters.request(endpoint, None, write, applied_write)
+            if kill and action != "kill":
+                sim.counters.inject("kill")         # kill_after_writes
             if kill:
                 send_kill(kill)
             raise _Dropped()
-        sim.counters.request(endpoint, resp.status, applied_write)
+        sim.counters.request(endpoint, resp.status, write, applied_write)
         if action == "slow":
             time.sleep(float((rule or {}).get("slow_ms", sim.faults.cfg["slow_ms"])) / 1000.0)
         return resp

@@ -47,7 +47,10 @@ class FakeHalf:
             return core.Response(200, {"data": self.items})
         if req.method == "POST" and req.path == "/items":
             req.endpoint = "POST /items"
-            item = {"id": self.ctx.new_id(), **(req.json() or {})}
+            body = req.json() or {}
+            if any(i.get("name") == body.get("name") for i in self.items):
+                raise core.ApiError(409, "Conflict", "Conflict", "name in use")
+            item = {"id": self.ctx.new_id(), **body}
             self.items.append(item)
             return core.Response(201, item)
         if req.method == "DELETE" and req.path.startswith("/items/"):
@@ -139,7 +142,7 @@ class ControlTests(CoreBase):
         counts = self.counts()
         self.assertEqual(counts["requests"], {"POST /items": 1, "GET /items": 1, "GET /nope": 1})
         self.assertEqual(counts["writes"], {"POST /items": 1})
-        self.assertEqual((counts["total"], counts["total_writes"]), (3, 1))
+        self.assertEqual((counts["total"], counts["total_writes"], counts["applied_writes"]), (3, 1, 1))
         self.assertEqual(counts["by_status"], {"201": 1, "200": 1, "404": 1})
         self.assertEqual([i["name"] for i in self.items()], ["seeded", "a"])
         self.c.request("POST", "/_sim/reset-counters")
@@ -148,6 +151,15 @@ class ControlTests(CoreBase):
         self.assertEqual(self.c.request("POST", "/_sim/reset").status, 200)
         self.assertEqual([i["name"] for i in self.items()], ["seeded"])
         self.assertEqual(self.counts()["total"], 0)
+
+    def test_rejected_write_counts_as_a_write_not_applied(self):
+        # a re-run that blindly re-POSTs (answered 409) must show in total_writes
+        self.assertEqual(self.post_item("seeded").status, 409)
+        counts = self.counts()
+        self.assertEqual(counts["writes"], {"POST /items": 1})
+        self.assertEqual(counts["applied"], {})
+        self.assertEqual((counts["total_writes"], counts["applied_writes"]), (1, 0))
+        self.assertEqual(counts["injected"], {})
 
     def test_ids_deterministic_after_reset(self):
         first = self.post_item("a").json()["id"]
@@ -210,13 +222,17 @@ class FaultTests(CoreBase):
         counts = self.counts()
         self.assertEqual(counts["requests"]["POST /items"], 3)
         self.assertEqual(counts["by_status"], {"201": 2, "500": 1})
-        self.assertEqual(counts["writes"], {"POST /items": 2})
+        self.assertEqual(counts["writes"], {"POST /items": 3})
+        self.assertEqual(counts["applied"], {"POST /items": 2})
+        self.assertEqual(counts["injected"], {"error": 1})
 
     def test_drop_not_applied(self):
         self.set_faults({"rules": [{"match": "POST /items", "action": "drop"}]})
         self.assert_dropped(lambda: self.post_item("a"))
         self.assertEqual([i["name"] for i in self.items()], ["seeded"])
-        self.assertEqual(self.counts()["total"], 1)
+        counts = self.counts()
+        self.assertEqual((counts["total"], counts["total_writes"], counts["applied_writes"]), (1, 1, 0))
+        self.assertEqual(counts["injected"], {"drop": 1})
 
     def test_drop_after_apply(self):
         self.set_faults({"rules": [{"match": "~^POST /it", "action": "drop_after_apply", "times": 2}]})
@@ -225,6 +241,8 @@ class FaultTests(CoreBase):
         self.assertEqual(self.post_item("c").status, 201)
         self.assertEqual([i["name"] for i in self.items()], ["seeded", "a", "b", "c"])
         self.assertEqual(self.counts()["writes"], {"POST /items": 3})
+        self.assertEqual(self.counts()["applied"], {"POST /items": 3})
+        self.assertEqual(self.counts()["injected"], {"drop_after_apply": 2})
 
     def test_rules_count_independently(self):
         self.set_faults({"rules": [{"match": "GET /items", "nth": 1, "action": "error", "status": 500},
