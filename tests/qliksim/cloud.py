@@ -2516,12 +2516,28 @@ class Cloud:
              "qCredentialsName": b.get("qCredentialsName", ""),
              "qUsername": b.get("qUsername", ""),
              "has_password": bool(b.get("qPassword")), "has_secret": bool(b.get("qConnectionSecret")),
+             "_secrets": self._received_secrets({}, b),
              "connectionProperties": self._scrub_props(b.get("connectionProperties")),
              "tags": list(b.get("tags") or []), "space": space or "", "user": owner,
              "owner": owner, "tenant": self.tenant["id"], "created": now, "updated": now,
              "qReferenceKey": "", "qri": "qri:db:%s:%s" % (b.get("datasourceID") or "x", qid)}
         self.dconns[qid] = d
         return d
+
+    @staticmethod
+    def _received_secrets(kept, b):
+        """What a create or update sent as secrets (qPassword, qConnectionSecret, the
+        secret-looking connectionProperties): never returned through the API, as Qlik
+        returns none, only in /_sim/state under the test-only key test_only_received_secrets."""
+        kept = dict(kept)
+        for k in ("qPassword", "qConnectionSecret"):
+            if k in b:
+                kept[k] = b[k]
+        props = b.get("connectionProperties")
+        if isinstance(props, dict):
+            kept["connectionProperties"] = {k: v for k, v in props.items()
+                                            if re.search(r"pass|secret|token|key", k, re.I)}
+        return kept
 
     @staticmethod
     def _scrub_props(props):
@@ -2640,6 +2656,7 @@ class Cloud:
             d["has_password"] = True
         if b.get("qConnectionSecret"):
             d["has_secret"] = True
+        d["_secrets"] = self._received_secrets(d.get("_secrets") or {}, b)
         if "connectionProperties" in b:
             d["connectionProperties"] = self._scrub_props(b["connectionProperties"])
         if "owner" in b:
@@ -3010,6 +3027,7 @@ class Cloud:
             x["builtin"] = d["_builtin"]
             x.pop("qPassword", None)
             x.pop("qConnectionSecret", None)
+            x["test_only_received_secrets"] = dict(d.get("_secrets") or {})
             dconns.append(x)
 
         def ext(e):

@@ -859,7 +859,14 @@ class DataConnectionTests(CloudTestBase):
                                       {"op": "replace", "path": "/qName", "value": "Renamed"}]).status, 204)
         self.assertEqual(self.c.call("PUT", f"/data-connections/{r['qID']}",
                                      self.body("Renamed", self.existing, qID=r["qID"], qPassword="Th1rd")).status, 204)
-        every = json.dumps(self.cloud.state()) + json.dumps(self.ok(self.c.call("GET", "/data-connections")))
+        state = self.cloud.state()
+        # what the simulator was sent is kept for tests only, under a key of its own
+        received = [(d["qName"], d.pop("test_only_received_secrets")) for d in state["data_connections"]]
+        self.assertIn(("Renamed", {"qPassword": "Th1rd"}), received)
+        self.assertIn(("DataFiles", {}), received)
+        self.assertEqual([r for n, r in received if n == "SalesDB"], [{"qPassword": "S3cr3t-Pa55!"}] * 3)
+        every = json.dumps(state) + json.dumps(self.ok(self.c.call("GET", "/data-connections")))
+        every += json.dumps(self.ok(self.c.call("GET", f"/data-connections/{r['qID']}")))
         for secret in ("S3cr3t-Pa55!", "N3w-S3cr3t", "Th1rd", "qPassword"):
             self.assertNotIn(secret, every)
         self.assertTrue(all(d["has_password"] for d in self.cloud.state()["data_connections"] if not d["builtin"]))
@@ -938,6 +945,8 @@ class SeedTests(unittest.TestCase):
             st = cl.state()
             self.assertEqual(st["apps"][0]["objects"][0]["ownerId"], cl._seed_user_ref("bob@acme.com"))
             self.assertEqual(st["extensions"][0]["name"], "SeedExt")
+            kept = [d.pop("test_only_received_secrets") for d in st["data_connections"]]
+            self.assertIn({"qPassword": "pw-seeded"}, kept)
             self.assertNotIn("pw-seeded", json.dumps(st))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
