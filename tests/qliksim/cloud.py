@@ -27,6 +27,8 @@ from datetime import datetime, timedelta, timezone
 
 import qvf
 from core import ApiError, Response
+from oauth import OAUTH_ROUTES, OAuthMixin
+from scheduling import SCHED, SCHED_ROUTES, SchedulingMixin
 
 API = "/api/v1"
 EVERYONE_GROUP_ID = "000000000000000000000001"
@@ -507,8 +509,14 @@ def _truthy(v):
     return str(v).lower() in ("1", "true", "yes")
 
 
-class Cloud:
+class Cloud(SchedulingMixin, OAuthMixin):
     """One simulated Qlik Cloud tenant."""
+
+    # for scheduling.py, which cannot import this module (this module imports it)
+    _rrule_problem = staticmethod(validate_rrule)
+    _tz_ok = staticmethod(valid_timezone)
+    _scim = staticmethod(parse_scim)
+    _FilterError = FilterError
 
     def __init__(self, seed, ctx):
         self.ctx = ctx
@@ -561,6 +569,8 @@ class Cloud:
         self.idps = []
         self.reload_polls = int(seed.get("reload_polls", 2))
         self._load_seed(seed)
+        self._oauth_init(seed)
+        self._sched_init(seed)
 
     # ------------------------------------------------------------------ infrastructure
 
@@ -844,6 +854,11 @@ class Cloud:
     def _caller(self, req):
         auth = req.headers.get("Authorization") or ""
         m = re.match(r"^\s*Bearer\s+(\S+)\s*$", auth, re.I)
+        token_user = self._oauth_user(m.group(1)) if m else None
+        if token_user is not None:
+            if token_user not in self.users:
+                raise self.err(401, "HTTP-401", "Unauthorized", "the token's user no longer exists")
+            return self.users[token_user]
         if not m or m.group(1) not in self.api_keys:
             raise self.err(401, "HTTP-401", "Unauthorized",
                            "a valid API key or access token is required")
@@ -913,44 +928,53 @@ class Cloud:
         ("GET", "/temp-contents/{id}"), ("GET", "/temp-contents/{id}/details"),
     ]
 
+    # (path prefix, handler name infix, routes, needs a Bearer): the scheduling service and
+    # the token endpoint live outside /api/v1 on the real tenant too
+    ROOTS = ((API, "", ROUTES, True), (SCHED, "_sched", SCHED_ROUTES, True),
+             ("/oauth", "_oauth", OAUTH_ROUTES, False))
+
     _compiled = None
 
     @classmethod
     def _routes(cls):
-        """{first path segment: [(method, regex, template, handler name)]} in ROUTES order.
+        """{root: {first path segment: [(method, regex, template, handler name)]}}, routes in order.
 
         Every template starts with a literal segment, so only the routes under the
         request's first segment can match it.
         """
         if cls._compiled is None:
             out = {}
-            for method, tpl in cls.ROUTES:
-                rx = "^" + re.sub(r"\\\{(\w+)(\\\*)?\\\}",
-                                  lambda m: "(?P<%s>.+)" % m.group(1) if m.group(2) else "(?P<%s>[^/]+)" % m.group(1),
-                                  re.escape(tpl)) + "$"
-                name = "h_" + method.lower() + re.sub(r"[^a-z0-9]+", "_",
-                                                      re.sub(r"\{[^}]*\}", "X", tpl).lower()).rstrip("_")
-                out.setdefault(tpl.split("/")[1], []).append(
-                    (method, re.compile(rx), tpl.replace("*}", "}"), name))
+            for root, infix, routes, _ in cls.ROOTS:
+                table = out.setdefault(root, {})
+                for method, tpl in routes:
+                    rx = "^" + re.sub(r"\\\{(\w+)(\\\*)?\\\}",
+                                      lambda m: "(?P<%s>.+)" % m.group(1) if m.group(2) else "(?P<%s>[^/]+)" % m.group(1),
+                                      re.escape(tpl)) + "$"
+                    name = "h_" + method.lower() + infix + re.sub(r"[^a-z0-9]+", "_",
+                                                                  re.sub(r"\{[^}]*\}", "X", tpl).lower()).rstrip("_")
+                    table.setdefault(tpl.split("/")[1], []).append(
+                        (method, re.compile(rx), tpl.replace("*}", "}"), name))
             cls._compiled = out
         return cls._compiled
 
     def handle(self, req):
         path = req.path
-        if not path.startswith(API + "/") and path != API:
+        root = next((r for r in self.ROOTS if path == r[0] or path.startswith(r[0] + "/")), None)
+        if root is None:
             raise self.err(404, "HTTP-404", "Not Found", "no such endpoint")
-        sub = path[len(API):].rstrip("/") or "/"
+        prefix, _, _, needs_auth = root
+        sub = path[len(prefix):].rstrip("/") or "/"
         method = req.method.upper()
         allowed = False
-        for m, rx, tpl, name in self._routes().get(sub.split("/", 2)[1], ()):
+        for m, rx, tpl, name in self._routes()[prefix].get(sub.split("/", 2)[1], ()):
             mt = rx.match(sub)
             if not mt:
                 continue
             allowed = True
             if m != method and not (method == "HEAD" and m == "GET"):
                 continue
-            req.endpoint = "%s %s%s" % (m if method != "HEAD" else "HEAD", API, tpl)
-            user = self._caller(req)
+            req.endpoint = "%s %s%s" % (m if method != "HEAD" else "HEAD", prefix, tpl)
+            user = self._caller(req) if needs_auth else None
             try:
                 return getattr(self, name)(req, user, **mt.groupdict())
             except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
@@ -958,8 +982,9 @@ class Cloud:
                 # as the real service would answer, but say where it happened
                 sys.stderr.write("qliksim cloud: %s %s: %s: %s\n" % (method, path, type(exc).__name__, exc))
                 raise self.err(400, "HTTP-400", "Bad Request", "invalid request: %s" % exc)
-        req.endpoint = "%s %s%s" % (method, API, "/?")
-        self._caller(req)
+        req.endpoint = "%s %s%s" % (method, prefix, "/?")
+        if needs_auth:
+            self._caller(req)
         if allowed:
             raise self.err(405, "HTTP-405", "Method Not Allowed")
         raise self.err(404, "HTTP-404", "Not Found", "no such endpoint")
@@ -1789,6 +1814,7 @@ class Cloud:
                 c["_members"].discard(a["item"]["id"])
         for t in [t for t in self.reload_tasks.values() if t["appId"] == appId]:
             del self.reload_tasks[t["id"]]
+        self._drop_app_tasks(appId)
         for sh in [s for s in self.shares.values() if s["resourceId"] == appId]:
             del self.shares[sh["id"]]
         return Response(200)
@@ -2444,6 +2470,7 @@ class Cloud:
                     "autoReload", "autoReloadPartial", "type")
 
     def h_post_reload_tasks(self, req, me):
+        self._legacy_post_gone()
         b = self._json(req)
         start = self._validate_task(b)
         app = self.apps[b["appId"]]
@@ -2481,6 +2508,7 @@ class Cloud:
 
     def h_put_reload_tasks_x(self, req, me, taskId):
         t = self._task(taskId)
+        self._legacy_refuse_migrated(t)
         b = self._json(req)
         merged = {k: t[k] for k in self._TASK_FIELDS}
         merged.update({k: v for k, v in b.items() if k in self._TASK_FIELDS})
@@ -2498,7 +2526,7 @@ class Cloud:
         return self._ok(self._task_out(req, t))
 
     def h_delete_reload_tasks_x(self, req, me, taskId):
-        self._task(taskId)
+        self._legacy_refuse_migrated(self._task(taskId))
         del self.reload_tasks[taskId]
         return Response(204)
 
@@ -3000,6 +3028,23 @@ class Cloud:
             self.temp[id] = t
         return Response(204, b"", headers={"Upload-Offset": str(t["size"]), "Tus-Resumable": "1.0.0"})
 
+    # ================================================================== CONTROL
+
+    def control(self, req):
+        """The Cloud half's /_sim/... calls (core.Simulator.control); None if not one of them."""
+        route = (req.method, req.path.rstrip("/"))
+        if route == ("POST", "/_sim/scheduling/fire"):
+            try:
+                body = json.loads(req.body() or b"{}")
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                return Response(400, {"error": "the body must be a JSON object"})
+            return self.sched_fire(body)
+        if route == ("POST", "/_sim/oauth/expire"):
+            return Response(200, self.oauth_expire())
+        return None
+
     # ================================================================== STATE
 
     def state(self):
@@ -3055,6 +3100,8 @@ class Cloud:
             "collections": [pub(c) for c in self.collections.values()],
             "data_connections": dconns,
             "reload_tasks": [pub(t) for t in self.reload_tasks.values()],
+            "scheduling_tasks": self.sched_state(),
+            "oauth": self.oauth_state(),
             "reloads": reloads,
             "extensions": [ext(e) for e in self.extensions.values()],
             "themes": [ext(e) for e in self.themes.values()],

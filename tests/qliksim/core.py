@@ -562,6 +562,11 @@ class Simulator:
             self.build_halves()
             self.counters.reset()
             return Response(200, {"ok": True})
+        with self.ctx.lock:
+            for h in self.ctx.halves.values():
+                resp = h.control(req) if hasattr(h, "control") else None
+                if resp is not None:
+                    return resp
         return Response(404, {"error": f"unknown control path {req.path}"})
 
 
