@@ -9,6 +9,7 @@ local t = require "testing"
 local cli = require "cli"
 local servers = require "servers"
 local fs = require "qmig.fs"
+local json = require "qmig.json"
 local simlib = require "sim"
 
 local T = t.suite("secrets")
@@ -42,12 +43,38 @@ local function env()
   return { QMIG_CANARY_API_KEY = API_KEY, QMIG_CANARY_KEY_PASS = the_sim().info.certs.client_key_password }
 end
 
--- Every form a secret could take in a file: raw, URL-encoded, base64.
+-- Every form a leak of a secret would take: raw, URL-encoded (either hex
+-- case, with or without its unreserved characters encoded), JSON-escaped,
+-- and base64 — at each of the three alignments, so that the secret is found
+-- inside a longer base64 blob such as the "user:password" of a Basic
+-- Authorization header (the characters that also depend on the bytes
+-- around it are left out).
 local function forms(secret)
-  local b64 = require("qmig.hash").base64 and require("qmig.hash").base64(secret)
-  local out = { secret, (secret:gsub("[^%w]", function(c) return string.format("%%%02X", c:byte()) end)) }
-  if b64 then out[#out + 1] = b64 end
+  local out = { secret, json.encode(secret):sub(2, -2), json.encode({ secret }):sub(3, -3) }
+  for _, fmt in ipairs { "%%%02X", "%%%02x" } do
+    out[#out + 1] = (secret:gsub("[^%w%-%._~]", function(c) return string.format(fmt, c:byte()) end))
+    out[#out + 1] = (secret:gsub("[^%w]", function(c) return string.format(fmt, c:byte()) end))
+  end
+  for pad = 0, 2 do
+    local b64 = t.base64(("\0"):rep(pad) .. secret)
+    local full = (#secret + pad) // 3 * 4                   -- the groups of 3 bytes all known
+    out[#out + 1] = b64:sub(pad == 0 and 1 or 5, full)
+  end
   return out
+end
+
+-- The value of every Authorization header, Bearer or Basic credential in
+-- text: each must be redacted ("***").
+local function credentials_shown(text)
+  local shown = {}
+  local patterns = { "[Aa]uthorization[\"']?%s*[:=]%s*[\"']?([^\r\n\"']*)", "[Bb]earer%s+(%S+)", "Basic%s+(%S+)" }
+  for _, pat in ipairs(patterns) do
+    for v in text:gmatch(pat) do
+      local rest = v:gsub("^[%a]+%s+", "")      -- "Bearer x" -> "x"
+      if not rest:match("^%*%*%*") then shown[#shown + 1] = v end
+    end
+  end
+  return shown
 end
 
 local function clean(what, text)
@@ -56,7 +83,23 @@ local function clean(what, text)
       t.truthy(not text:find(f, 1, true), what .. " holds a secret (" .. f:sub(1, 6) .. "...)")
     end
   end
+  local shown = credentials_shown(text)
+  t.eq(shown, {}, what .. " shows a credential")
 end
+
+T.test("the secret scan finds every form a leak would take", function()
+  local pw = "p@ss w/rd:\"quoted\"-é"
+  local basic = t.base64("svc_user:" .. pw)
+  for _, leak in ipairs { pw, "p%40ss%20w%2Frd%3A%22quoted%22-%C3%A9", "p%40ss%20w%2frd%3a%22quoted%22-%c3%a9",
+    json.encode({ pw }), basic, t.base64("x" .. pw .. "y"), t.base64("xy:" .. pw) } do
+    local found = false
+    for _, f in ipairs(forms(pw)) do found = found or leak:find(f, 1, true) ~= nil end
+    t.truthy(found, "not found: " .. leak)
+  end
+  t.eq(credentials_shown("Authorization: Basic " .. basic), { "Basic " .. basic, basic })
+  t.eq(#credentials_shown('{"authorization": "Bearer abc"}'), 2)
+  t.eq(credentials_shown("Authorization: Bearer ***\nBasic ***"), {})
+end)
 
 T.test("the encrypted client key works with key_password from the environment", function()
   local file = job("  - {name: a, steps: [test.spaces]}")

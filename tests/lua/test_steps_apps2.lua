@@ -175,7 +175,13 @@ local function reload(app_id)
   error("reload never finished")
 end
 
+-- Write requests to an endpoint the server applied (2xx), and all of them
+-- whatever their answer.
 local function writes(name)
+  return the_sim():counts().applied[name] or 0
+end
+
+local function attempts(name)
   return the_sim():counts().writes[name] or 0
 end
 
@@ -273,6 +279,8 @@ T.test("object owners: killed after each change-owner, resumed: each object chan
     local code, out, err = run(file, env)
     t.eq(code, 0, out .. err)
     t.eq(writes(CHANGE_OWNER), 4, "after kill at write " .. n)
+    -- those given away but not yet recorded when killed are asked again, and refused
+    t.eq(attempts(CHANGE_OWNER) - 4, the_sim():counts().by_status["403"] or 0, "every extra attempt refused")
     t.eq(owners(APP_A)["a-sheet-priv"], BWONG)
     t.eq(owners(APP_B)["b-sheet-priv"], JDOE)
     the_sim():reset_counters()
@@ -288,6 +296,10 @@ T.test("object owners: a lost change-owner reply is resolved without a second wr
   local code, out, err = run(file, env)
   t.eq(code, 0, out .. err)
   t.eq(writes(CHANGE_OWNER), 4)
+  -- the lost one is asked once more and refused (403: not the importer's any
+  -- more), which is how the step learns it was given away: one attempt more
+  t.eq(attempts(CHANGE_OWNER), 5)
+  t.eq(the_sim():counts().by_status["403"], 1)
   t.eq(owners(APP_A)["a-sheet-priv"], BWONG)
 end)
 

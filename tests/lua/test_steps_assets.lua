@@ -119,6 +119,12 @@ local function connections()
   return out
 end
 
+-- What the simulator received as the connection's password (never returned
+-- by its API; qliksim keeps it for tests under test_only_received_secrets).
+local function received_password(c)
+  return t.truthy(c, "no such connection").test_only_received_secrets.qPassword
+end
+
 local function keys(map)
   local out = {}
   for k in pairs(map) do out[#out + 1] = k end
@@ -194,6 +200,12 @@ T.test("data connections: every type created, skipped or adopted; re-run makes z
   t.eq(conns["Finance:O'Brien's DB"].has_password, true)
   t.eq(conns["Finance:O'Brien's DB"].qUsername, "obrien")
   t.eq(conns["Sales:Sales (EMEA)"].has_password, false)
+  -- the passwords sent are those of the credentials file, ${VAR} expanded
+  t.eq(received_password(fin), PASSWORDS[1], "Finance DB: ${QMIG_TEST_FIN_PW} expanded")
+  t.eq(received_password(conns["Sales:Sales DB"]), "literal-Sales-PW-42")
+  t.eq(received_password(conns["Finance:O'Brien's DB"]), "obrien-pw-77")
+  t.eq(received_password(conns["Sales:Sales (EMEA)"]), nil, "no credentials: no password sent")
+  t.eq(conns["Finance:Existing Conn"].test_only_received_secrets, {}, "an adopted connection is not written")
   t.eq(conns["Sales:CRM"].qType, "QvRestConnector.exe"); t.eq(conns["Sales:CRM"].datasourceID, "rest")
   t.eq(conns["Sales:Rates Web"].qType, "internet"); t.eq(conns["Sales:Rates Web"].datasourceID, "web")
   t.eq(conns["Sales:Salesforce"].datasourceID, "salesforce", "set by the transform hook")
@@ -275,8 +287,10 @@ T.test("a password added to the credentials file later is set on the connection 
   t.match(out, "1 updated, 1 adopted, 6 unchanged")
   t.eq(the_sim():counts().total_writes, 1)
   t.eq(connections()["Sales:Sales (EMEA)"].has_password, true)
+  t.eq(received_password(connections()["Sales:Sales (EMEA)"]), "emea-Rotated-PW-55", "${QMIG_TEST_EMEA_PW} expanded")
   t.eq(connections()["Sales:Sales (EMEA)"].qUsername, "emea")
   t.eq(connections()["Finance:Existing Conn"].has_password, false, "an adopted connection is never changed")
+  t.eq(connections()["Finance:Existing Conn"].test_only_received_secrets, {}, "an adopted connection is never changed")
   assert_no_password({ stdout = out, stderr = err }, dir .. "/project")
   the_sim():reset_counters()
   code, out, err = run({ "run", file }, env)
@@ -519,7 +533,11 @@ T.test("hostile names: quotes and backslashes in connection names, unsafe extens
   code, out, err = run { "run", dir .. "/job.yaml" }
   t.eq(code, 1, out .. err)
   t.match(out, "dataconnections%.migrate%s+2 unchanged, 2 skipped")
-  t.eq(hostile_sim:counts().total_writes, 0)
+  -- only the failed import is tried again (and refused again: its .qext is not JSON)
+  local counts = hostile_sim:counts()
+  t.eq(counts.applied_writes, 0)
+  t.eq(counts.writes, { ["POST /api/v1/extensions"] = 1 })
+  t.eq(counts.by_status["400"], 1)
 end)
 
 return T

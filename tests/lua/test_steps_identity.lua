@@ -461,8 +461,14 @@ T.test("spaces.delete: only spaces the project created, only empty ones; re-run 
   t.match(out, "spaces%.delete%s+5 deleted, 1 skipped")
   t.match(out, "space 'DEV_Sandbox' is not empty")
   t.eq(keys(spaces()), { "DEV_Sandbox", "Existing Space" })
-  out = rerun_writes_nothing(file, "--job", "cleanup", "--yes")
+  -- the re-run asks again for the skipped one only (Qlik refuses: 412) and changes nothing
+  the_sim():reset_counters()
+  out = must_run(file, "--job", "cleanup", "--yes")
   t.match(out, "spaces%.delete%s+1 skipped")
+  local counts = the_sim():counts()
+  t.eq(counts.applied_writes, 0, out)
+  t.eq(counts.writes, { ["DELETE /api/v1/spaces/{spaceId}"] = 1 }, out)
+  t.eq(counts.by_status["412"], 1)
   -- the cache knows which are gone: spaces.create makes them again
   out = must_run(file, "--step", "spaces.create")
   t.match(out, "spaces%.create%s+5 created, 2 unchanged")

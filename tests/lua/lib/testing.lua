@@ -60,6 +60,19 @@ function M.raises(pattern, fn, ...)
   return err
 end
 
+-- RFC 4648 base64 (qmig.hash has none), for the secret scans.
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+function M.base64(s)
+  return ((s:gsub(".", function(c)
+    local byte, bits = c:byte(), {}
+    for i = 8, 1, -1 do bits[#bits + 1] = (byte >> (i - 1)) & 1 end
+    return table.concat(bits)
+  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(b)
+    if #b < 6 then return "" end
+    return B64:sub(tonumber(b, 2) + 1, tonumber(b, 2) + 1)
+  end) .. ({ "", "==", "=" })[#s % 3 + 1])
+end
+
 -- A fresh scratch folder under tests/tmp (tests/run empties it first).
 local counter = 0
 function M.tmpdir()
