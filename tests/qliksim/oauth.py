@@ -28,9 +28,6 @@ class OAuthMixin:
                 "send_expires_in": bool(c.get("send_expires_in", True)),
                 "scopes": list(c.get("scopes") or DEFAULT_SCOPES)}
 
-    def _oauth_error(self, status, code, title, detail):
-        return self.err(status, code, title, detail)
-
     def _token_body(self, req):
         raw = req.body() or b""
         ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -42,7 +39,7 @@ class OAuthMixin:
         except (UnicodeDecodeError, ValueError):
             body = None
         if not isinstance(body, dict):
-            raise self._oauth_error(400, "OAUTH-1", "Invalid request",
+            raise self.err(400, "OAUTH-1", "Invalid request",
                                     "the body must be JSON or x-www-form-urlencoded")
         return body
 
@@ -61,18 +58,18 @@ class OAuthMixin:
         b = self._token_body(req)
         grant = b.get("grant_type")
         if grant != "client_credentials":
-            raise self._oauth_error(400, "OAUTH-2", "Unsupported grant type",
+            raise self.err(400, "OAUTH-2", "Unsupported grant type",
                                     "grant_type must be client_credentials (got %r)" % (grant,))
         cid, secret = b.get("client_id"), b.get("client_secret")
         if cid is None and secret is None:
             cid, secret = self._basic_credentials(req)
         client = self.oauth_clients.get(cid) if isinstance(cid, str) else None
         if client is None or secret != client["secret"]:
-            raise self._oauth_error(401, "OAUTH-3", "Invalid client", "invalid client credentials")
+            raise self.err(401, "OAUTH-3", "Invalid client", "invalid client credentials")
         wanted = (b.get("scope") or "").split()
         refused = [s for s in wanted if s not in client["scopes"]]
         if refused:
-            raise self._oauth_error(400, "OAUTH-4", "Invalid scope",
+            raise self.err(400, "OAUTH-4", "Invalid scope",
                                     "scope not allowed for this client: %s" % " ".join(refused))
         scope = " ".join(wanted or client["scopes"])
         expires = self.ctx.now() + timedelta(seconds=client["lifetime"])
