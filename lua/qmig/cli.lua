@@ -263,7 +263,8 @@ function M.check(opts)
   say("job file %s: valid", job.file)
   say("source %s: QRS %s", job.source.url, tostring(about.buildVersion))
   local me = target:get("users/me")
-  say("target %s: authenticated as %s", job.target.url, tostring(me and (me.email or me.name or me.id)))
+  say("target %s: authenticated as %s with %s", job.target.url, tostring(me and (me.email or me.name or me.id)),
+    target:auth_description())
   local failed = false
   for _, f in ipairs(require("qmig.preflight").run(job, source, target, transforms)) do
     say("%-4s %s", f.level, f.text)
@@ -359,9 +360,19 @@ function M.undo(opts)
         for field, file in pairs(p.body_files or {}) do
           p.body[field] = assert(require("qmig.fs").read_file(file))
         end
+        -- a step may know better how to undo what it recorded (a task
+        -- the tenant moved to another API, say): its undo(target, entry, record)
+        local mod = steps.resolve(e.step, job.steps_path)
+        if type(mod) == "table" and type(mod.undo) == "function" then
+          local handled, why = mod.undo(target, p, proj.cache:get(e.kind, e.source_id))
+          if handled == "irreversible" then error({ irreversible = tostring(why) }, 0) end
+          if handled then return true end
+        end
         return target:request(p.method or "DELETE", p.path, { json = p.body })
       end)
-      if ok or (errors.is(uerr) and uerr.status == 404 and (p.method or "DELETE") == "DELETE") then
+      if not ok and type(uerr) == "table" and uerr.irreversible then
+        say("  cannot undo %s: %s", label, log.redact(uerr.irreversible))
+      elseif ok or (errors.is(uerr) and uerr.status == 404 and (p.method or "DELETE") == "DELETE") then
         proj.cache:mark_undone(e.id, run_id)
         if p.forget ~= false then proj.cache:finish_item(e.kind, e.source_id, { status = "deleted" }) end
         say("  undone %s", label)

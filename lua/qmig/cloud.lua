@@ -1,5 +1,6 @@
--- Client of the Qlik Cloud REST API (/api/v1): bearer API key, cursor
--- paging (links.next.href; `page=` for data connections), Qlik's error
+-- Client of the Qlik Cloud REST API (/api/v1, /api/scheduling): a bearer
+-- API key or an OAuth M2M token (qmig.oauth), cursor paging
+-- (links.next.href; `page=` for data connections), Qlik's error
 -- shape, retries of transient failures.  Writes can be refused in dry-run
 -- mode: the engine turns the refusal into "would create/update/delete".
 local durable = require "qmig.durable"
@@ -7,6 +8,7 @@ local errors = require "qmig.errors"
 local http = require "qmig.http"
 local json = require "qmig.json"
 local limiter = require "qmig.limiter"
+local oauth = require "qmig.oauth"
 local qmig = require "qmig"
 local retry = require "qmig.retry"
 
@@ -19,16 +21,30 @@ function M.new(target, opts)
   if target.insecure then  -- SPEC §4.2: `insecure: true` is logged as a warning
     require("qmig.log").warn("TLS verification is off for the target (insecure: true): " .. tostring(target.url))
   end
+  local base = target.url:gsub("/+$", "")
+  local headers = { Accept = "application/json" }
+  if not target.oauth then headers.Authorization = "Bearer " .. (target.api_key or "") end
   local client = http.client {
-    base_url = target.url:gsub("/+$", ""), ca = target.ca, insecure = target.insecure,
-    headers = { Authorization = "Bearer " .. (target.api_key or ""), Accept = "application/json" },
+    base_url = base, ca = target.ca, insecure = target.insecure, headers = headers,
     user_agent = "qmig-lua/" .. qmig.version,
   }
-  return setmetatable({
-    client = client, base = target.url:gsub("/+$", ""), retries = opts.retries or 5,
+  local self = setmetatable({
+    client = client, base = base, retries = opts.retries or 5,
     dry_run = opts.dry_run or false, writes = 0, on_write = opts.on_write,
     limiter = opts.rate_limits ~= false and limiter.new(opts.rate_limits) or nil,
   }, Cloud)
+  if target.oauth then
+    self.oauth = oauth.new { client = client, client_id = target.oauth.client_id,
+      client_secret = target.oauth.client_secret, scope = target.oauth.scope, limiter = self.limiter,
+      retries = self.retries, url = base }
+  end
+  return self
+end
+
+-- How this client authenticates, for `check` (never the key or token).
+function Cloud:auth_description()
+  if self.oauth then return self.oauth:describe() end
+  return "API key"
 end
 
 local function api_path(path)
@@ -63,11 +79,26 @@ function Cloud:raw(method, path, opts)
   local covered = is_write and durable.wait()
   local tier = limiter.tier(method, api_path(path))
   if self.limiter then self.limiter:acquire(tier) end
+  local headers, token = opts.headers, nil
+  if self.oauth then
+    headers = {}
+    for k, v in pairs(opts.headers or {}) do headers[k] = v end
+    headers.Authorization, token = self.oauth:header()
+  end
   local resp, msg, code = self.client:request {
     method = method, path = api_path(path), query = opts.query, json = opts.json, body = opts.body,
-    source = opts.source, sink = opts.sink, multipart = opts.multipart, headers = opts.headers,
+    source = opts.source, sink = opts.sink, multipart = opts.multipart, headers = headers,
     timeout = opts.timeout, durable = covered,
   }
+  if resp and resp.status == 401 and token and not opts.renewed then
+    -- a token revoked or expired early: one new token, one more try (a 401
+    -- is an answer, so even a write was not applied)
+    self.oauth:invalidate(token)
+    local again = {}
+    for k, v in pairs(opts) do again[k] = v end
+    again.renewed = true
+    return self:raw(method, path, again)
+  end
   if is_write then
     self.writes = self.writes + 1
     if self.on_write then self.on_write(method, path) end

@@ -198,6 +198,45 @@ function Engine:run_item(step, item)
   end
 end
 
+-- The order in which a step's items start, for steps whose items wait
+-- for others of the same step (step.depends(item) -> keys of items that
+-- must end first, e.g. a chained schedule after the task it follows):
+-- every item after the items it waits for, otherwise as items() listed
+-- them.  Spawning in this order means an item only ever waits for items
+-- already started, so waiting cannot starve them of a place.  Keys not
+-- among the items are ignored; a dependency that closes a cycle is
+-- dropped (the step reports cycles itself: the engine only must not hang).
+-- -> {{key=, item=}}, {key = {keys to wait for}}, done = {}
+function M.dependency_order(step, items)
+  local entries, by_key = {}, {}
+  for _, item in ipairs(items) do
+    local ok, key = pcall(step.key, item)
+    local entry = { key = ok and key ~= nil and tostring(key) or nil, item = item }
+    entries[#entries + 1] = entry
+    if entry.key then by_key[entry.key] = by_key[entry.key] or entry end
+  end
+  if not step.depends then return entries, {}, {} end
+  local order, after, state = {}, {}, {}
+  local function visit(entry)
+    if state[entry] == "done" then return end
+    state[entry] = "visiting"
+    local ok, deps = pcall(step.depends, entry.item)
+    local waits = {}
+    for _, dep in ipairs(ok and type(deps) == "table" and deps or {}) do
+      local other = by_key[tostring(dep)]
+      if other and other ~= entry and state[other] ~= "visiting" then
+        visit(other)
+        waits[#waits + 1] = other.key
+      end
+    end
+    if entry.key and #waits > 0 then after[entry.key] = waits end
+    state[entry] = "done"
+    order[#order + 1] = entry
+  end
+  for _, entry in ipairs(entries) do visit(entry) end
+  return order, after, {}
+end
+
 -- Runs every item of one step concurrently; returns the summary
 -- {counts = {status = n}, items = {outcomes}}.
 function Engine:run_step(step)
@@ -223,23 +262,33 @@ function Engine:run_step(step)
   -- rate bounds the run, and dozens of items waiting for tokens only
   -- bunch requests into bursts its buckets answer with 429s (bench/,
   -- part 2: 16 429s and 0.83 of the allowed rate, against 4 and 0.91-0.95).
+  local order, after, done = M.dependency_order(step, items)
   local limited = self.target and self.target.limiter
   local s = sched.new { concurrency = self.concurrency, max_open = limited and self.concurrency or nil }
   s.on_done = function(task)
+    if task.key then done[task.key] = true end
     if not task.ok then  -- an engine or cache failure outside the step's own code
       summary.counts.failed = (summary.counts.failed or 0) + 1
       summary.outcomes[#summary.outcomes + 1] = { status = "failed", reason = log.redact(tostring(task.error)) }
     end
   end
-  for _, item in ipairs(items) do
-    s:spawn(function()
+  local function wait_for(deps)
+    for _, key in ipairs(deps) do
+      while not done[key] and not self.aborted and not qmig.interrupted() do qmig.sleep(0.02) end
+    end
+  end
+  for _, entry in ipairs(order) do
+    local item = entry.item
+    local task = s:spawn(function()
       if self.aborted then return end
+      if after[entry.key] then wait_for(after[entry.key]) end
       local outcome = self:run_item(step, item)
       summary.counts[outcome.status] = (summary.counts[outcome.status] or 0) + 1
       summary.outcomes[#summary.outcomes + 1] = outcome
       self:emit { kind = "item", step = step.name, outcome = outcome }
       if outcome.status == "failed" and self.aborted then s:drain() end
     end)
+    task.key = entry.key
   end
   -- One commit per batch of items instead of two fsyncs per item (Cache:group).
   local grouped = self.cache and not self.dry_run

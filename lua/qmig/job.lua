@@ -137,8 +137,18 @@ M.schema = S.record {
     type = S.enum({ "cloud" }, { required = true }),
     url = S.string { required = true, nonempty = true, validate = http_url },
     api_key = S.string { secret = true, nonempty = true },
-    client_id = S.string(),
-    client_secret = S.string { secret = true },
+    -- OAuth machine-to-machine instead of api_key (qmig.oauth)
+    oauth = S.record({
+      client_id = S.string { required = true, nonempty = true },
+      client_secret = S.string { secret = true, nonempty = true },
+      client_secret_file = S.path { exists = true, private = true },  -- a 0600 file holding the secret
+      scope = S.string { default = "admin_classic", nonempty = true },
+    }, { validate = function(o)
+      if (o.client_secret == nil) == (o.client_secret_file == nil) then
+        return false, "give exactly one of 'client_secret' or 'client_secret_file'"
+      end
+      return true
+    end }),
     ca = S.path { exists = true },
     insecure = S.boolean { default = false },
   }, { required = true }),
@@ -285,11 +295,20 @@ function M.load(path, opts)
     resolve_steps(job, doc, positions, opts.resolve, errors)
   end
   if #errors == 0 then
-    if not job.target.api_key then
-      -- OAuth client credentials are accepted by the schema (the keys are
-      -- reserved) but the token exchange is not built yet: refuse clearly
-      -- rather than fail later with a 401
-      errors[1] = { message = path .. ": target: give api_key (OAuth client_id/client_secret is not supported yet)" }
+    local oauth = job.target.oauth
+    if (job.target.api_key == nil) == (oauth == nil) then
+      local line = positions and yaml.position(positions, doc, "target")
+      errors[1] = { message = path .. (line and (":" .. line) or "") .. ": target: give exactly one of api_key "
+        .. "or oauth {client_id, client_secret}" }
+    elseif oauth and oauth.client_secret_file then
+      local text = read_file(oauth.client_secret_file)
+      oauth.client_secret = text and text:gsub("^%s+", ""):gsub("%s+$", "") or nil
+      if not oauth.client_secret or oauth.client_secret == "" then
+        errors[1] = { message = path .. ": target.oauth.client_secret_file - '" .. oauth.client_secret_file
+          .. "' is empty or unreadable" }
+      else
+        log.add_secret(oauth.client_secret)
+      end
     end
   end
   if #errors > 0 then

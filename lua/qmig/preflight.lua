@@ -46,13 +46,14 @@ function M.run(job, source, target, transforms)
   end)
 
   local largest = 0
-  try(out, "API key", function()
+  local identity = target.oauth and "the OAuth client" or "the API key"
+  try(out, identity, function()
     local me = target:get("users/me")
     local roles = {}
     for _, r in ipairs(type(me.assignedRoles) == "table" and me.assignedRoles or {}) do roles[#roles + 1] = r.name end
     local admin = false
     for _, r in ipairs(roles) do admin = admin or r == "TenantAdmin" end
-    add(out, admin and "ok" or "warn", "the API key acts as %s (roles: %s)%s", tostring(me.email or me.name or me.id),
+    add(out, admin and "ok" or "warn", "%s acts as %s (roles: %s)%s", identity, tostring(me.email or me.name or me.id),
       #roles > 0 and table.concat(roles, ", ") or "none",
       admin and "" or "; creating spaces, users and owners needs TenantAdmin")
   end)

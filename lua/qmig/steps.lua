@@ -37,6 +37,10 @@ local required_fields = {
 }
 local optional_fields = {
   requires = "table", fingerprint = "function", description = "string", finish = "function",
+  -- depends(item) -> keys of this step's items that must end first
+  depends = "function",
+  -- undo(target, entry, record) -> true when it undid entry itself
+  undo = "function",
 }
 
 -- Checks a loaded module against the contract; returns true or nil, why.
