@@ -369,7 +369,7 @@ class Faults:
                 "drop_after_apply_rate": 0.0, "slow_rate": 0.0, "slow_ms": 2000,
                 "tiers": None, "apply_to": ["cloud", "qrs"], "rules": [],
                 "kill_after_writes": None}
-    ACTIONS = ("error", "429", "drop", "drop_after_apply", "slow", "kill")
+    ACTIONS = ("error", "429", "drop", "drop_after_apply", "slow", "kill", "kill_mid_reply")
     RANDOM = (("rate_429", "429"), ("error_rate", "error"), ("drop_rate", "drop"),
               ("drop_after_apply_rate", "drop_after_apply"), ("slow_rate", "slow"))
 
@@ -384,7 +384,7 @@ class Faults:
         for rule in config.get("rules") or []:
             if not isinstance(rule.get("match"), str) or rule.get("action") not in self.ACTIONS:
                 raise ValueError(f"a rule needs a 'match' string and an action in {self.ACTIONS}")
-            if rule["action"] == "kill" and "pid" not in rule:
+            if rule["action"] in ("kill", "kill_mid_reply") and "pid" not in rule:
                 raise ValueError("a kill rule needs a 'pid'")
         spec = config.get("kill_after_writes")
         if spec is not None and not ("pid" in spec and "n" in spec):
@@ -759,6 +759,8 @@ class Handler(BaseHTTPRequestHandler):
                 send_kill(kill)
             raise _Dropped()
         sim.counters.request(endpoint, resp.status, write, applied_write)
+        if action == "kill_mid_reply":
+            resp.kill_mid = {"signal": signal.SIGKILL, **rule}
         if action == "slow":
             time.sleep(float((rule or {}).get("slow_ms", sim.faults.cfg["slow_ms"])) / 1000.0)
         return resp
@@ -805,12 +807,33 @@ class Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             self.wfile.write(head)
             return
+        kill_mid = getattr(resp, "kill_mid", None)
+        if kill_mid is not None:
+            self._send_part_then_kill(resp, head, length, kill_mid, throttle)
         if resp.file is None and resp.chunks is None and not bps and length <= IO_CHUNK:
             self.wfile.write(head + resp.body)      # one system call, one TCP segment
             return
         self.wfile.write(head)
         for piece in _body_pieces(resp):
             self._write(piece, throttle)
+
+    def _send_part_then_kill(self, resp, head, length, spec, throttle):
+        """kill_mid_reply: the head and the first `after_bytes` (default half) of the
+        body, a pause (`pause_ms`, default 200) with the client mid-transfer, then
+        the signal, then the connection dropped."""
+        limit = int(spec.get("after_bytes", length // 2))
+        self.wfile.write(head)
+        sent = 0
+        for piece in _body_pieces(resp):
+            if sent >= limit:
+                break
+            take = piece[:limit - sent]
+            self._write(take, throttle)
+            sent += len(take)
+        self.wfile.flush()
+        time.sleep(float(spec.get("pause_ms", 200)) / 1000.0)
+        send_kill(spec)
+        raise _Dropped()
 
     def _head(self, resp, length):
         """The status line and headers as send_response, send_header and end_headers

@@ -303,6 +303,28 @@ class FaultTests(CoreBase):
             victim.kill()
             victim.wait()
 
+    def test_kill_mid_reply(self):
+        victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            self.set_faults({"rules": [{"match": "GET /download", "action": "kill_mid_reply",
+                                        "pid": victim.pid, "after_bytes": 100000, "pause_ms": 0}]})
+            conn = http.client.HTTPConnection("127.0.0.1", int(self.url.rsplit(":", 1)[1]), timeout=10)
+            conn.request("GET", "/download?size=1000000")
+            reply = conn.getresponse()
+            self.assertEqual(reply.status, 200)
+            with self.assertRaises(http.client.IncompleteRead):
+                reply.read()
+            conn.close()
+            self.assertEqual(victim.wait(timeout=5), -signal.SIGKILL)
+            counts = self.counts()
+            self.assertEqual(counts["injected"], {"kill_mid_reply": 1})
+            self.assertEqual(counts["requests"]["GET /download"], 1)
+            # the next download is whole
+            self.assertGreater(len(self.c.request("GET", "/download?size=1000").data), 1000)
+        finally:
+            victim.kill()
+            victim.wait()
+
     def test_slow_and_latency(self):
         self.set_faults({"rules": [{"match": "GET /items", "action": "slow", "slow_ms": 300}]})
         start = time.monotonic()
