@@ -36,7 +36,7 @@ $(TEST_C): tests/c/test_host.c $(filter-out $(BUILD)/main.o,$(OBJS))
 # what is missing.  chromium (large) is for the report's browser test only.
 DEB_PKGS := build-essential pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-dev \
             libsqlite3-dev libyaml-dev lua-cjson-dev libssl-dev openssl python3 lua-check luarocks \
-            cppcheck clang-tidy shellcheck chromium
+            cppcheck clang-tidy shellcheck valgrind chromium
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -63,10 +63,18 @@ asan:
 	$(MAKE) BUILD=build-asan BIN=qmig-lua-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined"
 
+# The sanitizers exit with their own status, SANITIZER_EXIT, never 1 (which
+# is also qmig-lua's "some objects failed"): the test helpers fail any child
+# that returns it, whatever status the test expected.
+SANITIZER_EXIT := 86
+SAN_ENV := ASAN_OPTIONS=exitcode=$(SANITIZER_EXIT):detect_leaks=1:abort_on_error=0 \
+           LSAN_OPTIONS=exitcode=$(SANITIZER_EXIT) \
+           UBSAN_OPTIONS=halt_on_error=1:exitcode=$(SANITIZER_EXIT):print_stacktrace=1 \
+           QMIG_SANITIZER_EXIT=$(SANITIZER_EXIT)
 test-asan: asan
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined" build-asan/test_host
-	QMIG_BIN=./qmig-lua-asan QMIG_TEST_C=build-asan/test_host QMIG_SANITIZED=1 tests/run
+	$(SAN_ENV) QMIG_BIN=./qmig-lua-asan QMIG_TEST_C=build-asan/test_host QMIG_SANITIZED=1 tests/run
 
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/qmig-lua
@@ -103,7 +111,9 @@ clean:
 # Harnesses in tests/fuzz/ link every host object but main.o, built with
 # clang -fsanitize=fuzzer-no-link,address,undefined in build-fuzz/.
 # `make fuzz` runs each for FUZZ_SECONDS (60), `make fuzz-quick` (CI) for
-# FUZZ_QUICK_SECONDS (5).  New inputs go to build-fuzz/corpus/<name>, the
+# FUZZ_QUICK_SECONDS (5); a harness that executes fewer than FUZZ_MIN_EXECS
+# inputs (1000: one that hangs or stops at once) fails the target.
+# New inputs go to build-fuzz/corpus/<name>, the
 # seeds in tests/fuzz/corpus/<name> are only read; a crash leaves
 # build-fuzz/crash-<name>-* and fails the target.
 FUZZ_CC       ?= clang
@@ -115,6 +125,7 @@ FUZZ_OBJS     := $(filter-out $(FUZZ_BUILD)/main.o,$(SRCS:src/%.c=$(FUZZ_BUILD)/
 FUZZ_BINS     := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/%)
 FUZZ_SECONDS       ?= 60
 FUZZ_QUICK_SECONDS ?= 5
+FUZZ_MIN_EXECS     ?= 1000
 FUZZ_FLAGS    ?= -max_len=65536 -rss_limit_mb=2048 -timeout=20
 .PHONY: fuzz fuzz-quick fuzz-build fuzz-deps
 .SECONDARY: $(FUZZ_OBJS)
@@ -146,7 +157,10 @@ define fuzz_run
 	  QMIG_FUZZ_TMP=$(CURDIR)/$(FUZZ_BUILD)/tmp $(FUZZ_BUILD)/$$n $(FUZZ_FLAGS) -max_total_time=$(1) -print_final_stats=1 \
 	    -artifact_prefix=$(FUZZ_BUILD)/crash-$$n- $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n \
 	    2>$(FUZZ_BUILD)/$$n.log || { tail -n 40 $(FUZZ_BUILD)/$$n.log; exit 1; }; \
-	  grep -E '^stat::number_of_executed_units' $(FUZZ_BUILD)/$$n.log || true; \
+	  execs=$$(sed -n -E 's/^stat::number_of_executed_units: *([0-9]+).*/\1/p' $(FUZZ_BUILD)/$$n.log | tail -n 1); \
+	  echo "stat::number_of_executed_units: $${execs:-none}"; \
+	  [ "$${execs:-0}" -ge $(FUZZ_MIN_EXECS) ] || { echo "$$n: fewer than $(FUZZ_MIN_EXECS) inputs executed"; \
+	    tail -n 40 $(FUZZ_BUILD)/$$n.log; exit 1; }; \
 	done
 endef
 
@@ -157,11 +171,13 @@ fuzz-quick: fuzz-build
 	$(call fuzz_run,$(FUZZ_QUICK_SECONDS))
 # }======
 
-# valgrind memcheck over the whole demo migration: zero errors, no definite leaks.
+# valgrind memcheck over the demo: check, plan, the whole migration, a second
+# plan and undo, each under valgrind; any memory error or leak (definite,
+# indirect or possible) fails the target (exit 9).
 memcheck: $(BIN)
 	rm -rf build/memcheck
-	QMIG_DEMO_DIR=$(CURDIR)/build/memcheck \
-	QMIG_DEMO_WRAP="valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
+	QMIG_DEMO_DIR=$(CURDIR)/build/memcheck QMIG_DEMO_COMMANDS=1 \
+	QMIG_DEMO_WRAP="valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite,indirect,possible --show-leak-kinds=definite,indirect,possible" \
 	  examples/demo/run.sh
 
 # {====== benchmark (bench/README.md): SPEC §9 "Speed" figures in one table.

@@ -38,7 +38,16 @@ chmod 600 "$work/secrets.yaml"
 echo "qliksim: QRS $QMIG_DEMO_QRS_URL, Cloud $QMIG_DEMO_CLOUD_URL"
 status=0
 # QMIG_DEMO_WRAP runs qmig-lua under a tool (the valgrind check uses it).
+# QMIG_DEMO_COMMANDS=1 (make memcheck) also runs check and plan before the
+# migration, plan and undo after it; any of them failing fails the script.
+other() {  # command...
+  echo "--- qmig-lua $* examples/demo/job.yaml"
+  ${QMIG_DEMO_WRAP:-} ./qmig-lua "$@" examples/demo/job.yaml >"$work/$1.out" 2>&1 || {
+    rc=$?; tail -n 40 "$work/$1.out"; echo "qmig-lua $1: exit $rc" >&2; exit "$rc"; }
+}
+if [ -n "${QMIG_DEMO_COMMANDS:-}" ]; then other check; other plan; fi
 ${QMIG_DEMO_WRAP:-} ./qmig-lua run examples/demo/job.yaml "$@" || status=$?
+if [ -n "${QMIG_DEMO_COMMANDS:-}" ] && [ "$status" -eq 0 ]; then other plan; other undo; fi
 echo
 echo "project folder: $QMIG_DEMO_PROJECT (cache qmig.db, logs/, exports/)"
 echo "per-object state: QMIG_DEMO_PROJECT=... ./qmig-lua status examples/demo/job.yaml"

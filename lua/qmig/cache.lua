@@ -507,8 +507,14 @@ end
 -- it; with sync, also makes every commit durable before returning (the
 -- write barrier, see group): one fsync covers every commit before it, so
 -- none is made when an earlier one already did.
+-- Test hook (tests/lua/test_soak.lua): QMIG_TEST_KILL_AT_COMMIT=n SIGKILLs
+-- the process just before the group's nth commit, a crash in the middle of
+-- the engine's own commit.
+local KILL_AT_COMMIT = tonumber(os.getenv("QMIG_TEST_KILL_AT_COMMIT") or "")
+
 function Cache:flush(sync)
   if self.grouped and self.unflushed then
+    if KILL_AT_COMMIT and self.commits + 1 == KILL_AT_COMMIT then os.execute("kill -9 " .. qmig.getpid()) end
     self.db:commit()
     self.unflushed = false
     self.commits = self.commits + 1
