@@ -62,3 +62,25 @@ file:line before anything is contacted.  See `examples/demo/job.yaml`.
 | key | type | required | default |
 |---|---|---|---|]])
 print(table.concat(rows, "\n"))
+print([[
+
+## Authenticating to the target
+
+Give exactly one of `target.api_key` and `target.oauth`.
+
+- `api_key`: a Qlik Cloud API key, sent as `Authorization: Bearer`. It acts
+  with the roles of the user who made it.
+- `oauth`: an OAuth client of type web with machine-to-machine allowed
+  (Administration > OAuth), as `{client_id, client_secret}`; the secret may
+  come from `${VAR}` or from `client_secret_file`, a file of mode 0600.
+  `scope` defaults to `admin_classic` (a migration needs admin rights); it
+  must be allowed on the client.  The token comes from
+  `POST <target.url>/oauth/token` (grant `client_credentials`), serves
+  every request of the run, and is fetched again before it expires (its
+  lifetime is `expires_in`, else `expires_at` measured against the
+  tenant's own `Date` header, else Qlik's default of 6 hours) and once
+  after a 401; a second 401 stops the run with exit status 3.
+
+`qmig-lua check` says which one is used and, for OAuth, how long the token is
+valid.  Keys, secrets and tokens never reach a log, the cache, a report or a
+message.]])

@@ -111,7 +111,16 @@ local CONFIG = {
   { "project as a list", function(x) return (x:gsub("project: {[^}]*}", "project: [a, b]")) end,
     err = "project: expected a mapping, got list" },
   { "target without credentials", function(x) return (x:gsub("  api_key: %S+\n", "")) end,
-    err = "target: give api_key %(OAuth client_id/client_secret is not supported yet%)", where = "job%.yaml: " },
+    err = "target: give exactly one of api_key or oauth {client_id, client_secret}", where = "job%.yaml:%d+: " },
+  { "target with both credentials", function(x)
+      return (x:gsub("  api_key: (%S+)\n", "  api_key: %1\n  oauth: {client_id: c, client_secret: s}\n")) end,
+    err = "target: give exactly one of api_key or oauth", where = "job%.yaml:%d+: " },
+  { "target.oauth without a secret", function(x)
+      return (x:gsub("  api_key: %S+\n", "  oauth: {client_id: c}\n")) end,
+    err = "target.oauth: give exactly one of 'client_secret' or 'client_secret_file'" },
+  { "target.oauth with an unknown key", function(x)
+      return (x:gsub("  api_key: %S+\n", "  oauth: {client_id: c, client_secret: s, secret: x}\n")) end,
+    err = "unknown key 'target%.oauth%.secret'" },
   { "API key of the wrong type: the message is not redacted away", function(x)
       return (x:gsub("api_key: %S+", "api_key: [1, 2]")) end,
     err = "target%.api_key %- expected a string, got list" },
