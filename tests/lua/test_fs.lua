@@ -159,21 +159,31 @@ end)
 
 T.test("atomic write survives kill -9 of the writer: old or new, never torn", function()
   local dir = t.tmpdir()
-  local path = dir .. "/state"
-  local old = ("o"):rep(1 << 20)
-  t.eq(fs.write_file(path, old), true)
+  local path, count = dir .. "/state", dir .. "/count"
+  local a, b = ("a"):rep(1 << 20), ("b"):rep(1 << 20)
+  t.eq(fs.write_file(path, a), true)
   local script = dir .. "/writer.lua"
+  -- the writer alternates two contents for ever, noting each write done
   t.write(script, [[
     local fs = require "qmig.fs"
-    local path = ...
-    local new = ("n"):rep(1 << 20)
-    for _ = 1, 100000 do assert(fs.write_file(path, new)) end
+    local path, count = ...
+    local bodies = { ("b"):rep(1 << 20), ("a"):rep(1 << 20) }
+    local i = 0
+    while true do
+      i = i + 1
+      assert(fs.write_file(path, bodies[(i - 1) % 2 + 1]))
+      local f = assert(io.open(count, "a")); f:write("."); f:close()
+    end
   ]])
-  -- the writer loops; it is killed at an arbitrary point of some write
-  assert(os.execute(sh_quote(EXE) .. " " .. sh_quote(script) .. " " .. sh_quote(path) ..
-                    " & pid=$!; sleep 0.3; kill -9 $pid; wait $pid 2>/dev/null; true"))
+  -- killed at an arbitrary point of some write, once it has written
+  assert(os.execute(sh_quote(EXE) .. " " .. sh_quote(script) .. " " .. sh_quote(path) .. " " .. sh_quote(count) ..
+    " & pid=$!; n=0; while [ ! -s " .. sh_quote(count) .. " ] && [ $n -lt 1000 ]; do sleep 0.01; n=$((n+1)); done;"
+    .. " sleep 0.2; kill -9 $pid; wait $pid; echo $? > " .. sh_quote(dir .. "/status")))
+  t.eq(t.read(dir .. "/status"), "137\n", "the writer was killed, not finished or failed")
+  local done = #t.read(count)
+  t.truthy(done >= 1, "the writer wrote before it was killed: " .. done .. " write(s)")
   local got = t.read(path)
-  t.truthy(got == old or got == ("n"):rep(1 << 20), "content is whole")
+  t.truthy(got == a or got == b, "content is whole")
   for _, name in ipairs(fs.dir(dir)) do
     if name:find("%.tmp%-") then fs.remove(dir .. "/" .. name) end  -- a killed writer may leave one
   end
