@@ -143,6 +143,30 @@ T.test("the demo re-run makes zero writes; the password is nowhere in the projec
   files:close()
 end)
 
+T.test("the demo's schedules are scheduling tasks, and its two-level chain runs in QSEoW's order", function()
+  ensure_migrated()
+  local st = sim:state().cloud
+  t.eq(#st.reload_tasks, 0)  -- today's tenant: nothing through the removed Reload Tasks API
+  local by_name, app_names = {}, {}
+  for _, a in ipairs(st.apps) do app_names[a.id] = a.name end
+  for _, k in ipairs(st.scheduling_tasks) do
+    t.eq(by_name[k.name], nil, "one task per trigger: " .. k.name)
+    by_name[k.name] = k
+  end
+  t.eq(#st.scheduling_tasks, 9)
+  -- enabled as at the source (the disabled trigger stays disabled)
+  t.eq(by_name["Reload Warehouse KPIs / Daily noon (disabled)"].enabled, false)
+  t.eq(by_name["Reload Sales Overview / Daily 6am"].enabled, true)
+  local order = {}
+  for _, r in ipairs(sim:call("POST", "scheduling/fire", { taskId = by_name["Reload Sales Overview / Daily 6am"].id,
+    status = "succeeded" })) do
+    order[#order + 1] = r.name .. " on " .. tostring(app_names[r.resourceId])
+  end
+  t.eq(order, { "Reload Sales Overview / Daily 6am on Sales Overview",
+    "Reload Customer Churn / After Sales Overview on Customer Churn",
+    "Reload Company News / After Customer Churn on Company News" })
+end)
+
 T.test("undo gives the tenant back as it was before the demo", function()
   ensure_migrated()
   local code, out, err = cli.run({ "undo", "examples/demo/job.yaml" }, { env = env })
