@@ -75,6 +75,10 @@ T.test("the demo job under 10 % 5xx, 5 % 429, 2 % dropped and slow replies: exit
   local faulted = sim:state()
   sim:stop()
   t.eq(code, 0, out .. err)
+  -- every kind of fault was injected, not only configured
+  for _, kind in ipairs { "error", "429", "drop", "drop_after_apply", "slow" } do
+    t.truthy((counts.injected[kind] or 0) > 0, "no " .. kind .. " fault injected: " .. json.encode(counts.injected))
+  end
   once_each(faulted)
   -- the same as a run without faults
   local clean_sim, clean_file, clean_env = demo()
@@ -98,12 +102,12 @@ local function kill_points(total_writes, n, seed)
   return points
 end
 
-T.test("SIGKILL at 20 seeded random writes (and SIGINT at 5), then resume: the clean run's end state", function()
+T.test("SIGKILL at 20 seeded random writes, then resume: the clean run's end state", function()
   if os.getenv("QMIG_SOAK") ~= "1" then return "skip" end
   local sim, file, env = demo()
   t.eq(cli.run({ "run", file }, { env = env }), 0)
   local clean = signature(sim:state())
-  local total = sim:counts().total_writes
+  local total = sim:counts().applied_writes  -- kill_after_writes counts applied writes
   sim:stop()
   local survived = 0
   for _, n in ipairs(kill_points(total, 20, 20261125)) do
@@ -113,25 +117,80 @@ T.test("SIGKILL at 20 seeded random writes (and SIGINT at 5), then resume: the c
     local status = release()
     s:faults {}
     t.eq(status, 137, "killed after write " .. n)
+    t.eq(s:counts().injected.kill, 1, "the kill came from the simulator, after write " .. n)
     local code, out, err = cli.run({ "run", f }, { env = e })
     t.eq(code, 0, "resume after write " .. n .. ": " .. out .. err)
     t.eq(signature(s:state()), clean, "after a kill at write " .. n)
     s:stop()
     survived = survived + 1
   end
-  for i = 1, 5 do
-    local s, f, e = demo { latency_ms = 30 }
+  print(string.format("     %d kills survived (of %d applied writes in a clean run)", survived, total))
+end)
+
+T.test("SIGINT at 5 seeded writes, then resume: exit 130, then the clean run's end state", function()
+  if os.getenv("QMIG_SOAK") ~= "1" then return "skip" end
+  local sim, file, env = demo()
+  t.eq(cli.run({ "run", file }, { env = env }), 0)
+  local clean = signature(sim:state())
+  local total = sim:counts().applied_writes
+  sim:stop()
+  -- SIGINT sent by the simulator after a seeded write (then that reply is
+  -- lost): the interrupt always lands mid-run, and the run must stop with 130
+  for i, n in ipairs(kill_points(total, 5, 20261203)) do
+    local s, f, e = demo()
     local pid, release = cli.spawn_held({ "run", f }, { env = e })
-    os.execute(string.format("(sleep %.1f; kill -INT %d) &", 0.5 + i * 0.7, pid))
-    local status = release()
+    s:faults { kill_after_writes = { pid = pid, n = n, signal = 2 } }
+    local status, out0, err0 = release()
     s:faults {}
-    t.truthy(status == 130 or status == 0, "SIGINT: exit " .. tostring(status))
+    t.eq(s:counts().injected.kill, 1, "SIGINT sent after write " .. n)
+    t.eq(status, 130, "SIGINT after write " .. n .. ": " .. out0 .. err0)
     local code, out, err = cli.run({ "run", f }, { env = e })
     t.eq(code, 0, out .. err)
     t.eq(signature(s:state()), clean, "after SIGINT " .. i)
     s:stop()
   end
-  print(string.format("     %d kills and 5 interrupts survived (of %d writes in a clean run)", survived, total))
+  print(string.format("     5 interrupts survived (of %d applied writes in a clean run)", total))
+end)
+
+-- Kills that do not land right after a handled request: in the middle of
+-- a QVF download, during a lookup, and inside the engine's own cache
+-- commit (the QMIG_TEST_KILL_AT_COMMIT hook in qmig.cache).
+T.test("SIGKILL mid-download of a QVF, during a lookup and inside a cache commit, then resume", function()
+  if os.getenv("QMIG_SOAK") ~= "1" then return "skip" end
+  local sim, file, env = demo()
+  t.eq(cli.run({ "run", file }, { env = env }), 0)
+  local clean = signature(sim:state())
+  sim:stop()
+  local points = {}
+  for _, nth in ipairs { 1, 5, 11 } do
+    points[#points + 1] = { what = "mid-download of QVF #" .. nth,
+      rule = { match = "~^GET /(qrs/)?tempcontent/", nth = nth, action = "kill_mid_reply" } }
+  end
+  points[#points + 1] = { what = "during the first QRS app lookup",
+    rule = { match = "GET /qrs/app/full", nth = 1, action = "kill" } }
+  points[#points + 1] = { what = "during a Cloud space lookup",
+    rule = { match = "GET /api/v1/spaces", nth = 3, action = "kill" } }
+  for _, n in ipairs { 1, 4, 12 } do points[#points + 1] = { what = "inside cache commit " .. n, commit = n } end
+  for _, p in ipairs(points) do
+    local s, f, e = demo()
+    local held_env = {}
+    for k, v in pairs(e) do held_env[k] = v end
+    if p.commit then held_env.QMIG_TEST_KILL_AT_COMMIT = tostring(p.commit) end
+    local pid, release = cli.spawn_held({ "run", f }, { env = held_env })
+    if p.rule then
+      p.rule.pid = pid
+      s:faults { rules = { p.rule } }
+    end
+    local status, out0, err0 = release()
+    s:faults {}
+    t.eq(status, 137, p.what .. ": " .. out0 .. err0)
+    if p.rule then t.eq(s:counts().injected[p.rule.action], 1, p.what .. ": injected") end
+    local code, out, err = cli.run({ "run", f }, { env = e })
+    t.eq(code, 0, "resume after a kill " .. p.what .. ": " .. out .. err)
+    t.eq(signature(s:state()), clean, "after a kill " .. p.what)
+    s:stop()
+  end
+  print(string.format("     %d kills inside transfers, lookups and commits survived", #points))
 end)
 
 return T
