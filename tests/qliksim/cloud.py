@@ -20,6 +20,7 @@ import json
 import os
 import re
 import sys
+import time
 import urllib.parse
 import zipfile
 import zoneinfo
@@ -568,9 +569,16 @@ class Cloud(SchedulingMixin, OAuthMixin):
         self.quotas.update(seed.get("quotas") or {})
         self.idps = []
         self.reload_polls = int(seed.get("reload_polls", 2))
+        lag = seed.get("catalogue_lag_ms", 0)
+        if isinstance(lag, bool) or not isinstance(lag, (int, float)) or not 0 <= lag < 1e9:
+            raise ValueError("cloud.catalogue_lag_ms must be a number of milliseconds >= 0")
+        self.catalogue_lag_ms = lag      # the site's default; the fault knob overrides it
+        self.lagged_listings = {}        # endpoint -> listings that hid something
+        self._seeding = True             # what the site file holds was made long ago
         self._load_seed(seed)
         self._oauth_init(seed)
         self._sched_init(seed)
+        self._seeding = False
 
     # ------------------------------------------------------------------ infrastructure
 
@@ -583,6 +591,71 @@ class Cloud(SchedulingMixin, OAuthMixin):
 
     def _hex(self):
         return self.ctx.new_hex_id(24)
+
+    # ------------------------------------------------------------------ catalogue lag
+    #
+    # Qlik Cloud's listings are fed by events: a new object shows in them only after a
+    # delay, and /items shows an app's change (rename, move, new owner) after a delay too.
+    # Every record gets "_born" (monotonic seconds; 0 for what the site file holds) where
+    # it is made; the listings pass their matches through _settled(), /items through
+    # _catalogue_view(). GET by id always reads the current record.
+
+    _ITEM_LAGGED = ("name", "description", "spaceId", "ownerId", "published", "publishTime",
+                    "modifiedDate")
+
+    def _born(self):
+        return 0.0 if self._seeding else time.monotonic()
+
+    def _lag(self):
+        """The catalogue lag in seconds: the fault knob when set, else the site's default."""
+        raw = getattr(getattr(self.ctx, "faults", None), "raw", None) or {}
+        ms = raw["catalogue_lag_ms"] if "catalogue_lag_ms" in raw else self.catalogue_lag_ms
+        return float(ms or 0) / 1000.0
+
+    def _count_lagged(self, req):
+        ep = getattr(req, "endpoint", None) or "%s %s" % (req.method, req.path)
+        self.lagged_listings[ep] = self.lagged_listings.get(ep, 0) + 1
+        counters = getattr(self.ctx, "counters", None)
+        if counters is not None:
+            counters.lagged_listing(ep)
+
+    def _settled(self, req, recs):
+        """The records of a listing's answer that are old enough to be listed."""
+        lag = self._lag()
+        if not lag:
+            return recs
+        cutoff = time.monotonic() - lag
+        out = [r for r in recs if r.get("_born", 0.0) <= cutoff]
+        if len(out) != len(recs):
+            self._count_lagged(req)
+        return out
+
+    def _app_changing(self, a):
+        """Called before a change /items shows late: keep the listed fields as they were.
+        Only changes younger than the lag are kept, and none while the lag is off."""
+        it = a["item"]
+        lag = self._lag()
+        if not lag:
+            it.pop("_versions", None)
+            return
+        now = time.monotonic()
+        versions = [v for v in it.get("_versions", ()) if v[0] > now - lag]
+        versions.append((now, {k: a[k] for k in self._ITEM_LAGGED}))
+        it["_versions"] = versions
+
+    def _catalogue_view(self, apps, lag):
+        """The apps as /items saw them `lag` seconds ago: the unborn left out, a recently
+        changed one as a copy with its fields as they were then."""
+        cutoff = time.monotonic() - lag
+        out = []
+        for a in apps:
+            it = a["item"]
+            if it.get("_born", 0.0) > cutoff:
+                continue
+            # versions[i] = (when a change was made, the fields just before it)
+            old = next((f for t, f in it.get("_versions", ()) if t > cutoff), None)
+            out.append(a if old is None else dict(a, **old))
+        return out
 
     @contextlib.contextmanager
     def _unlocked(self):
@@ -1017,8 +1090,8 @@ class Cloud(SchedulingMixin, OAuthMixin):
     def _add_user(self, subject, name, email, status, roles, uid=None, groups=()):
         uid = uid or self._hex()
         now = self._now()
-        rec = {"_seq": self._next_seq(), "id": uid, "tenantId": self.tenant["id"],
-               "subject": subject, "name": name or subject, "status": status,
+        rec = {"_seq": self._next_seq(), "_born": self._born(), "id": uid,
+               "tenantId": self.tenant["id"], "subject": subject, "name": name or subject, "status": status,
                "assignedRoles": [], "assignedGroups": [], "assignedScopes": [],
                "createdAt": now, "lastUpdatedAt": now, "locale": "en",
                "preferredLocale": "", "preferredZoneinfo": "", "zoneinfo": "",
@@ -1101,6 +1174,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
             if field not in ("name", "email", "subject", "createdAt", "status", "lastUpdatedAt"):
                 raise self.err(400, "USERS-2", "Invalid sort", "cannot sort on %s" % field)
             sk = (lambda u, f=field: (str(u.get(f) or "").casefold(), u["_seq"]), sort.startswith("-"))
+        recs = self._settled(req, recs)
         page, links, total = self._page(req, recs, 20, sort_key=sk)
         body = {"data": [self._user_out(req, u) for u in page], "links": links}
         if _truthy(req.query.get("totalResults", "false")):
@@ -1230,7 +1304,8 @@ class Cloud(SchedulingMixin, OAuthMixin):
 
     def _add_group(self, name, provider, description="", gid=None):
         now = self._now()
-        g = {"_seq": self._next_seq(), "id": gid or self._hex(), "tenantId": self.tenant["id"],
+        g = {"_seq": self._next_seq(), "_born": self._born(), "id": gid or self._hex(),
+             "tenantId": self.tenant["id"],
              "name": name, "description": description, "providerType": provider,
              "status": "active", "assignedRoles": [], "createdAt": now, "lastUpdatedAt": now}
         self.groups[g["id"]] = g
@@ -1252,6 +1327,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
             except FilterError as e:
                 raise self.err(400, "GROUPS-1", "Invalid filter", str(e))
             recs = [g for g in recs if pred(g)]
+        recs = self._settled(req, recs)
         page, links, total = self._page(req, recs, 20)
         body = {"data": [self._group_out(req, g) for g in page], "links": links}
         if _truthy(req.query.get("totalResults", "false")):
@@ -1334,7 +1410,8 @@ class Cloud(SchedulingMixin, OAuthMixin):
 
     def _add_space(self, name, typ, description, owner, sid=None, creator=None):
         now = self._now()
-        s = {"_seq": self._next_seq(), "id": sid or self._hex(), "type": typ, "ownerId": owner,
+        s = {"_seq": self._next_seq(), "_born": self._born(), "id": sid or self._hex(),
+             "type": typ, "ownerId": owner,
              "tenantId": self.tenant["id"], "name": name, "description": description or "",
              "createdAt": now, "createdBy": creator or owner, "updatedAt": now}
         self.spaces[s["id"]] = s
@@ -1400,6 +1477,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
             if f not in ("name", "createdAt", "updatedAt", "type"):
                 raise self.err(400, "SPACES-1", "Bad request", "invalid sort %s" % f)
             sk = (lambda s, f=f: (s[f].casefold() if f == "name" else s[f], s["_seq"]), q["sort"].startswith("-"))
+        recs = self._settled(req, recs)
         page, links, total = self._page(req, recs, 10, sort_key=sk)
         return self._ok({"data": [self._space_out(req, s) for s in page], "links": links,
                          "meta": {"count": total,
@@ -1498,7 +1576,8 @@ class Cloud(SchedulingMixin, OAuthMixin):
 
     def _add_assignment(self, s, typ, aid, roles, by):
         now = self._now()
-        a = {"_seq": self._next_seq(), "id": self._hex(), "type": typ, "assigneeId": aid,
+        a = {"_seq": self._next_seq(), "_born": self._born(), "id": self._hex(),
+             "type": typ, "assigneeId": aid,
              "roles": list(roles), "spaceId": s["id"], "tenantId": self.tenant["id"],
              "createdAt": now, "createdBy": by, "updatedAt": now, "updatedBy": by}
         self.assignments[a["id"]] = a
@@ -1517,6 +1596,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
             recs = [a for a in recs if a["type"] == req.query["type"]]
         if req.query.get("assigneeId"):
             recs = [a for a in recs if a["assigneeId"] == req.query["assigneeId"]]
+        recs = self._settled(req, recs)
         page, links, total = self._page(req, recs, 10)
         return self._ok({"data": [self._assignment_out(req, a) for a in page], "links": links,
                          "meta": {"count": total}})
@@ -1654,7 +1734,8 @@ class Cloud(SchedulingMixin, OAuthMixin):
                "payload_size": payload_size, "payload_seed": meta.get("payload_seed") or aid,
                "sha256": sha, "file_size": file_size if file_size is not None else payload_size,
                "source": {"source": meta.get("source"), "app_id": meta.get("app_id")},
-               "item": {"id": self._hex(), "_seq": self._next_seq(), "createdAt": now,
+               "item": {"id": self._hex(), "_seq": self._next_seq(), "_born": self._born(),
+                        "createdAt": now,
                         "updatedAt": now, "resourceCustomAttributes": {},
                         "creatorId": owner, "updaterId": owner}}
         self._add_script_version(app, meta.get("script") or "", "Imported", owner)
@@ -1752,14 +1833,19 @@ class Cloud(SchedulingMixin, OAuthMixin):
             payload = 0
             meta = dict(meta, has_data=False)
         name = q.get("name") or meta.get("name") or (fallback and re.sub(r"\.qvf$", "", fallback, flags=re.I)) or "Untitled"
-        app_id = None
+        app_id = old = None
         if mode == "AUTOREPLACE" and q.get("appId"):
             app_id = q["appId"]
             if app_id in self.apps:
+                self._app_changing(self.apps[app_id])
                 old = self._drop_app(app_id)
                 space_id = space_id or old["spaceId"]
         app = self._create_app(meta, payload, sha, space_id, me["id"], app_id=app_id, name=name,
                                file_size=total)
+        if old is not None:   # the same app replaced: listed as it was until the lag passed
+            for k in ("_born", "_versions"):
+                if k in old["item"]:
+                    app["item"][k] = old["item"][k]
         return self._ok(self._nxapp(app))
 
     @staticmethod
@@ -1793,9 +1879,10 @@ class Cloud(SchedulingMixin, OAuthMixin):
         at = b.get("attributes") or {}
         if not isinstance(at, dict):
             raise self.err(400, "APPS-400", "Bad Request", "attributes must be an object")
+        if "name" in at and (not isinstance(at["name"], str) or not at["name"].strip()):
+            raise self.err(400, "APPS-400", "Bad Request", "name must be a non-empty string")
+        self._app_changing(a)
         if "name" in at:
-            if not isinstance(at["name"], str) or not at["name"].strip():
-                raise self.err(400, "APPS-400", "Bad Request", "name must be a non-empty string")
             a["name"] = at["name"]
         if "description" in at:
             a["description"] = at["description"] or ""
@@ -1852,12 +1939,14 @@ class Cloud(SchedulingMixin, OAuthMixin):
             raise self.err(404, "APPS-404", "Not Found", "space %s not found" % sid)
         if sp["type"] != "shared":
             raise self.err(403, "APPS-403", "Forbidden", "apps can only be moved to shared spaces; publish to managed spaces")
+        self._app_changing(a)
         a["spaceId"] = sid
         a["modifiedDate"] = self._now()
         return self._ok(self._nxapp(a))
 
     def h_delete_apps_x_space(self, req, me, appId):
         a = self._app(appId)
+        self._app_changing(a)
         a["spaceId"] = None
         a["modifiedDate"] = self._now()
         return self._ok(self._nxapp(a))
@@ -1868,6 +1957,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
         uid = b.get("ownerId")
         if not uid or uid not in self.users or self.users[uid]["status"] == "deleted":
             raise self.err(404, "APPS-404", "Not Found", "user %s not found" % uid)
+        self._app_changing(a)
         a["ownerId"] = uid
         a["modifiedDate"] = self._now()
         return self._ok(self._nxapp(a))
@@ -1926,6 +2016,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
         attrs = b.get("attributes") or {}
         now = self._now()
         if b.get("moveApp"):
+            self._app_changing(src)
             src["spaceId"] = sp["id"]
             src["published"] = True
             src["publishTime"] = now
@@ -1964,6 +2055,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
             raise self.err(400, "APPS-400", "Bad Request", "target app was not published from this app")
         attrs = b.get("attributes") or {}
         now = self._now()
+        self._app_changing(tgt)
         keep = {k: o for k, o in tgt["objects"].items() if o["state"] != "base"}
         objs = self._copy_base_objects(src, me["id"])
         objs.update(keep)
@@ -2102,6 +2194,32 @@ class Cloud(SchedulingMixin, OAuthMixin):
             apps = [app] if app else []
         else:
             apps = self._item_records()
+        lag = self._lag()
+        if lag:   # filter what the catalogue holds now; count the listing if that differs
+            shown = self._items_filter(q, self._catalogue_view(apps, lag))
+            listed = [[a["id"]] + [a[k] for k in self._ITEM_LAGGED] for a in shown]
+            if listed != [[a["id"]] + [a[k] for k in self._ITEM_LAGGED]
+                          for a in self._items_filter(q, apps)]:
+                self._count_lagged(req)
+            apps = shown
+        else:
+            apps = self._items_filter(q, apps)
+        recs = [dict(_seq=a["item"]["_seq"], _app=a) for a in apps]
+        sk = None
+        if q.get("sort"):
+            f = q["sort"].lstrip("+-")
+            keyf = {"name": lambda r: (r["_app"]["name"].casefold(), r["_seq"]),
+                    "createdAt": lambda r: (r["_app"]["item"]["createdAt"], r["_seq"]),
+                    "updatedAt": lambda r: (r["_app"]["modifiedDate"], r["_seq"]),
+                    "recentlyUsed": lambda r: (r["_app"]["modifiedDate"], r["_seq"])}.get(f)
+            if not keyf:
+                raise self.err(400, "ITEMS-400", "Bad Request", "invalid sort %s" % f)
+            sk = (keyf, q["sort"].startswith("-"))
+        page, links, _ = self._page(req, recs, 10, sort_key=sk)
+        return self._ok({"data": [self._item_out(req, r["_app"]) for r in page], "links": links})
+
+    def _items_filter(self, q, apps):
+        """The apps (or catalogue views of them) that GET /items' query selects."""
         # the cheap filters first: the name searches casefold every app they look at
         if q.get("resourceIds"):
             ids = set(q["resourceIds"].split(","))
@@ -2127,19 +2245,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
         if q.get("query"):
             n = q["query"].casefold()
             apps = [a for a in apps if n in a["name"].casefold() or n in a["description"].casefold()]
-        recs = [dict(_seq=a["item"]["_seq"], _app=a) for a in apps]
-        sk = None
-        if q.get("sort"):
-            f = q["sort"].lstrip("+-")
-            keyf = {"name": lambda r: (r["_app"]["name"].casefold(), r["_seq"]),
-                    "createdAt": lambda r: (r["_app"]["item"]["createdAt"], r["_seq"]),
-                    "updatedAt": lambda r: (r["_app"]["modifiedDate"], r["_seq"]),
-                    "recentlyUsed": lambda r: (r["_app"]["modifiedDate"], r["_seq"])}.get(f)
-            if not keyf:
-                raise self.err(400, "ITEMS-400", "Bad Request", "invalid sort %s" % f)
-            sk = (keyf, q["sort"].startswith("-"))
-        page, links, _ = self._page(req, recs, 10, sort_key=sk)
-        return self._ok({"data": [self._item_out(req, r["_app"]) for r in page], "links": links})
+        return apps
 
     def h_get_items_x(self, req, me, itemId):
         return self._ok(self._item_out(req, self._item_app(itemId)))
@@ -2149,6 +2255,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
         b = self._json(req)
         if b.get("resourceType") not in (None, "app"):
             raise self.err(400, "ITEMS-400", "Bad Request", "resourceType mismatch")
+        self._app_changing(a)
         if "name" in b and b["name"]:
             a["name"] = b["name"]
         if "description" in b:
@@ -2197,6 +2304,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
         if q.get("query"):
             n = q["query"].casefold()
             recs = [c for c in recs if n in c["name"].casefold()]
+        recs = self._settled(req, recs)
         page, links, _ = self._page(req, recs, 10)
         return self._ok({"data": [self._coll_out(req, c) for c in page], "links": links})
 
@@ -2211,7 +2319,8 @@ class Cloud(SchedulingMixin, OAuthMixin):
             if c["name"] == name and c["type"] == typ and (typ != "private" or c["creatorId"] == me["id"]):
                 raise self.err(409, "COLLECTIONS-409", "Conflict", "a %s collection named %r already exists" % (typ, name))
         now = self._now()
-        c = {"_seq": self._next_seq(), "id": self._hex(), "name": name, "type": typ,
+        c = {"_seq": self._next_seq(), "_born": self._born(), "id": self._hex(),
+             "name": name, "type": typ,
              "description": b.get("description", ""), "tenantId": self.tenant["id"],
              "createdAt": now, "creatorId": me["id"], "updatedAt": now, "updaterId": me["id"],
              "full": False, "items": [], "_members": set()}   # _members: the items, for `in`
@@ -2351,7 +2460,8 @@ class Cloud(SchedulingMixin, OAuthMixin):
             raise self.err(404, "RELOADS-007", "Not Found", "app %s not found" % aid)
         if "partial" in b and not isinstance(b["partial"], bool):
             raise self.err(400, "RELOADS-001", "Bad Request", "partial must be a boolean")
-        r = {"_seq": self._next_seq(), "_polls": 0, "_script": self._current_script(app),
+        r = {"_seq": self._next_seq(), "_born": self._born(), "_polls": 0,
+             "_script": self._current_script(app),
              "id": self._hex(), "appId": aid, "tenantId": self.tenant["id"], "userId": me["id"],
              "type": "external", "status": "QUEUED", "partial": bool(b.get("partial", False)),
              "creationTime": self._now(), "weight": b.get("weight", 1), "log": "",
@@ -2390,6 +2500,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
         sort = req.query.get("sort") or "-creationTime"
         if sort.lstrip("+-") not in ("creationTime", "startTime", "endTime"):
             raise self.err(400, "RELOADS-001", "Bad Request", "invalid sort %s" % sort)
+        recs = self._settled(req, recs)
         page, links, _ = self._page(req, recs, 10, sort_key=(lambda r: r["_seq"], sort.startswith("-")))
         with_log = _truthy(req.query.get("log", "false"))
         return self._ok({"data": [self._reload_out(req, r, with_log) for r in page], "links": links})
@@ -2535,7 +2646,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
     def _add_dconn(self, b, space, owner, builtin=False):
         now = self._now()
         qid = b.get("qID") or self.ctx.new_id()
-        d = {"_seq": self._next_seq(), "_builtin": builtin, "qID": qid,
+        d = {"_seq": self._next_seq(), "_born": self._born(), "_builtin": builtin, "qID": qid,
              "qEngineObjectID": b.get("qEngineObjectID") or qid, "qName": b["qName"],
              "qConnectStatement": b.get("qConnectStatement", ""), "qType": b.get("qType", ""),
              "datasourceID": b.get("datasourceID") or b.get("dataSourceId") or "",
@@ -2622,6 +2733,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
             if f not in fmap:
                 raise self.err(400, "DCREPO-400", "Bad Request", "invalid sort")
             sk = (lambda d, f=fmap[f]: (d[f], d["_seq"]), q["sort"].startswith("-"))
+        recs = self._settled(req, recs)
         page, links, total = self._page(req, recs, 20, param="page", sort_key=sk)
         return self._ok({"data": [self._dc_out(req, d) for d in page], "links": links,
                          "meta": {"count": total}})
@@ -2761,7 +2873,8 @@ class Cloud(SchedulingMixin, OAuthMixin):
         with open(path, "wb") as f:
             f.write(zdata)
         now = self._now()
-        e = {"_seq": self._next_seq(), "_path": path, "id": eid, "name": name,
+        e = {"_seq": self._next_seq(), "_born": self._born(), "_path": path, "id": eid,
+             "name": name,
              "type": qext.get("type", "visualization" if kind == "extensions" else "theme"),
              "version": qext.get("version", ""), "author": qext.get("author", ""),
              "description": qext.get("description", ""), "qextFilename": stem,
@@ -2801,7 +2914,8 @@ class Cloud(SchedulingMixin, OAuthMixin):
         return file_part, data
 
     def _ext_list(self, req, kind):
-        return self._ok({"data": [self._pub(e) for e in self._ext_store(kind).values()]})
+        recs = self._settled(req, list(self._ext_store(kind).values()))
+        return self._ok({"data": [self._pub(e) for e in recs]})
 
     def _ext_post(self, req, me, kind):
         file_part, data = self._multipart_upload(req)
@@ -3107,6 +3221,8 @@ class Cloud(SchedulingMixin, OAuthMixin):
             "themes": [ext(e) for e in self.themes.values()],
             "temp_contents": temps,
             "quotas": dict(self.quotas),
+            "catalogue": {"lag_ms": self._lag() * 1000.0,
+                          "lagged_listings": dict(self.lagged_listings)},
         }
 
 

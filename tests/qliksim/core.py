@@ -368,7 +368,7 @@ class Faults:
                 "error_status": 503, "rate_429": 0.0, "retry_after": 1, "drop_rate": 0.0,
                 "drop_after_apply_rate": 0.0, "slow_rate": 0.0, "slow_ms": 2000,
                 "tiers": None, "apply_to": ["cloud", "qrs"], "rules": [],
-                "kill_after_writes": None}
+                "kill_after_writes": None, "catalogue_lag_ms": 0}
     ACTIONS = ("error", "429", "drop", "drop_after_apply", "slow", "kill", "kill_mid_reply")
     RANDOM = (("rate_429", "429"), ("error_rate", "error"), ("drop_rate", "drop"),
               ("drop_after_apply_rate", "drop_after_apply"), ("slow_rate", "slow"))
@@ -389,6 +389,9 @@ class Faults:
         spec = config.get("kill_after_writes")
         if spec is not None and not ("pid" in spec and "n" in spec):
             raise ValueError("kill_after_writes needs 'pid' and 'n'")
+        lag = config.get("catalogue_lag_ms", 0)
+        if isinstance(lag, bool) or not isinstance(lag, (int, float)) or not 0 <= lag < 1e9:
+            raise ValueError("catalogue_lag_ms must be a number of milliseconds >= 0")
         with self.lock:
             self.raw = dict(config)
             self.cfg = {**self.DEFAULTS, **config}
@@ -478,6 +481,7 @@ class Counters:
         with self.lock:
             self.requests, self.writes, self.applied, self.by_status = {}, {}, {}, {}
             self.injected = {}
+            self.lagged = {}
             self.total = self.total_writes = self.applied_writes = 0
 
     def request(self, endpoint, status=None, write=False, applied=False):
@@ -501,10 +505,16 @@ class Counters:
         with self.lock:
             self.injected[action] = self.injected.get(action, 0) + 1
 
+    def lagged_listing(self, endpoint):
+        """A listing that hid an object (or showed an old version) for catalogue_lag_ms."""
+        with self.lock:
+            self.lagged[endpoint] = self.lagged.get(endpoint, 0) + 1
+
     def snapshot(self):
         with self.lock:
             return {"requests": dict(self.requests), "writes": dict(self.writes),
                     "applied": dict(self.applied), "injected": dict(self.injected),
+                    "lagged_listings": dict(self.lagged),
                     "total": self.total,
                     "total_writes": self.total_writes, "applied_writes": self.applied_writes,
                     "by_status": dict(self.by_status)}
@@ -521,6 +531,8 @@ class Simulator:
         self.ctx = SimContext(data_dir, seed=site.get("seed", 0))
         self.counters = Counters()
         self.faults = Faults(faults)
+        # the Cloud half reads faults.raw["catalogue_lag_ms"] and counts its lagged listings
+        self.ctx.faults, self.ctx.counters = self.faults, self.counters
         self.trace = 0
         self.build_halves()
 

@@ -229,7 +229,8 @@ class SchedulingMixin:
         now = self._now()
         is_new = task is None
         if is_new:
-            task = {"_seq": self._next_seq(), "_runs": [], "id": self.ctx.new_id(),
+            task = {"_seq": self._next_seq(), "_born": self._born(), "_runs": [],
+                    "id": self.ctx.new_id(),
                     "metadata": {"createdAt": now, "createdBy": owner}}
         meta = task["metadata"]
         for k in DEFINITION:
@@ -442,6 +443,7 @@ class SchedulingMixin:
         if field not in SORTABLE:
             raise self._cho(400, "CHO-001", "cannot sort by %r" % sort)
         order = (lambda t, f=field: self._sort_value(t, f), sort.startswith("-"))
+        recs = self._settled(req, recs)   # the catalogue lag (cloud.py)
         page, links, _ = self._page(req, recs, 10, param="page", sort_key=order)
         return self._ok({"data": [self._sched_out(t) for t in page], "links": links})
 
