@@ -3,6 +3,7 @@
 -- (links.next.href; `page=` for data connections), Qlik's error
 -- shape, retries of transient failures.  Writes can be refused in dry-run
 -- mode: the engine turns the refusal into "would create/update/delete".
+local clock = require "qmig.clock"
 local durable = require "qmig.durable"
 local errors = require "qmig.errors"
 local http = require "qmig.http"
@@ -99,6 +100,8 @@ function Cloud:raw(method, path, opts)
     again.renewed = true
     return self:raw(method, path, again)
   end
+  local date = resp and resp.headers and clock.parse_http_date(resp.headers.date)
+  if date then self.clock_offset = date - qmig.time() end
   if is_write then
     self.writes = self.writes + 1
     if self.on_write then self.on_write(method, path) end
@@ -160,6 +163,35 @@ end
 function Cloud:delete(path)
   local resp = self:request("DELETE", path)
   return decode(resp, "DELETE " .. api_path(path)), resp
+end
+
+-- C:find(path) -> the object, or nil when there is none (404/410); other
+-- failures raise.  For "is the object I recorded still there?".
+function Cloud:find(path, query)
+  local ok, v = pcall(self.get, self, path, query)
+  if ok then return v end
+  if errors.is(v) and (v.status == 404 or v.status == 410) then return nil end
+  error(v, 0)
+end
+
+-- The identity this client acts as (GET users/me), read once.
+function Cloud:me()
+  if not self.me_user then
+    local me = self:get("users/me")
+    if type(me) ~= "table" or type(me.id) ~= "string" then
+      error(errors.new { message = "GET /api/v1/users/me: the reply has no id" }, 0)
+    end
+    self.me_user = me
+  end
+  return self.me_user
+end
+
+-- A time the tenant wrote, as seconds on this machine's clock (the
+-- difference between the two clocks is measured from each reply's Date
+-- header, to the second).
+function Cloud:local_time(iso)
+  local t = clock.parse_iso(iso)
+  return t and t - (self.clock_offset or 0) or nil
 end
 
 -- C:remove(path) -> true when deleted now, false when it was already gone

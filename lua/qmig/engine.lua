@@ -4,6 +4,7 @@
 -- markers written before any write so a killed run resumes without
 -- duplicates, retries, per-item isolation, concurrency, dry run, undo
 -- records and outcome bookkeeping.
+local ensure = require "qmig.ensure"
 local errors = require "qmig.errors"
 local hash = require "qmig.hash"
 local json = require "qmig.json"
@@ -138,7 +139,10 @@ function Engine:run_item(step, item)
     resume = rec ~= nil and (rec.status == "in_progress" or rec.status == "failed"),
     started_at = rec and rec.started_at,
     undo = function(entry) undo_entries[#undo_entries + 1] = entry end,
+    catalogue_lag = self.job.options and self.job.options.catalogue_lag,
   })
+  -- find-or-create for this item (qmig.ensure)
+  function ctx.ensure(spec) return ensure.run(ctx, spec) end
   if not self.dry_run then
     cache:begin_item(kind, key, { step = step.name, run_id = self.run_id, fingerprint = fingerprint })
     ctx.started_at = ctx.started_at or qmig.isotime()
@@ -237,6 +241,49 @@ function M.dependency_order(step, items)
   return order, after, {}
 end
 
+-- Where a step's items() is defined, "file:line", for messages about it.
+local function items_where(step)
+  local info = type(step.items) == "function" and debug.getinfo(step.items, "S")
+  return info and (info.short_src .. ":" .. info.linedefined) or tostring(step.name)
+end
+
+-- The cache record standing for a step whose items() failed: status and
+-- the report read the cache, so the reason must be there too; a later
+-- run whose items() works drops it.
+local ITEMS_KEY = "@items"
+M.ITEMS_KEY = ITEMS_KEY
+
+-- items() failing fails the whole step: the reason goes to every output
+-- (the console and --json through step_failed, the run log, the cache).
+function Engine:items_failed(step, summary, reason)
+  reason = log.redact(reason)
+  summary.error = reason
+  summary.counts.failed = 1
+  log.info("step failed", { step = step.name, reason = reason })
+  if self.cache and not self.dry_run then
+    self.cache:begin_item(step.object, ITEMS_KEY, { step = step.name, run_id = self.run_id })
+    self.cache:fail_item(step.object, ITEMS_KEY, reason, self.run_id)
+  end
+  self:emit { kind = "step_failed", step = step.name, reason = reason }
+  return summary
+end
+
+-- A name for an item's outcome lines when the outcome has none: what
+-- the step recorded, else the item's own name (or that of the object it
+-- is about: item.app, item.stream...).
+local function item_name(item, outcome)
+  local own = require("qmig.names").own(outcome)
+  if own then return own end
+  if type(item) ~= "table" then return nil end
+  if type(item.name) == "string" and item.name ~= "" then return item.name end
+  for _, f in ipairs { "app", "stream", "user", "task", "space" } do
+    local v = item[f]
+    if type(v) == "table" and type(v.name) == "string" and v.name ~= "" then return v.name end
+  end
+  return nil
+end
+M.item_name = item_name
+
 -- Runs every item of one step concurrently; returns the summary
 -- {counts = {status = n}, items = {outcomes}}.
 function Engine:run_step(step)
@@ -246,15 +293,17 @@ function Engine:run_step(step)
   if not ok then
     local err = items
     if errors.is(err) and err.auth then self.aborted = err end
-    summary.error = log.redact(tostring(err))
-    summary.counts.failed = 1
-    self:emit { kind = "step_failed", step = step.name, reason = summary.error }
-    return summary
+    local where, text = items_where(step), tostring(err)
+    -- a Lua error names its own file:line; an API error does not
+    return self:items_failed(step, summary, text:find(where:match("^(.-):%d+$"), 1, true) and text
+      or (where .. ": " .. step.name .. ": items() failed: " .. text))
   end
   if type(items) ~= "table" then
-    summary.error = "step " .. step.name .. ": items() must return a list, got " .. type(items)
-    summary.counts.failed = 1
-    return summary
+    return self:items_failed(step, summary, items_where(step) .. ": " .. step.name
+      .. ": items() must return a list, got " .. type(items))
+  end
+  if self.cache and not self.dry_run and self.cache:get(step.object, ITEMS_KEY) then
+    self.cache:drop_item(step.object, ITEMS_KEY)
   end
   self:emit { kind = "step_start", step = step.name, total = #items }
   -- Sleepers give their place up (qmig.sched), and up to 4 x concurrency
@@ -283,6 +332,7 @@ function Engine:run_step(step)
       if self.aborted then return end
       if after[entry.key] then wait_for(after[entry.key]) end
       local outcome = self:run_item(step, item)
+      if outcome.name == nil then outcome.name = item_name(item, outcome) end
       summary.counts[outcome.status] = (summary.counts[outcome.status] or 0) + 1
       summary.outcomes[#summary.outcomes + 1] = outcome
       self:emit { kind = "item", step = step.name, outcome = outcome }

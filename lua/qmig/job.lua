@@ -214,6 +214,10 @@ M.schema = S.record {
       S.record({ tier1 = S.number { min = 1 }, tier2 = S.number { min = 1 }, special = S.number { min = 1 } },
         { accepts = function(v) return type(v) == "table" end }),
     }, { describe = "false or {tier1, tier2, special} (requests per minute)" }),
+    -- seconds the tenant's listings may take to show a new object: an item
+    -- whose earlier attempt may have made one looks that long before it
+    -- makes it again (qmig.ensure)
+    catalogue_lag = S.number { min = 0, max = 3600, default = 20 },
     retries = S.integer { min = 0, max = 20, default = 5 },
     retry_delay = S.number { min = 0, default = 0.5 },  -- seconds before the first retry; doubles after
   }, { default = {} }),

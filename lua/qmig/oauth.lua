@@ -12,6 +12,7 @@
 -- Lifetime: `expires_in` (seconds) when the reply has it, else
 -- `expires_at` measured against the reply's own Date header (the tenant's
 -- clock, not this machine's), else Qlik's default of 6 hours.
+local clock = require "qmig.clock"
 local errors = require "qmig.errors"
 local json = require "qmig.json"
 local log = require "qmig.log"
@@ -32,50 +33,13 @@ local function margin(lifetime)
   return math.min(math.max(300, lifetime * 0.1), lifetime * 0.5)
 end
 
-local function days_from_civil(y, m, d)
-  y = m <= 2 and y - 1 or y
-  local era = (y >= 0 and y or y - 399) // 400
-  local yoe = y - era * 400
-  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
-  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-  return era * 146097 + doe - 719468
-end
-
--- "2026-12-03T10:00:00.000Z" / "+01:00" -> seconds since the epoch, or nil.
-function M.parse_iso(text)
-  if type(text) ~= "string" then return nil end
-  local y, mo, d, h, mi, s, rest = text:match("^(%d%d%d%d)-(%d%d)-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
-  if not y then return nil end
-  rest = rest:gsub("^%.%d+", "")
-  local offset = 0
-  if rest ~= "" and rest ~= "Z" and rest ~= "z" then
-    local sign, oh, om = rest:match("^([+-])(%d%d):?(%d%d)$")
-    if not sign then return nil end
-    offset = (tonumber(oh) * 3600 + tonumber(om) * 60) * (sign == "-" and -1 or 1)
-  end
-  return days_from_civil(tonumber(y), tonumber(mo), tonumber(d)) * 86400
-    + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(s) - offset
-end
-
-local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10,
-  Nov = 11, Dec = 12 }
-
--- An HTTP Date header ("Thu, 03 Dec 2026 10:00:00 GMT") -> epoch seconds.
-function M.parse_http_date(text)
-  if type(text) ~= "string" then return nil end
-  local d, mon, y, h, mi, s = text:match("^%a+, (%d%d?) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
-  if not d or not MONTHS[mon] then return nil end
-  return days_from_civil(tonumber(y), MONTHS[mon], tonumber(d)) * 86400
-    + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(s)
-end
-
 -- The token's lifetime in seconds from a token reply.
 function M.lifetime(doc, headers)
   local n = tonumber(doc.expires_in)
   if n and n > 0 then return n end
-  local at = M.parse_iso(doc.expires_at)
+  local at = clock.parse_iso(doc.expires_at)
   if at then
-    local now = M.parse_http_date(headers and headers.date) or os.time()
+    local now = clock.parse_http_date(headers and headers.date) or os.time()
     if at > now then return at - now end
     return 0
   end

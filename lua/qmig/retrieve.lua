@@ -99,16 +99,15 @@ function M.apps_by_marker(target, source_id, query)
   return found
 end
 
--- Half-finished import: an app of that name in the space, still without
--- its marker, owned by the importing identity and created since `since`
--- (ISO time) — the import succeeded but the marker write never happened.
-function M.unmarked_app(target, name, space_query, owner_id, since)
+-- Half-finished import: an app of that (importing) name in the space,
+-- still without its marker, owned by the importing identity — the import
+-- succeeded but the marker write never happened.  Whether the item's own
+-- attempt made it is for qmig.ensure to say.
+function M.unmarked_app(target, name, space_query, owner_id)
   local q = { resourceType = "app", name = name }
   for k, v in pairs(space_query or {}) do q[k] = v end
   for item in target:each("items", q) do
-    local created = item.createdAt or item.resourceCreatedAt or ""
-    if item.name == name and not M.read_marker(item.description) and item.ownerId == owner_id
-      and (since == nil or created >= since) then
+    if item.name == name and not M.read_marker(item.description) and item.ownerId == owner_id then
       return item
     end
   end

@@ -18,7 +18,8 @@
 -- of POST /apps/import; larger ones go to POST /temp-contents first and are
 -- imported with ?fileId=.
 --
--- Never a duplicate (SPEC §6):
+-- Never a duplicate, through the engine's find-or-create (ctx.ensure,
+-- which also waits out the items catalogue's lag for an item in doubt):
 --   1. the cache: an app recorded by an earlier run that still exists is
 --      this app (this is what keeps working after post.reset_descriptions
 --      removed the markers);
@@ -26,8 +27,8 @@
 --      managed space, an app moved there by publish with moveApp);
 --   3. when a previous attempt may have imported without marking
 --      (ctx.resume): an unmarked app in that space, owned by the importing
---      identity, created since the attempt began (retrieve.unmarked_app)
---      and still carrying its importing name is ours: it is renamed, marked
+--      identity, still carrying its importing name, that the attempt made
+--      (ctx.ensure's clock-safe age check) is ours: it is renamed, marked
 --      and kept.  The upload uses the name "<name> [qmig-lua:importing:<source
 --      id>]" (scope.importing_name) and the marker write sets the final name,
 --      so a half-finished import can never be confused with a pre-existing
@@ -74,16 +75,6 @@ local function item_created(item)
   return item.createdAt or item.resourceCreatedAt or ""
 end
 
--- The app recorded by an earlier run, if it still exists.
-local function from_cache(ctx)
-  local prev = ctx.previous
-  if not prev or not prev.target_id or prev.status == "deleted" then return nil end
-  local ok, reply = pcall(ctx.target.get, ctx.target, "apps/" .. prev.target_id)
-  if ok and type(reply) == "table" and type(reply.attributes) == "table" then return reply.attributes end
-  if not ok and not (errors.is(reply) and reply.status == 404) then error(reply, 0) end
-  return nil
-end
-
 -- Marked apps of this source in the target space; for an app bound for a
 -- managed space also the original moved there (not a published copy,
 -- whose originAppId names the staged app).
@@ -102,7 +93,7 @@ local function by_marker(ctx, app, where)
     end
   end
   table.sort(found, function(a, b) return item_created(a) < item_created(b) end)
-  return found[1], #found
+  return found  -- oldest first
 end
 
 local function upload(ctx, file, size, target)
@@ -159,9 +150,60 @@ return {
     local data = { space_id = where.space_id, name = target.name, bound_for = where.bound_for,
       staged = where.bound_for ~= nil, fingerprint = fingerprint }
 
-    -- 1. recorded by an earlier run and still there
-    local known = from_cache(ctx)
-    if known then
+    local me = ctx.target:me()
+    local marked, not_exported = 0, false
+    local r = ctx.ensure {
+      -- 1. recorded by an earlier run and still there
+      get = function(id)
+        local reply = ctx.target:find("apps/" .. id)
+        return type(reply) == "table" and type(reply.attributes) == "table" and reply.attributes or nil
+      end,
+      -- 2. marked by an earlier attempt (a lost reply, a crash, a lost
+      -- cache); 3. imported by an interrupted attempt that never wrote the
+      -- marker (its importing name is this source app's alone)
+      candidates = function()
+        local found = by_marker(ctx, app, where)
+        marked = #found
+        if #found == 0 and ctx.resume then
+          local half = retrieve.unmarked_app(ctx.target, scope.importing_name(target.name, app.id), where.query,
+            me.id)
+          if half then half.half_imported = true; found[1] = half end
+        end
+        return found
+      end,
+      mine = { by = function(item) return item.ownerId == me.id end, created = item_created },
+      -- a half-finished import of an attempt that is not this item's own
+      -- is left alone and the app imported anew
+      adopt = function(item) return not item.half_imported end,
+      others = "ignore",
+      -- 4. import
+      create = function()
+        local file = scope.export_path(ctx, app.id)
+        local st = fs.stat(file)
+        if not st or st.type ~= "file" then
+          if ctx.dry_run then
+            error(setmetatable({ method = "POST", path = "/api/v1/apps/import" }, cloud.DryRun), 0)
+          end
+          not_exported = true
+          return nil
+        end
+        data.file = "exports/apps/" .. fs.basename(file)
+        local attrs = upload(ctx, file, st.size, { name = scope.importing_name(target.name, app.id),
+          space_id = where.space_id })
+        -- (the undo first: a failed marker write must not leave an app undo forgets)
+        ctx.undo { method = "DELETE", path = "apps/" .. attrs.id }
+        mark(ctx, attrs.id, target, app.id)
+        return attrs
+      end,
+      id = function(o) return o.resourceId or o.id end,
+      undo = function(id, o)
+        if o.half_imported then mark(ctx, id, target, app.id) end
+        return { method = "DELETE", path = "apps/" .. id }
+      end,
+    }
+    if not_exported then return { status = "skipped", reason = "not exported yet (run apps.export first)" } end
+    if r.how == "recorded" then
+      local known = r.object
       local pdata = type(ctx.previous.data) == "table" and ctx.previous.data or {}
       data.fingerprint = pdata.fingerprint or fingerprint
       data.space_id, data.name = pdata.space_id, pdata.name or known.name
@@ -173,43 +215,14 @@ return {
       end
       return { status = "unchanged", target_id = known.id, data = data }
     end
-
-    -- 2. marked by an earlier attempt (a lost reply, a crash, a lost cache)
-    local me = scope.me(ctx.target)
-    local found, count = by_marker(ctx, app, where)
-    if found then
-      local own = ctx.resume and found.ownerId == me.id and ctx.started_at and item_created(found) >= ctx.started_at
-      if own then ctx.undo { method = "DELETE", path = "apps/" .. found.resourceId } end
-      return { status = own and "created" or "adopted", target_id = found.resourceId, data = data,
-        natural_key = retrieve.marker_token(app.id),
-        reason = count > 1 and (count .. " apps carry this marker; the oldest is used") or
-          (own and "recovered after an interrupted attempt" or nil) }
+    local reason
+    if r.how == "recovered" then
+      reason = r.object.half_imported and "recovered after an interrupted import"
+        or "recovered after an interrupted attempt"
+    elseif r.status == "adopted" and marked > 1 then
+      reason = marked .. " apps carry this marker; the oldest is used"
     end
-
-    -- 3. imported by an interrupted attempt that never wrote the marker
-    if ctx.resume then
-      local item = retrieve.unmarked_app(ctx.target, scope.importing_name(target.name, app.id), where.query,
-        me.id, ctx.started_at)
-      if item then
-        mark(ctx, item.resourceId, target, app.id)
-        ctx.undo { method = "DELETE", path = "apps/" .. item.resourceId }
-        return { status = "created", target_id = item.resourceId, data = data,
-          natural_key = retrieve.marker_token(app.id), reason = "recovered after an interrupted import" }
-      end
-    end
-
-    -- 4. import
-    local file = scope.export_path(ctx, app.id)
-    local st = fs.stat(file)
-    if not st or st.type ~= "file" then
-      if ctx.dry_run then error(setmetatable({ method = "POST", path = "/api/v1/apps/import" }, cloud.DryRun), 0) end
-      return { status = "skipped", reason = "not exported yet (run apps.export first)" }
-    end
-    data.file = "exports/apps/" .. fs.basename(file)
-    local attrs = upload(ctx, file, st.size, { name = scope.importing_name(target.name, app.id),
-      space_id = where.space_id })
-    ctx.undo { method = "DELETE", path = "apps/" .. attrs.id }
-    mark(ctx, attrs.id, target, app.id)
-    return { status = "created", target_id = attrs.id, data = data, natural_key = retrieve.marker_token(app.id) }
+    return { status = r.status, target_id = r.id, data = data, natural_key = retrieve.marker_token(app.id),
+      reason = reason }
   end,
 }

@@ -91,7 +91,7 @@ return {
       local d = ev.data
       if ev.status == "object_owner" and type(d) == "table" and d.app_id == app_id then done[d.object] = d.owner end
     end
-    local me = common.me(ctx)
+    local me = ctx.target:me()
     local given, earlier, skipped, missing, failed = 0, 0, {}, {}, {}
     local function record(o)
       done[o.id] = o.owner_to

@@ -44,7 +44,7 @@ return {
       if ctx.resume and not prev then
         -- an earlier attempt changed it and died before recording: the
         -- owner before was the importing identity
-        local me = common.me(ctx).id
+        local me = ctx.target:me().id
         ctx.undo { action = "irreversible", target_id = app_id, previous_owner = me,
           reason = "owner of app " .. app_id .. " changed from " .. me .. " to " .. item.owner_to }
         return { status = "updated", target_id = app_id, data = { owner = item.owner_to, previous_owner = me } }

@@ -8,7 +8,7 @@
 --
 -- A previous attempt that may have started a reload (reply lost, crash)
 -- is resolved by looking for a reload of that app started by us since the
--- attempt began, and following it instead of starting another.
+-- attempt began (ctx.ensure), and following it instead of starting another.
 --
 -- Polling is bounded: M.poll.first seconds after the start, doubling up to
 -- M.poll.max between polls, giving up after M.poll.timeout seconds (the
@@ -20,17 +20,16 @@ local scope = require "qmig.apps.scope"
 local POLL = { first = 0.05, max = 10, timeout = 3600 }
 local ENDED = { SUCCEEDED = true, FAILED = true, CANCELED = true, EXCEEDED_LIMIT = true }
 
--- A reload of app_id by the importing identity created since `since`.
-local function earlier_reload(ctx, app_id, since)
-  if not since then return nil end
-  local me = scope.me(ctx.target)
+-- Reloads of app_id by the importing identity, newest first; one that
+-- ended badly is not reused (this attempt reloads again).
+local function our_reloads(ctx, app_id)
+  local me = ctx.target:me()
   local reply = ctx.target:get("reloads", { appId = app_id, sort = "-creationTime", limit = 10 })
+  local out = {}
   for _, r in ipairs(type(reply) == "table" and reply.data or {}) do
-    -- a reload that ended badly is not reused: this attempt reloads again
-    local usable = r.status == "SUCCEEDED" or not ENDED[r.status]
-    if usable and r.userId == me.id and (r.creationTime or "") >= since then return r end
+    if (r.status == "SUCCEEDED" or not ENDED[r.status]) and r.userId == me.id then out[#out + 1] = r end
   end
-  return nil
+  return out
 end
 
 local function wait(ctx, reload)
@@ -60,9 +59,16 @@ return {
   run = function(ctx, app)
     local app_id, kind = ctx.app_for(app.id)
     if not app_id then return { status = "skipped", reason = "not imported" } end
-    local reload = ctx.resume and earlier_reload(ctx, app_id, ctx.started_at)
-    if not reload then reload = ctx.target:post("reloads", { appId = app_id, partial = false }) end
-    reload = wait(ctx, reload)
+    -- a reload started by an earlier attempt (reply lost, crash) is
+    -- followed; one started before it is no reason not to reload
+    local r = ctx.ensure {
+      candidates = function() return ctx.resume and our_reloads(ctx, app_id) or {} end,
+      mine = { created = function(x) return x.creationTime end },
+      adopt = function() return false end,
+      others = "ignore",
+      create = function() return ctx.target:post("reloads", { appId = app_id, partial = false }) end,
+    }
+    local reload = wait(ctx, r.object)
     if reload.status ~= "SUCCEEDED" then
       error(errors.new { message = string.format("reload %s: %s%s%s", reload.status,
         tostring(reload.errorCode or ""), reload.errorMessage and ": " or "", tostring(reload.errorMessage or "")) }, 0)

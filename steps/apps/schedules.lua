@@ -247,13 +247,6 @@ end
 
 -- {====== finding what exists
 
-local function get_or_nil(target, path)
-  local ok, v = pcall(target.get, target, path)
-  if ok then return v end
-  if errors.is(v) and (v.status == 404 or v.status == 410) then return nil end
-  error(v, 0)
-end
-
 -- The legacy reload tasks of an app; none where that API is gone.
 local function legacy_tasks(ctx, app_id)
   local ok, list = pcall(ctx.target.all, ctx.target, "reload-tasks", { appId = app_id, limit = 100 })
@@ -282,61 +275,64 @@ local function held_by_other(ctx, id)
   return holder ~= nil and holder.source_id ~= ctx.item_key and holder.status ~= "deleted"
 end
 
-local function me(ctx)
-  ctx.me = ctx.me or ctx.target:get("users/me")
-  return ctx.me
-end
-
--- -> {task = | legacy = | foreign =, how = "recorded"|"marker"|"legacy", moved = task on another app}
-local function find(ctx, want, app_id)
-  local prev = ctx.previous
-  local prev_id = prev and prev.status ~= "deleted" and prev.target_id or nil
+-- The find-or-create of one trigger's task (ctx.ensure).  Found objects
+-- are scheduling tasks, or legacy reload tasks (.legacy_task = true);
+-- .via says how a candidate was found.  `state.moved` gets the task this
+-- project made on the app's earlier copy (the schedule moves with it).
+local function lookups(ctx, want, app_id, state)
   local tasks
   local function app_tasks()
     tasks = tasks or ctx.target:all(T.PATH, { resourceId = app_id })
     return tasks
   end
-  local moved
-  if prev_id and not T.is_legacy_id(prev_id) then
-    local t = get_or_nil(ctx.target, T.task_path(prev_id))
-    if t and T.app_of(t) == app_id then return { task = t, how = "recorded" } end
-    if t and prev.created_by_us then moved = t end
-  elseif prev_id then
-    local old = get_or_nil(ctx.target, "reload-tasks/" .. prev_id)
+  local prev = ctx.previous
+  local function get(id)
+    if not T.is_legacy_id(id) then
+      local t = ctx.target:find(T.task_path(id))
+      if t and T.app_of(t) == app_id then return t end
+      if t and prev.created_by_us then state.moved = t end
+      return nil
+    end
+    local old = ctx.target:find("reload-tasks/" .. id)
     if old and old.appId == app_id then
-      local now = migrated_to(app_tasks(), prev_id)
-      if now then return { task = now, how = "recorded" } end
-      if old.migrated ~= true then return { legacy = old, how = "recorded" } end
+      local now = migrated_to(app_tasks(), id)
+      if now then return now end
+      if old.migrated ~= true then old.legacy_task = true; return old end
     elseif old and prev.created_by_us then
-      moved = { legacy = old }
+      old.legacy_task, state.moved = true, old
     end
+    return nil
   end
-  for _, t in ipairs(app_tasks()) do
-    if retrieve.read_marker(t.description) == ctx.item_key then return { task = t, how = "marker", moved = moved } end
-  end
-  -- Earlier versions of this tool made legacy tasks, without a marker, as
-  -- the importing identity; Qlik may have moved them since.
-  if want.kind == "time" then
-    for _, old in ipairs(legacy_tasks(ctx, app_id)) do
-      if T.same_schedule(read_legacy(old), want) and not held_by_other(ctx, old.id) then
-        if old.userId ~= me(ctx).id then return { foreign = old, moved = moved } end
-        local now = migrated_to(app_tasks(), old.id)
-        if now then return { task = now, how = "legacy", moved = moved } end
-        if old.migrated ~= true then return { legacy = old, how = "legacy", moved = moved } end
+  local function candidates()
+    tasks = nil  -- looked at again while the item waits out the catalogue's lag
+    local out = {}
+    local function add(obj, via) obj.via = via; out[#out + 1] = obj end
+    for _, t in ipairs(app_tasks()) do
+      if retrieve.read_marker(t.description) == ctx.item_key then add(t, "marker") end
+    end
+    -- Earlier versions of this tool made legacy tasks, without a marker,
+    -- as the importing identity; Qlik may have moved them since.
+    if want.kind == "time" then
+      for _, old in ipairs(legacy_tasks(ctx, app_id)) do
+        if T.same_schedule(read_legacy(old), want) and not held_by_other(ctx, old.id) then
+          local now = migrated_to(app_tasks(), old.id)
+          if old.userId ~= ctx.target:me().id then add(old, "foreign")
+          elseif now then add(now, "legacy")
+          elseif old.migrated ~= true then old.legacy_task = true; add(old, "legacy") end
+        end
       end
     end
-  end
-  for _, t in ipairs(app_tasks()) do
-    if not retrieve.read_marker(t.description) and T.same_schedule(T.read(t), want)
-      and not held_by_other(ctx, t.id) then
-      local meta = type(t.metadata) == "table" and t.metadata or {}
-      if meta.migratedFrom and meta.migratedFrom ~= json.null and (meta.ownerId or t.ownerId) == me(ctx).id then
-        return { task = t, how = "legacy", moved = moved }
+    for _, t in ipairs(app_tasks()) do
+      if not retrieve.read_marker(t.description) and T.same_schedule(T.read(t), want) and not held_by_other(ctx, t.id)
+        and not t.via then
+        local meta = type(t.metadata) == "table" and t.metadata or {}
+        local from_legacy = meta.migratedFrom and meta.migratedFrom ~= json.null
+        add(t, from_legacy and (meta.ownerId or t.ownerId) == ctx.target:me().id and "legacy" or "foreign")
       end
-      return { foreign = t, moved = moved }
     end
+    return out
   end
-  return { moved = moved }
+  return get, candidates
 end
 -- }======
 
@@ -537,52 +533,57 @@ local function run(ctx, item)
     .. "trigger '%s'", tostring(task.name), tostring(item.event.name))), ctx.item_key)
   for _, d in ipairs(dropped) do ctx.log.warn("schedule setting not carried", { task = task.name, note = d }) end
 
-  local found = find(ctx, want, app_id)
-  if found.foreign then
-    local f = found.foreign
+  local state = {}
+  local get, candidates = lookups(ctx, want, app_id, state)
+  local r = ctx.ensure {
+    get = get, candidates = candidates,
+    -- the marker is proof enough: no other item, project or person writes it
+    mine = { by = function(t) return t.via == "marker" end },
+    adopt = function(t) return t.via ~= "foreign" end,
+    create = function() return { id = create(ctx, want, app_id) } end,
+    undo = function(id) return { method = "DELETE", path = T.task_path(id) } end,
+  }
+  if r.refused then
+    local f = r.refused
     local owner = type(f.metadata) == "table" and f.metadata.ownerId or f.userId or f.ownerId
+    owner = owner and ("user " .. tostring(owner)) or "someone else"
     return skipped(ctx, item, string.format("the app already has the task '%s' (%s) with this schedule, made by "
       .. "%s and not by this project: it is not adopted (delete it in Qlik Cloud to have this trigger migrated, or "
-      .. "keep it)", tostring(f.name or f.id), tostring(f.id), owner and ("user " .. tostring(owner)) or "someone else"),
-      dropped)
+      .. "keep it)", tostring(f.name or f.id), tostring(f.id), owner), dropped)
   end
-  local status, id
-  if found.task then
-    local t = found.task
-    id = t.id
+  local status, id = r.status, r.id
+  local t = r.object
+  if r.how == "created" then
+    t = nil  -- made just now, as wanted
+  end
+  if t and t.legacy_task then
+    if not legacy_as_wanted(t, want) then
+      -- the legacy API cannot change it any more: a scheduling task replaces it
+      remove_legacy(ctx.target, t.id, app_id)
+      ctx.undo { action = "irreversible", target_id = t.id, reason = "legacy reload task " .. t.id
+        .. " was replaced by a scheduling task; the Reload Tasks API can no longer make it again" }
+      id, status = create(ctx, want, app_id), "created"
+      ctx.undo { method = "DELETE", path = T.task_path(id) }
+    end
+    -- else still on the legacy service and as the source says: left there
+    -- (Qlik moves it; undo and later runs follow it through migratedFrom)
+  elseif t then
     local diff = T.differences(T.read(t), want)
-    -- after a crash of this item, the marked task is the one the killed
-    -- attempt made (its undo was never recorded)
-    local ours_unrecorded = found.how == "marker" and ctx.resume
     if #diff > 0 then
-      if not ours_unrecorded then
+      -- (a task our own crashed attempt made is undone by deleting it)
+      if r.how ~= "recovered" then
         ctx.undo { action = "restore", method = "PUT", path = T.task_path(id), body = T.restorable(t), forget = false }
       end
       update(ctx, t, want, diff, app_id)
-    end
-    status = ours_unrecorded and "created" or found.how ~= "recorded" and "adopted" or #diff > 0 and "updated"
-      or "unchanged"
-  elseif found.legacy and legacy_as_wanted(found.legacy, want) then
-    -- still on the legacy service and as the source says: left there (Qlik
-    -- moves it; undo and later runs follow it through migratedFrom)
-    id = found.legacy.id
-    status = found.how == "recorded" and "unchanged" or "adopted"
-  else
-    id = create(ctx, want, app_id)
-    status = "created"
-    if found.legacy then
-      remove_legacy(ctx.target, found.legacy.id, app_id)
-      ctx.undo { action = "irreversible", target_id = found.legacy.id, reason = "legacy reload task "
-        .. found.legacy.id .. " was replaced by a scheduling task; the Reload Tasks API can no longer make it again" }
+      if r.how == "recorded" then status = "updated" end
     end
   end
-  if status == "created" then ctx.undo { method = "DELETE", path = T.task_path(id) } end
   local data = { task = task.name, trigger = item.event.name, app = item.app.name, app_id = app_id,
     recurrence = want.recurrence, after = want.events and json.array(want.events) or nil,
     dropped = #dropped > 0 and json.array(dropped) or nil, warnings = #warnings > 0 and json.array(warnings) or nil }
-  if found.moved then
-    local old = found.moved.legacy or found.moved
-    if found.moved.legacy then
+  if state.moved then
+    local old = state.moved
+    if old.legacy_task then
       remove_legacy(ctx.target, old.id, old.appId)
     else
       ctx.target:remove(T.task_path(old.id))

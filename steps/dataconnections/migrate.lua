@@ -53,13 +53,6 @@ local function credential(ctx, item)
   return common.map_entry(common.credentials(plan_of(ctx).credentials), { item.source_name, item.name })
 end
 
--- A connection of ours left by an attempt whose reply was lost.
-local function ours_since(ctx, existing)
-  if not ctx.resume or not ctx.started_at then return false end
-  local me = common.me(ctx.target)
-  return existing.user == me.id and common.created_since(existing.created, ctx.started_at)
-end
-
 return {
   name = "dataconnections.migrate", title = "Migrate Data Connections", order = 160,
   object = "dataconnection",
@@ -140,57 +133,57 @@ return {
     local cred = credential(ctx, item)
     data.login_set = cred ~= nil and cred.password ~= nil
 
-    local existing = retrieve.data_connection(ctx.target, name, space)
-    if existing then
-      if ours_since(ctx, existing) then
-        ctx.undo { method = "DELETE", path = "data-connections/" .. existing.qID }
-        return { status = "created", target_id = existing.qID, natural_key = natural, data = data }
-      end
-      local prev = ctx.previous
-      if prev and prev.created_by_us and prev.target_id == existing.qID then
-        -- ours, and the source or the credentials file changed: bring it up to date
-        local ops = {}
-        if existing.qConnectStatement ~= body.qConnectStatement then
-          ctx.undo { action = "restore", method = "PATCH", path = "data-connections/" .. existing.qID, forget = false,
-            body = { { op = "replace", path = "/qConnectStatement", value = existing.qConnectStatement } } }
-          ops[#ops + 1] = { op = "replace", path = "/qConnectStatement", value = body.qConnectStatement }
+    local prev = ctx.previous
+    local r = ctx.ensure {
+      get = function(id)
+        local c = ctx.target:find("data-connections/" .. id)
+        if c and c.qName == name and (c.space or "") == (space or "") then return c end
+        return nil
+      end,
+      find = function() return retrieve.data_connection(ctx.target, name, space) end,
+      mine = { by = function(c) return c.user == ctx.target:me().id end, created = function(c) return c.created end },
+      create = function()
+        local post = {}
+        for k, v in pairs(body) do post[k] = v end
+        if cred and cred.password then post.qPassword = cred.password end
+        local ok, created = pcall(ctx.target.post, ctx.target, "data-connections", post)
+        if ok then return created end
+        if errors.is(created) and created.status == 409 then
+          local existing = retrieve.data_connection(ctx.target, name, space)
+          if existing then return existing, "exists" end
         end
-        local had_password = type(prev.data) == "table" and prev.data.login_set or false
-        if cred and cred.password and not had_password then
-          ops[#ops + 1] = { op = "replace", path = "/qUsername", value = body.qUsername }
-          ops[#ops + 1] = { op = "replace", path = "/qPassword", value = cred.password }
-        end
-        data.login_set = had_password or data.login_set
-        if #ops == 0 then
-          return { status = "unchanged", target_id = existing.qID, natural_key = natural, data = data }
-        end
-        ctx.target:patch("data-connections/" .. existing.qID, ops)
-        return { status = "updated", target_id = existing.qID, natural_key = natural, data = data }
-      end
+        error(created, 0)
+      end,
+      id = function(c) return c.qID end,
+      undo = function(id) return { method = "DELETE", path = "data-connections/" .. id } end,
+    }
+    local existing = r.object
+    if r.status == "adopted" or (r.how == "recorded" and not prev.created_by_us) then
       data.login_set = false  -- never ours to set
-      return { status = "adopted", target_id = existing.qID, natural_key = natural, data = data }
+      return { status = "adopted", target_id = r.id, natural_key = natural, data = data }
     end
-
-    local post = {}
-    for k, v in pairs(body) do post[k] = v end
-    if cred and cred.password then post.qPassword = cred.password end
-    local ok, created = pcall(ctx.target.post, ctx.target, "data-connections", post)
-    if not ok then
-      local err = created
-      if errors.is(err) and err.status == 409 then
-        existing = retrieve.data_connection(ctx.target, name, space)
-        if existing then
-          data.login_set = false
-          return { status = "adopted", target_id = existing.qID, natural_key = natural, data = data }
-        end
+    if r.how == "recorded" and prev.created_by_us then
+      -- ours, and the source or the credentials file changed: bring it up to date
+      local ops = {}
+      if existing.qConnectStatement ~= body.qConnectStatement then
+        ctx.undo { action = "restore", method = "PATCH", path = "data-connections/" .. r.id, forget = false,
+          body = { { op = "replace", path = "/qConnectStatement", value = existing.qConnectStatement } } }
+        ops[#ops + 1] = { op = "replace", path = "/qConnectStatement", value = body.qConnectStatement }
       end
-      error(err, 0)
+      local had_password = type(prev.data) == "table" and prev.data.login_set or false
+      if cred and cred.password and not had_password then
+        ops[#ops + 1] = { op = "replace", path = "/qUsername", value = body.qUsername }
+        ops[#ops + 1] = { op = "replace", path = "/qPassword", value = cred.password }
+      end
+      data.login_set = had_password or data.login_set
+      if #ops == 0 then return { status = "unchanged", target_id = r.id, natural_key = natural, data = data } end
+      ctx.target:patch("data-connections/" .. r.id, ops)
+      return { status = "updated", target_id = r.id, natural_key = natural, data = data }
     end
-    ctx.undo { method = "DELETE", path = "data-connections/" .. created.qID }
     local reason
-    if item.username and item.username ~= "" and not (cred and cred.password) then
+    if r.how == "created" and item.username and item.username ~= "" and not (cred and cred.password) then
       reason = "created without a password: none in plan.data_connections.credentials"
     end
-    return { status = "created", target_id = created.qID, natural_key = natural, data = data, reason = reason }
+    return { status = "created", target_id = r.id, natural_key = natural, data = data, reason = reason }
   end,
 }

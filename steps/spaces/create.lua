@@ -11,28 +11,15 @@ local spaces = require "qmig.identity.spaces"
 
 local function fail(message) error(errors.new { message = message }, 0) end
 
--- A space this project's identity made since the item's first attempt:
--- the work of an attempt whose reply was lost.
-local function ours(ctx, space)
-  return ctx.resume and ctx.started_at and space.createdBy == spaces.me(ctx.target).id
-    and tostring(space.createdAt or "") >= ctx.started_at
-end
-
 local function outcome(status, space, item, reason)
   return { status = status, target_id = space.id, natural_key = space.name, reason = reason,
     data = { name = space.name, type = space.type or item.type } }
 end
 
--- The space this project created on an earlier run, if it still exists;
--- renamed when the name it should have changed (a stream renamed, a new
+-- A space this project created keeps following its stream: renamed when
+-- the name it should have changed (a stream renamed, a new
 -- plan.spaces.map entry, a run undone).
-local function reconcile(ctx, item, prev)
-  local ok, space = pcall(ctx.target.get, ctx.target, "spaces/" .. prev.target_id)
-  if not ok then
-    if errors.is(space) and space.status == 404 then return nil end
-    error(space, 0)
-  end
-  if space.name == item.name then return outcome("unchanged", space, item) end
+local function rename(ctx, item, space)
   if retrieve.space(ctx.target, item.name) then
     fail("cannot rename space '" .. space.name .. "' to '" .. item.name .. "': a space of that name exists")
   end
@@ -61,23 +48,26 @@ return {
     if item.left_out then return { status = "skipped", reason = "left out by the transforms.lua space hook" } end
     if item.problem then fail(item.problem) end
     local prev = ctx.previous
-    if prev and prev.target_id and prev.created_by_us then
-      local res = reconcile(ctx, item, prev)
-      if res then return res end
-    end
-    local existing = retrieve.space(ctx.target, item.name)
-    if existing then
-      if ours(ctx, existing) then
-        ctx.undo { method = "DELETE", path = "spaces/" .. existing.id }
-        return outcome("created", existing, item)
-      end
-      local reason = existing.type ~= item.type and string.format("the existing space is %s, not %s",
-        tostring(existing.type), item.type) or nil
-      if prev and prev.target_id == existing.id then return outcome("unchanged", existing, item, reason) end
-      return outcome("adopted", existing, item, reason)
-    end
-    local space = ctx.target:post("spaces", { name = item.name, type = item.type, description = item.description })
-    ctx.undo { method = "DELETE", path = "spaces/" .. space.id }
-    return outcome("created", space, item)
+    local r = ctx.ensure {
+      -- the recorded space, when this project made it (an adopted one of
+      -- another name is not followed: the space of the new name is)
+      get = function(id)
+        local space = ctx.target:find("spaces/" .. id)
+        if space and (prev.created_by_us or space.name == item.name) then return space end
+        return nil
+      end,
+      find = function() return retrieve.space(ctx.target, item.name) end,
+      mine = { by = function(space) return space.createdBy == ctx.target:me().id end,
+        created = function(space) return space.createdAt end },
+      create = function()
+        return ctx.target:post("spaces", { name = item.name, type = item.type, description = item.description })
+      end,
+      undo = function(id) return { method = "DELETE", path = "spaces/" .. id } end,
+    }
+    local space = r.object
+    if r.how == "recorded" and space.name ~= item.name then return rename(ctx, item, space) end
+    local reason = r.status == "adopted" and space.type ~= item.type
+      and string.format("the existing space is %s, not %s", tostring(space.type), item.type) or nil
+    return outcome(r.status, space, item, reason)
   end,
 }

@@ -62,7 +62,7 @@ return {
     if space.ownerId == item.owner_id then
       return { status = "unchanged", target_id = item.space_id, data = { owner_id = item.owner_id } }
     end
-    local me = spaces.me(ctx.target)
+    local me = ctx.target:me()
     if space.ownerId == me.id and KEEP[space.type] and not ctx.dry_run then  -- a plan shows the owner change
       spaces.ensure(ctx, item.space_id, spaces.assignments(ctx, item.space_id), "user", me.id, KEEP[space.type])
     end

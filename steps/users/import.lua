@@ -43,32 +43,45 @@ return {
     if want == nil then return { status = "skipped", reason = "left out by the transforms.lua user hook" } end
     local subjects = { want.subject or nil }
     for _, s in ipairs(m.subjects) do if s ~= want.subject then subjects[#subjects + 1] = s end end
-    local found, how = find(ctx, want, subjects)
-    if found then
-      -- our own create whose reply was lost: still ours
-      local ours = ctx.resume and ctx.started_at and found.subject == want.subject
-        and tostring(found.createdAt or "") >= ctx.started_at
-      if ours then ctx.undo { method = "DELETE", path = "users/" .. found.id } end
-      return { status = ours and "created" or "adopted", target_id = found.id,
-        natural_key = found.email or found.subject, reason = not ours and (m.dir_user .. " found by " .. how) or nil,
-        data = { email = found.email or want.email, subject = found.subject, dir_user = m.dir_user } }
-    end
+    local how
     local looked = (want.email and ("email " .. want.email .. ", ") or "") .. "subject " .. table.concat(subjects, ", ")
-    if not (ctx.plan.users and ctx.plan.users.create_missing) then
+    local create_missing = ctx.plan.users and ctx.plan.users.create_missing
+    local r = ctx.ensure {
+      -- the recorded user, while it is still the one the mapping names
+      get = function(id)
+        local u = ctx.target:find("users/" .. id)
+        if not u then return nil end
+        if want.email and type(u.email) == "string" and u.email:lower() == want.email:lower() then return u end
+        for _, sub in ipairs(subjects) do if u.subject == sub then return u end end
+        return nil
+      end,
+      find = function()
+        local u
+        u, how = find(ctx, want, subjects)
+        return u
+      end,
+      -- a user carries no creator: one with the subject this item gives,
+      -- made since its attempt began, is that attempt's
+      mine = { by = function(u) return u.subject == want.subject end, created = function(u) return u.createdAt end },
+      create = create_missing and function()
+        local ok, user = pcall(ctx.target.post, ctx.target, "users",
+          { subject = want.subject, email = want.email, name = want.name, status = want.status or "invited" })
+        if ok then return user end
+        if errors.is(user) and user.status == 409 then
+          error(errors.new { message = "cannot create " .. m.dir_user .. ": the tenant already has a user with " ..
+            "that subject or email, but it was not found by " .. looked }, 0)
+        end
+        error(user, 0)
+      end or nil,
+      undo = function(id) return { method = "DELETE", path = "users/" .. id } end,
+    }
+    if not r.object then
       return { status = "skipped", reason = m.dir_user .. " is not in the tenant (looked for " .. looked ..
         "); plan.users.create_missing: true creates it" }
     end
-    local ok, user = pcall(ctx.target.post, ctx.target, "users",
-      { subject = want.subject, email = want.email, name = want.name, status = want.status or "invited" })
-    if not ok then
-      if errors.is(user) and user.status == 409 then
-        error(errors.new { message = "cannot create " .. m.dir_user .. ": the tenant already has a user with " ..
-          "that subject or email, but it was not found by " .. looked }, 0)
-      end
-      error(user, 0)
-    end
-    ctx.undo { method = "DELETE", path = "users/" .. user.id }
-    return { status = "created", target_id = user.id, natural_key = user.email or user.subject,
-      data = { email = want.email, subject = want.subject, dir_user = m.dir_user } }
+    local u = r.object
+    return { status = r.status, target_id = r.id, natural_key = u.email or u.subject,
+      reason = r.status == "adopted" and (m.dir_user .. " found by " .. how) or nil,
+      data = { email = u.email or want.email, subject = u.subject or want.subject, dir_user = m.dir_user } }
   end,
 }

@@ -4,6 +4,7 @@
 -- file or an output; job-file mistakes refused with exit 2.
 local t = require "testing"
 local cli = require "cli"
+local clock = require "qmig.clock"
 local cloud = require "qmig.cloud"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
@@ -73,8 +74,9 @@ T.test("lifetime: expires_in, else expires_at against the reply's Date, else 6 h
   t.eq(oauth.lifetime({ expires_at = "2026-12-03T12:00:00+01:00" }, { date = "Thu, 03 Dec 2026 10:00:00 GMT" }), 3600)
   t.eq(oauth.lifetime({ expires_at = "2026-12-03T09:00:00Z" }, { date = "Thu, 03 Dec 2026 10:00:00 GMT" }), 0)
   t.eq(oauth.lifetime({}, {}), 6 * 3600)
-  t.eq(oauth.parse_iso("not a time"), nil)
-  t.eq(oauth.parse_iso("1970-01-02T00:00:00Z"), 86400)
+  t.eq(clock.parse_iso("not a time"), nil)
+  t.eq(clock.parse_iso("1970-01-02T00:00:00Z"), 86400)
+  t.eq(clock.parse_iso("1970-01-02T01:00:00.5+01:00"), 86400.5)
 end)
 
 T.test("one token for every request; a 401 renews it once; wrong credentials fail as authentication", function()

@@ -123,15 +123,5 @@ function M.read_importing(name)
 end
 -- }======
 
--- The importing identity (GET users/me), once per target client.
-local me_cache = setmetatable({}, { __mode = "k" })
-function M.me(target)
-  local me = me_cache[target]
-  if not me then
-    me = target:get("users/me")
-    me_cache[target] = me
-  end
-  return me
-end
 
 return M

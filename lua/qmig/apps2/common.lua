@@ -85,19 +85,6 @@ function M.user(ctx, qrs_user_id)
   return (ctx.lookup("user", qrs_user_id))
 end
 
--- The importing identity (the API key's user), read once per process.
-local me_by_target = setmetatable({}, { __mode = "k" })
-function M.me(ctx)
-  local me = me_by_target[ctx.target]
-  if not me then
-    me = ctx.target:get("users/me")
-    if type(me) ~= "table" or not me.id then
-      error(errors.new { message = "GET /api/v1/users/me: reply has no id" }, 0)
-    end
-    me_by_target[ctx.target] = me
-  end
-  return me
-end
 
 -- The app's attributes, or nil when it is gone (404).
 function M.app(ctx, app_id)

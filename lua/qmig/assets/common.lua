@@ -185,19 +185,6 @@ function M.dry_run_refusal(verb, what)
   error(setmetatable({ method = verb, path = what }, cloud.DryRun), 0)
 end
 
--- The Cloud user the API key acts as (cached per client).
-local me_cache = setmetatable({}, { __mode = "k" })
-function M.me(target)
-  if not me_cache[target] then me_cache[target] = target:get("users/me") end
-  return me_cache[target]
-end
-
--- true when an ISO time `created` is not before `since` (compared to the
--- second: the two clocks may write different fractions).
-function M.created_since(created, since)
-  if type(created) ~= "string" or type(since) ~= "string" then return false end
-  return created:sub(1, 19) >= since:sub(1, 19)
-end
 
 -- A JSON reply of target:request (multipart uploads).
 function M.decode(resp)

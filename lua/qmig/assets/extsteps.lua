@@ -90,45 +90,37 @@ function M.import(kind, meta)
       local sha = rec and rec.data and rec.data.sha256
       local data = { name = x.cloud_name, sha256 = sha }
       local prev = ctx.previous
-      -- ours from an earlier run, and the source changed: replace its zip
-      if prev and prev.created_by_us and prev.target_id and DONE[prev.status] then
-        local ok, current = pcall(ctx.target.get, ctx.target, k.api .. "/" .. prev.target_id)
-        if ok and current then
-          if zip_path and prev.data and prev.data.sha256 ~= sha then
-            ctx.undo { action = "irreversible", reason = kind .. " '" .. x.cloud_name .. "' replaced by a new export" }
-            upload(ctx, k, "PATCH", k.api .. "/" .. prev.target_id, zip_path, x)
-            return { status = "updated", target_id = prev.target_id, natural_key = x.cloud_name, data = data }
+      local r = ctx.ensure {
+        -- ours from an earlier run (one adopted is found again by name)
+        get = function(id)
+          if not prev.created_by_us then return nil end
+          return ctx.target:find(k.api .. "/" .. id)
+        end,
+        find = function() return k.find(ctx.target, x.cloud_name) end,
+        mine = { by = function(e) return e.userId == ctx.target:me().id end,
+          created = function(e) return e.createdAt end },
+        create = zip_path and function()
+          local ok, obj = pcall(upload, ctx, k, "POST", k.api, zip_path, x)
+          if ok then return obj end
+          if errors.is(obj) and obj.status == 409 then
+            local existing = k.find(ctx.target, x.cloud_name)
+            if existing then return existing, "exists" end
           end
-          return { status = "unchanged", target_id = prev.target_id, natural_key = x.cloud_name, data = data }
-        elseif not ok and not (errors.is(current) and (current.status == 404 or current.status == 410)) then
-          error(current, 0)
-        end
-      end
-      local existing = k.find(ctx.target, x.cloud_name)
-      if existing then
-        if ctx.resume and ctx.started_at and existing.userId == common.me(ctx.target).id
-          and common.created_since(existing.createdAt, ctx.started_at) then
-          ctx.undo { method = "DELETE", path = k.api .. "/" .. existing.id }
-          return { status = "created", target_id = existing.id, natural_key = x.cloud_name, data = data }
-        end
-        return { status = "adopted", target_id = existing.id, natural_key = x.cloud_name, data = data }
-      end
-      if not zip_path then
+          error(obj, 0)
+        end or nil,
+        undo = function(id) return { method = "DELETE", path = k.api .. "/" .. id } end,
+      }
+      if not r.object then
         if ctx.dry_run then common.dry_run_refusal("POST", "/api/v1/" .. k.api) end
         return { status = "skipped", reason = "not exported yet: run " .. meta.export }
       end
-      local ok, obj = pcall(upload, ctx, k, "POST", k.api, zip_path, x)
-      if not ok then
-        if errors.is(obj) and obj.status == 409 then
-          existing = k.find(ctx.target, x.cloud_name)
-          if existing then
-            return { status = "adopted", target_id = existing.id, natural_key = x.cloud_name, data = data }
-          end
-        end
-        error(obj, 0)
+      if r.how == "recorded" and zip_path and prev.data and prev.data.sha256 ~= sha then
+        -- the source changed: its zip replaces ours
+        ctx.undo { action = "irreversible", reason = kind .. " '" .. x.cloud_name .. "' replaced by a new export" }
+        upload(ctx, k, "PATCH", k.api .. "/" .. r.id, zip_path, x)
+        return { status = "updated", target_id = r.id, natural_key = x.cloud_name, data = data }
       end
-      ctx.undo { method = "DELETE", path = k.api .. "/" .. obj.id }
-      return { status = "created", target_id = obj.id, natural_key = x.cloud_name, data = data }
+      return { status = r.status, target_id = r.id, natural_key = x.cloud_name, data = data }
     end,
   }
 end

@@ -129,13 +129,6 @@ function M.items(ctx)
   return items
 end
 
--- The migration identity (GET users/me), once per client.
-local me_cache = setmetatable({}, { __mode = "k" })
-function M.me(target)
-  if not me_cache[target] then me_cache[target] = target:get("users/me") end
-  return me_cache[target]
-end
-
 -- The space a stream became ({id, type}), from the cache, or nil.
 function M.space_of(ctx, stream_id)
   local id, rec = ctx.lookup("space", stream_id)
