@@ -471,7 +471,9 @@ class ObjectOwnerTests(QrsHttpBase):
                               body={**current, "owner": {"id": "00000000-0000-0000-0000-000000000001"}})
         self.assertEqual(unknown.status, 400)
         counts = self.c.call("GET", "/_sim/counts").json()
-        self.assertEqual(counts["writes"].get("PUT /qrs/app/object/{id}"), 1)
+        # three PUTs sent, one applied (the 409 and the 400 changed nothing)
+        self.assertEqual(counts["writes"].get("PUT /qrs/app/object/{id}"), 3)
+        self.assertEqual(counts["applied"].get("PUT /qrs/app/object/{id}"), 1)
 
     def test_publish_and_approve(self):
         obj = self.obj("p2")
