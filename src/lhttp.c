@@ -354,7 +354,10 @@ static void set_tls(Request *r, Client *c) {
   CURL *e = r->t.easy;
   if (c->cert) curl_easy_setopt(e, CURLOPT_SSLCERT, c->cert);
   if (c->key) curl_easy_setopt(e, CURLOPT_SSLKEY, c->key);
-  if (c->key_password) curl_easy_setopt(e, CURLOPT_KEYPASSWD, c->key_password);
+  /* Without a password OpenSSL asks for one on the terminal and an
+  ** unattended run hangs; an empty one makes an encrypted key fail to load
+  ** instead (CURLE_SSL_CERTPROBLEM), and is ignored for a plain key. */
+  if (c->key) curl_easy_setopt(e, CURLOPT_KEYPASSWD, c->key_password ? c->key_password : "");
   if (c->ca) curl_easy_setopt(e, CURLOPT_CAINFO, c->ca);
   if (c->insecure) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);

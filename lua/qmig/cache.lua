@@ -366,6 +366,13 @@ function Cache:finish_item(kind, source_id, o)
   end)
 end
 
+--- c:drop_item(kind, source_id): forgets a record that stands for no
+-- object (the engine's record of a step whose items() failed).
+function Cache:drop_item(kind, source_id)
+  kind, source_id = check_key(kind, source_id)
+  self.db:run("DELETE FROM items WHERE kind = ? AND source_id = ?", kind, source_id)
+end
+
 --- c:fail_item(kind, source_id, err, run_id): status failed, the (redacted)
 -- error kept as last_error and as an event.
 function Cache:fail_item(kind, source_id, err, run_id)

@@ -30,8 +30,8 @@ commands:
   run JOB      run the job file's jobs (--job NAME, --step NAME, --dry-run, --force,
                --concurrency N)
   plan JOB     dry run: what each step would do per object, without writing
-  status JOB   per step and object state from the cache (--failed, --json)
-  undo JOB     reverse what runs created or changed, newest first (--run N, --dry-run)
+  status JOB   per step counts from the cache; objects with --objects, --failed (--json)
+  undo JOB     reverse what runs created or changed, newest first (--run N, --dry-run, --yes)
   steps [JOB]  the step catalogue and where each module is loaded from
   check JOB    validate the job file and test both connections
   report JOB   write the migration report (reports/report.html and report.json)
@@ -46,7 +46,7 @@ local function complain(...) io.stderr:write("qmig-lua: ", log.redact(string.for
 local function parse(args)
   local opts = { jobs = {}, steps = {} }
   local flags = { ["--dry-run"] = "dry_run", ["--force"] = "force", ["--failed"] = "failed", ["--json"] = "json",
-    ["--yes"] = "yes", ["--quiet"] = "quiet", ["--verbose"] = "verbose" }
+    ["--yes"] = "yes", ["--quiet"] = "quiet", ["--verbose"] = "verbose", ["--objects"] = "objects" }
   local i = 1
   while i <= #args do
     local a = args[i]
@@ -80,6 +80,11 @@ local function load_job(opts)
   return jobfile.load(opts.file, { resolve = steps.resolve })
 end
 
+local function did_you_mean(word, candidates)
+  local hint = catalogue.nearest(word, candidates)
+  return hint and ("; did you mean '" .. hint .. "'?") or ""
+end
+
 -- The jobs to run, in priority order then file order, narrowed by --job
 -- and --step.  Returns a list of {name=, steps={module...}}.
 local function select(job, opts)
@@ -89,7 +94,11 @@ local function select(job, opts)
   for n in pairs(wanted_jobs) do
     local found = false
     for _, j in ipairs(job.jobs) do if j.name == n then found = true end end
-    if not found then return nil, "no job named '" .. n .. "' in " .. job.file end
+    if not found then
+      local names = {}
+      for _, j in ipairs(job.jobs) do names[#names + 1] = j.name end
+      return nil, "no job named '" .. n .. "' in " .. job.file .. did_you_mean(n, names)
+    end
   end
   local list = {}
   for i, j in ipairs(job.jobs) do
@@ -108,7 +117,13 @@ local function select(job, opts)
   for n in pairs(wanted_steps) do
     local found = false
     for _, j in ipairs(list) do for _, m in ipairs(j.steps) do if m.name == n then found = true end end end
-    if not found then return nil, "step '" .. n .. "' is not in the selected jobs" end
+    if not found then
+      local names = {}
+      for _, j in ipairs(job.jobs) do for _, name in ipairs(j.steps) do names[#names + 1] = name end end
+      local hint = did_you_mean(n, names)
+      if hint == "" then hint = did_you_mean(n, catalogue.names()) end
+      return nil, "step '" .. n .. "' is not in the selected jobs" .. hint
+    end
   end
   return list
 end
@@ -128,9 +143,24 @@ local function load_transforms(job)
   return hooks
 end
 
+-- An encrypted key without its password cannot be used (and OpenSSL
+-- would ask for it on the terminal): said before any connection.
+local function key_problem(job)
+  local src = job.source
+  if not src.key or src.key_password then return nil end
+  local text = require("qmig.fs").read_file(src.key)
+  if text and (text:find("-----BEGIN ENCRYPTED PRIVATE KEY-----", 1, true)
+      or text:find("Proc-Type: 4,ENCRYPTED", 1, true)) then
+    return string.format("%s: source.key is encrypted: set source.key_password (key file %s)", job.file, src.key)
+  end
+  return nil
+end
+
 -- Builds both API clients and proves they work before anything is
 -- written.  Returns source, target or nil, message, exit status.
 local function connect(job, opts)
+  local bad_key = key_problem(job)
+  if bad_key then return nil, bad_key, EXIT.config end
   local source = qrs.new(job.source, { retries = job.options.retries, dry_run = opts.dry_run })
   local rates = job.options.rate_limits
   if type(rates) == "table" then
@@ -152,10 +182,12 @@ local function connect(job, opts)
   return source, target
 end
 
-local function summary_line(name, counts)
+local function summary_line(name, counts, more)
   local parts = {}
-  for _, s in ipairs { "created", "updated", "adopted", "unchanged", "deleted", "skipped", "planned", "failed",
-    "interrupted" } do
+  local statuses = { "created", "updated", "adopted", "unchanged", "deleted", "skipped", "planned", "failed",
+    "interrupted" }
+  for _, s in ipairs(more or {}) do statuses[#statuses + 1] = s end
+  for _, s in ipairs(statuses) do
     if counts[s] then parts[#parts + 1] = string.format("%d %s", counts[s], s) end
   end
   return string.format("  %-28s %s", name, #parts > 0 and table.concat(parts, ", ") or "nothing to do")
@@ -301,14 +333,22 @@ function M.steps(opts)
   return EXIT.ok
 end
 
+-- Status: per step counts by default (what a person reads first); the
+-- objects, with names, with --objects (all) or --failed (failed and
+-- unfinished); --json: every record, with its name, for scripts.
 function M.status(opts)
   local job, err = jobfile.load(opts.file or "")
   if not job then complain("%s", err); return EXIT.config end
   local proj, perr = project.open(job.project.dir, { lock = false })
   if not proj then complain("%s", perr); return EXIT.config end
+  local all = proj.cache:items(nil)
+  local index = require("qmig.names").index(all)
   local rows = {}
-  for _, item in ipairs(proj.cache:items(nil)) do
-    if not opts.failed or item.status == "failed" or item.status == "in_progress" then rows[#rows + 1] = item end
+  for _, item in ipairs(all) do
+    if not opts.failed or item.status == "failed" or item.status == "in_progress" then
+      item.name = index.name(item)
+      rows[#rows + 1] = item
+    end
   end
   table.sort(rows, function(a, b)
     if a.step ~= b.step then return tostring(a.step) < tostring(b.step) end
@@ -316,11 +356,23 @@ function M.status(opts)
   end)
   if opts.json then
     say("%s", json.encode(json.array(rows), { sort_keys = true }))
-  else
+  elseif opts.objects or opts.failed then
     for _, r in ipairs(rows) do
-      say("%-26s %-12s %-38s %-12s %s", tostring(r.step), tostring(r.kind), tostring(r.source_id), r.status,
-        r.target_id or r.last_error or r.reason or "")
+      local note = r.last_error or r.reason
+      say("%-24s %-16s %-11s %s%s%s", tostring(r.step), tostring(r.kind), r.status, index.label(r),
+        r.target_id and (" -> " .. r.target_id) or "", note and ("  " .. note) or "")
     end
+    if #rows == 0 then say("%s", opts.failed and "no failed or unfinished object" or "no object recorded yet") end
+  else
+    local counts, order = {}, {}
+    for _, r in ipairs(rows) do
+      local name = tostring(r.step or r.kind)
+      if not counts[name] then counts[name] = {}; order[#order + 1] = name end
+      counts[name][r.status] = (counts[name][r.status] or 0) + 1
+    end
+    for _, name in ipairs(order) do say("%s", summary_line(name, counts[name], { "in_progress" })) end
+    if #order == 0 then say("no object recorded yet in %s", job.project.dir) end
+    say("objects with names: --objects (all), --failed (failed and unfinished); every record: --json")
   end
   proj:close()
   return EXIT.ok
@@ -344,47 +396,11 @@ function M.undo(opts)
   local proj, perr, pcode = project.open(job.project.dir)
   if not proj then complain("%s", perr); return pcode == "locked" and EXIT.auth or EXIT.config end
   local target = cloud.new(job.target, { retries = job.options.retries })
-  local entries = proj.cache:undo_entries { run_id = opts.run }
-  local run_id = not opts.dry_run and proj.cache:start_run { command = "undo", job_file = job.file } or nil
-  local failed = 0
-  for _, e in ipairs(entries) do
-    local p = e.payload or {}
-    local label = string.format("%s %s -> %s", e.kind, e.source_id, tostring(e.target_id))
-    if e.action == "irreversible" then
-      say("  cannot undo %s: %s", label, tostring(p.reason or "irreversible"))
-    elseif opts.dry_run then
-      say("  would %s %s", (p.method or "DELETE"), tostring(p.path))
-    else
-      local ok, uerr = pcall(function()
-        -- fields kept in files rather than in the (redacted) cache, e.g. a script
-        for field, file in pairs(p.body_files or {}) do
-          p.body[field] = assert(require("qmig.fs").read_file(file))
-        end
-        -- a step may know better how to undo what it recorded (a task
-        -- the tenant moved to another API, say): its undo(target, entry, record)
-        local mod = steps.resolve(e.step, job.steps_path)
-        if type(mod) == "table" and type(mod.undo) == "function" then
-          local handled, why = mod.undo(target, p, proj.cache:get(e.kind, e.source_id))
-          if handled == "irreversible" then error({ irreversible = tostring(why) }, 0) end
-          if handled then return true end
-        end
-        return target:request(p.method or "DELETE", p.path, { json = p.body })
-      end)
-      if not ok and type(uerr) == "table" and uerr.irreversible then
-        say("  cannot undo %s: %s", label, log.redact(uerr.irreversible))
-      elseif ok or (errors.is(uerr) and uerr.status == 404 and (p.method or "DELETE") == "DELETE") then
-        proj.cache:mark_undone(e.id, run_id)
-        if p.forget ~= false then proj.cache:finish_item(e.kind, e.source_id, { status = "deleted" }) end
-        say("  undone %s", label)
-      else
-        failed = failed + 1
-        say("  failed to undo %s: %s", label, log.redact(tostring(uerr)))
-      end
-    end
-  end
-  if run_id then proj.cache:finish_run(run_id, failed == 0 and "done" or "failed", { undone = #entries - failed }) end
+  local undo = require "qmig.undo"
+  local code = undo.command(opts, { job = job, proj = proj, target = target, say = say, complain = complain,
+    ask = undo.terminal_ask() })
   proj:close()
-  return failed == 0 and EXIT.ok or EXIT.failed
+  return code
 end
 
 local HELP = {
@@ -395,9 +411,13 @@ local HELP = {
     .. "Exit: 0 done, 1 some items failed, 2 bad job file, 3 authentication failed or project in use, 130 Ctrl-C.",
   plan = "qmig-lua plan JOB [--job NAME]... [--step NAME]... [--json]\n"
     .. "Dry run: what each step would do per object (create, update, adopt, skip); writes nothing.",
-  status = "qmig-lua status JOB [--failed] [--json]\nPer step and object state from the project's cache.",
-  undo = "qmig-lua undo JOB [--run N] [--dry-run]\n"
-    .. "Reverses what runs created or changed, newest first (only run N with --run); lists what cannot be undone.",
+  status = "qmig-lua status JOB [--objects | --failed] [--json]\n"
+    .. "Per step counts from the project's cache; --objects lists every object (name, id, outcome, target id),\n"
+    .. "--failed only the failed and unfinished ones; --json every record, with its name.",
+  undo = "qmig-lua undo JOB [--run N] [--dry-run] [--yes]\n"
+    .. "Reverses what runs created or changed, newest first (only run N with --run); lists what cannot be undone.\n"
+    .. "First a summary per kind (to delete, to restore, cannot undo and why); on a terminal it then asks unless\n"
+    .. "--yes.  Records of steps that worked on a removed object are forgotten, so the next run redoes them.",
   steps = "qmig-lua steps [JOB]\nThe step catalogue: order, name, title, and the file each step is loaded from.",
   check = "qmig-lua check JOB\nValidates the job file, resolves its steps and tests both connections.",
   report = "qmig-lua report JOB\nWrites reports/report.html and reports/report.json into the project folder.",

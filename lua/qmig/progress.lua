@@ -137,8 +137,8 @@ function Progress:event(event)
     local shown = { failed = true, planned = true }
     if not self.quiet and (self.verbose or shown[o.status]) then
       local what = o.status == "planned" and ("would " .. o.action) or o.status
-      self:say("    %s %s: %s%s%s", event.step, tostring(o.key), what, o.reason and (" (" .. o.reason .. ")") or "",
-        o.name and (" " .. o.name) or "")
+      local label = o.name and string.format("'%s' (%s)", o.name, tostring(o.key)) or tostring(o.key)
+      self:say("    %s %s: %s%s", event.step, label, what, o.reason and (" (" .. o.reason .. ")") or "")
     end
     self:draw(false)
   elseif event.kind == "step_failed" then

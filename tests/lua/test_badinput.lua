@@ -7,6 +7,7 @@
 local t = require "testing"
 local cli = require "cli"
 local fs = require "qmig.fs"
+local json = require "qmig.json"
 local simlib = require "sim"
 
 local T = t.suite("badinput")
@@ -184,6 +185,10 @@ local CONFIG = {
   { "--job naming no job", args = { "run", "FILE", "--job", "nope" }, err = "no job named 'nope'", where = "" },
   { "--step not in the job", args = { "run", "FILE", "--step", "test.describe" },
     err = "step 'test%.describe' is not in the selected jobs", where = "" },
+  { "--step with a typo", args = { "run", "FILE", "--step", "test.spacse" },
+    err = "step 'test%.spacse' is not in the selected jobs; did you mean 'test%.spaces'%?", where = "" },
+  { "--step with a typo of a catalogue step not in the job", args = { "run", "FILE", "--step", "apps.improt" },
+    err = "step 'apps%.improt' is not in the selected jobs; did you mean 'apps%.import'%?", where = "" },
   { "an unknown option", args = { "run", "FILE", "--forse" }, err = "unknown option '%-%-forse'", where = "" },
   { "--concurrency 0", args = { "run", "FILE", "--concurrency", "0" }, err = "needs a positive integer", where = "" },
   { "--concurrency without a value", args = { "run", "FILE", "--concurrency" }, err = "needs a value", where = "" },
@@ -271,7 +276,6 @@ T.test("bad job files, step modules, transforms and arguments: exit 2, file:line
 end)
 
 T.test("fuzz regressions: JSON numbers out of range and around -2^63 (tests/fuzz/fuzz_json)", function()
-  local json = require "qmig.json"
   -- 2e308 read as inf, which json.encode refuses: a GET -> PUT would fail late
   for _, text in ipairs { "2e308", "[1, 2e308]", "-1e999", "1" .. ("0"):rep(400) } do
     local v, err, code = json.decode(text)
@@ -292,7 +296,6 @@ T.test("fuzz regressions: JSON numbers out of range and around -2^63 (tests/fuzz
 end)
 
 T.test("lone UTF-16 surrogates in a reply read as U+FFFD instead of failing the whole reply", function()
-  local json = require "qmig.json"
   local v = json.decode('[{"name": "bad \\udc80 name"}, {"name": "ok"}, "\\ud83d\\ude00", "\\\\ud800", {"\\ud800": 1}]')
   t.truthy(v, "decoded")
   t.eq(v[1].name, "bad \239\191\189 name")
@@ -345,6 +348,74 @@ T.test("misbehaving steps fail their items with a clear reason, exit 1; the othe
     t.eq(scode, 0, case[1])
     if case.listed then t.match(sout, case[2]:gsub("%.", "%%."), case[1] .. ": status lists them") end
     t.eq((cli.run { "report", file }), 0, case[1] .. ": report")
+  end
+end)
+
+-- Under a pseudo-terminal (script(1)), as a person runs it: OpenSSL asks
+-- for the pass phrase of an encrypted key on the terminal when nobody gave
+-- one, and the run would hang there.  stdin is /dev/null behind the pty:
+-- a prompt would read EOF, but it would show.
+T.test("an encrypted client key without key_password: exit 2 with the fix, never a prompt", function()
+  local c = the_sim().info.certs
+  local _, dir, text = base_job()
+  local enc = sub(text, c.client_key, c.client_key_encrypted)
+  t.write(dir .. "/job.yaml", enc)
+  for _, command in ipairs { "check", "run", "plan" } do
+    local cmd = string.format("cd %s && timeout -k 5 30 script -qec %s /dev/null </dev/null",
+      cli.quote(fs.realpath(".")),
+      cli.quote(cli.bin .. " " .. command .. " " .. cli.quote(dir .. "/job.yaml") .. "; echo \"exit=$?\""))
+    local p = io.popen(cmd)
+    local out = p:read("a")
+    p:close()
+    t.truthy(not out:find("pass phrase", 1, true), command .. ": prompted: " .. out)
+    t.match(out, "source%.key is encrypted: set source%.key_password", command .. ": " .. out)
+    t.match(out, "exit=2", command .. ": " .. out)
+  end
+  -- the HTTP client itself never prompts either (a script using qmig.http)
+  local code_ = string.format("local r, e = require('qmig.http').client{base_url = %q, cert = %q, key = %q, ca = %q}"
+    .. ":request{method = 'GET', path = '/qrs/about'}; print('error=' .. tostring(e))",
+    the_sim().info.qrs_url, c.client_cert, c.client_key_encrypted, c.ca)
+  local p = io.popen(string.format("timeout -k 5 30 script -qec %s /dev/null </dev/null",
+    cli.quote(cli.bin .. " -e " .. cli.quote(code_))))
+  local out_ = p:read("a")
+  p:close()
+  t.truthy(not out_:find("pass phrase", 1, true), "qmig.http prompted: " .. out_)
+  t.match(out_, "error=.*key", out_)
+  -- with the password it works
+  t.write(dir .. "/job.yaml", sub(enc, "  user:", "  key_password: " .. c.client_key_password .. "\n  user:"))
+  local code, out, err = cli.run { "check", dir .. "/job.yaml" }
+  t.eq(code, 0, out .. err)
+  t.truthy(not (out .. err):find(c.client_key_password, 1, true), "the password is never shown")
+end)
+
+T.test("a step whose items() fails says why, with its file and line, on every output", function()
+  for _, case in ipairs {
+    { "bad.itemsgarbage", "itemsgarbage%.lua:4: bad%.itemsgarbage: items%(%) must return a list, got string" },
+    { "bad.itemsraise", "itemsraise%.lua:4: the source listing exploded" },
+  } do
+    the_sim():reset()
+    local step, why = case[1], case[2]
+    local file, dir = base_job { jobs = "  - {name: a, steps: [" .. step .. ", test.spaces]}" }
+    local shown = {}
+    for _, args in ipairs { { "run", file }, { "run", file, "--verbose" }, { "run", file, "--json" } } do
+      local code, out, err = cli.run(args)
+      t.eq(code, 1, step .. ": " .. out .. err)
+      shown[args[3] or "console"] = out
+      t.match(out, why, step .. " " .. (args[3] or "console"))
+    end
+    t.match(shown["--json"], '"kind":"step_failed"[^\n]*"reason":"[^"]*' .. why, step .. ": --json event")
+    local _, sout = cli.run { "status", file }
+    t.match(sout, step:gsub("%.", "%%.") .. "%s+1 failed", step .. ": status summary")
+    _, sout = cli.run { "status", file, "--failed" }
+    t.match(sout, why, step .. ": status --failed")
+    local log = t.read(dir .. "/project/logs/run-3.jsonl")
+    t.match(log, '"msg":"step failed"[^\n]*' .. why, step .. ": the run log")
+    t.eq((cli.run { "report", file }), 0)
+    local report = json.decode(t.read(dir .. "/project/reports/report.json"))
+    local found
+    for _, f in ipairs(report.attention) do if f.step == step and f.reason:match(why) then found = true end end
+    t.truthy(found, step .. ": report.json")
+    t.match(t.read(dir .. "/project/reports/report.html"), why, step .. ": report.html")
   end
 end)
 

@@ -186,4 +186,89 @@ T.test("undo gives the tenant back as it was before the demo", function()
   t.eq(names(st.extensions), names(before.extensions))
 end)
 
+-- What a person checks after a migration, by names: ids differ between
+-- two runs, what they point at must not.
+local function end_state()
+  local st = sim:state().cloud
+  local spaces, users = by(st.spaces, "id"), by(st.users, "id")
+  local function mail(id) return users[id or ""] and users[id].email or tostring(id) end
+  local out = { apps = {}, spaces = {}, tasks = {}, connections = {} }
+  for _, s in ipairs(st.spaces) do out.spaces[#out.spaces + 1] = s.name .. " " .. s.type .. " " .. mail(s.ownerId) end
+  for _, app in ipairs(st.apps) do
+    local src = retrieve.read_marker(app.description)
+    if src then
+      local objects = {}
+      for _, o in ipairs(app.objects) do
+        if o.state ~= "base" then objects[#objects + 1] = o.name .. " " .. o.state .. " " .. mail(o.ownerId) end
+      end
+      table.sort(objects)
+      local space = spaces[app.spaceId or ""]
+      out.apps[#out.apps + 1] = { name = app.name, source = src, space = space and space.name or "personal",
+        owner = mail(app.ownerId), script = app.script, reloaded = (app.lastReloadTime or "") ~= "",
+        published = app.published or false, objects = objects }
+    end
+  end
+  table.sort(out.apps, function(a, b) return a.source .. a.space < b.source .. b.space end)
+  local app_names = {}
+  for _, a in ipairs(st.apps) do app_names[a.id] = a.name end
+  for _, k in ipairs(st.scheduling_tasks) do
+    out.tasks[#out.tasks + 1] = k.name .. " " .. tostring(k.enabled) .. " " .. tostring(app_names[k.resourceId])
+  end
+  for _, c in ipairs(st.data_connections) do
+    local sp = spaces[c.space or ""]
+    out.connections[#out.connections + 1] = (sp and sp.name or "personal") .. ":" .. c.qName
+  end
+  table.sort(out.spaces); table.sort(out.tasks); table.sort(out.connections)
+  return out
+end
+
+T.test("run, undo, run ends as one clean run: object owners, reloads, schedules; status says deleted", function()
+  ensure_migrated()
+  local clean = end_state()
+  local code, out, err = cli.run({ "undo", "--yes", "examples/demo/job.yaml" }, { env = env })
+  migrated = false
+  t.eq(code, 0, out .. err)
+  -- a summary per kind first, then each change with the object's name, then the total
+  t.match(out, "^undo reverses %d+ recorded change%(s%):\n  app%s+%d+ to delete\n")
+  t.match(out, "app%.published%s+%d+ cannot undo: app <id> was moved into managed space <id>")
+  t.match(out, "\n  undone app 'Sales Overview' %(%x+%-[%x-]+%) %-> ")
+  t.match(out, "\nundo: %d+ undone, %d+ cannot be undone, 0 failed; %d+ dependent record%(s%) forgotten")
+  code, out, err = cli.run({ "status", "--objects", "--json", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 0, out .. err)
+  for _, r in ipairs(json.decode(out)) do
+    if r.step == "apps.import" or r.step == "spaces.create" or r.step == "apps.publish" then
+      t.truthy(r.status ~= "created", r.step .. " " .. r.source_id .. " still 'created' after undo")
+    end
+  end
+  code, out, err = cli.run({ "run", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 0, out .. err)
+  migrated = true
+  t.eq(end_state(), clean, out)
+end)
+
+T.test("status, plan and undo --dry-run name the objects; undo --run of no run is an error", function()
+  ensure_migrated()
+  local code, out, err = cli.run({ "status", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 0, out .. err)
+  t.match(out, "\n  apps%.import%s+12 created\n")  -- the summary by default: per step counts
+  t.truthy(not out:find("Sales Overview", 1, true), "no object list without --objects")
+  code, out = cli.run({ "status", "--objects", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 0)
+  t.match(out, "apps%.import%s+app%s+created%s+'Sales Overview' %(%x+%-[%x-]+%) %-> ")
+  t.match(out, "apps%.reload%s+app%.reload%s+%a+%s+'Sales Overview' %(")
+  t.match(out, "users%.import%s+user%s+%a+%s+'John Doe %-> jdoe@corp%.example' %(")
+  code, out = cli.run({ "undo", "--dry-run", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 0, out)
+  t.match(out, "\n  would DELETE apps/%S+  %(app 'Sales Overview' %(")
+  t.match(out, "\nundo: %d+ would be undone")
+  code, out, err = cli.run({ "undo", "--run", "99", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 2, out .. err)
+  t.match(err, "undo %-%-run 99: no run 99 in .*%(runs: 1")
+  -- plan after a source change: the item lines say what would happen to which object
+  code, out, err = cli.run({ "plan", "--force", "--verbose", "--step", "spaces.create", "examples/demo/job.yaml" },
+    { env = env })
+  t.eq(code, 0, out .. err)
+  t.match(out, "spaces%.create 'Sales' %(%x+%-[%x-]+%): ")
+end)
+
 return T

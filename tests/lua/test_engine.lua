@@ -68,7 +68,7 @@ T.test("plan describes what run would do and writes nothing", function()
   the_sim():reset_counters()
   local code, out, err = cli.run { "plan", file }
   t.eq(code, 0, err)
-  t.match(out, "test%.spaces %S+: would create %(POST /api/v1/spaces%) T_Sales")
+  t.match(out, "test%.spaces 'T_Sales' %(%S+%): would create %(POST /api/v1/spaces%)")
   t.match(out, "4 planned")
   t.eq(the_sim():counts().total_writes, 0)
   t.eq(test_spaces(), {})

@@ -297,7 +297,7 @@ T.test("plan lists what would happen and writes nothing (no export either)", fun
   the_sim():reset_counters()
   local code, out, _, msg = run({ "plan", file })
   t.eq(code, 0, msg)
-  t.match(out, "apps%.export %S+: would create %(POST /qrs/app/")
+  t.match(out, "apps%.export .-: would create %(POST /qrs/app/")
   t.match(out, "apps%.export%s+6 planned")
   t.eq(the_sim():counts().total_writes, 0)
   -- with spaces and exports done, the plan shows the imports
@@ -305,7 +305,7 @@ T.test("plan lists what would happen and writes nothing (no export either)", fun
   the_sim():reset_counters()
   code, out, _, msg = run({ "plan", file })
   t.eq(code, 0, msg)
-  t.match(out, "apps%.import %S+: would create %(POST /api/v1/apps/import%)")
+  t.match(out, "apps%.import .-: would create %(POST /api/v1/apps/import%)")
   t.match(out, "apps%.import%s+6 planned")
   t.eq(the_sim():counts().total_writes, 0)
 end)
