@@ -1,7 +1,9 @@
 -- Command dispatch for qmig-lua (SPEC §4.1).  Each command returns the
 -- process exit status: 0 done, 1 some items failed, 2 usage or
 -- configuration error (nothing changed), 3 authentication/authorisation
--- failure or project locked, 130 interrupted.
+-- failure or project locked, 4 a side unreachable (the run stopped; the
+-- next run resumes), 130 interrupted.
+local breaker = require "qmig.breaker"
 local catalogue = require "qmig.catalogue"
 local cloud = require "qmig.cloud"
 local engine = require "qmig.engine"
@@ -20,7 +22,7 @@ local steps = require "qmig.steps"
 
 local M = {}
 
-local EXIT = { ok = 0, failed = 1, config = 2, auth = 3, interrupted = 130 }
+local EXIT = { ok = 0, failed = 1, config = 2, auth = 3, outage = 4, interrupted = 130 }
 M.EXIT = EXIT
 
 local USAGE = [[
@@ -156,6 +158,37 @@ local function key_problem(job)
   return nil
 end
 
+-- Why the first request to a side failed, for a person -> message, exit
+-- status.  A certificate problem is an identity problem (3), like a
+-- rejected key, and is named as such: curl's words for a handshake the
+-- server broke off ("Send failure: Broken pipe", "alert unknown ca") do
+-- not say that the client certificate was refused.  No answer at all is an
+-- outage (4).
+local function connect_problem(side, conf, err)
+  local what = side .. " " .. conf.url .. ": "
+  local text = tostring(err)
+  local code = errors.is(err) and (err.cause or err.code)
+  if errors.is(err) and (err.status == 401 or err.status == 403) then return what .. text, EXIT.auth end
+  local handshake = text:find("alert", 1, true) or text:find("Broken pipe", 1, true)
+    or text:find("Connection reset", 1, true) or text:find("not connected", 1, true)
+  if conf.cert and (code == "dropped" or code == "tls") and handshake then
+    local why = text:find("unknown ca", 1, true) and "it does not trust the certificate's issuer"
+      or text:find("certificate required", 1, true) and "it requires a client certificate"
+      or "it did not accept the client certificate"
+    return string.format("%sthe server broke off the TLS handshake: %s (%s.cert %s); use the certificate "
+      .. "exported from this site's QMC with its key (%s)", what, why, side, conf.cert, text), EXIT.auth
+  end
+  if code == "tls" then
+    local why = text:find("certificate problem", 1, true) and ("the server's certificate is not trusted: set "
+      .. side .. ".ca to the CA that signed it") or "TLS failed"
+    return string.format("%s%s (%s)", what, why, text), EXIT.auth
+  end
+  if breaker.TRANSPORT[code] or (errors.is(err) and err.outage) then
+    return what .. "unreachable: " .. text, EXIT.outage
+  end
+  return what .. text, EXIT.failed
+end
+
 -- Builds both API clients and proves they work before anything is
 -- written.  Returns source, target or nil, message, exit status.
 local function connect(job, opts)
@@ -168,17 +201,12 @@ local function connect(job, opts)
     for tier, n in pairs(defaults) do rates[tier] = rates[tier] or n end
   end
   local target = cloud.new(job.target, { retries = job.options.retries, dry_run = opts.dry_run, rate_limits = rates })
+  breaker.new({ side = "source", url = job.source.url }):guard(source)
+  breaker.new({ side = "target", url = job.target.url }):guard(target)
   local ok, err = pcall(function() return target:get("users/me") end)
-  if not ok then
-    -- an untrusted certificate is an identity problem, like a rejected key
-    local auth = errors.is(err) and (err.status == 401 or err.status == 403 or err.code == "tls")
-    return nil, "target " .. job.target.url .. ": " .. tostring(err), auth and EXIT.auth or EXIT.failed
-  end
+  if not ok then return nil, connect_problem("target", job.target, err) end
   ok, err = pcall(function() return source:about() end)
-  if not ok then
-    local auth = errors.is(err) and (err.status == 401 or err.status == 403 or err.code == "tls")
-    return nil, "source " .. job.source.url .. ": " .. tostring(err), auth and EXIT.auth or EXIT.failed
-  end
+  if not ok then return nil, connect_problem("source", job.source, err) end
   return source, target
 end
 
@@ -260,7 +288,11 @@ function M.run(opts)
     end
   end
   local code = EXIT.ok
-  if eng.aborted then
+  if eng.aborted and eng.aborted.outage then
+    complain("stopped: %s; nothing more was tried, the next run resumes where this one stopped",
+      tostring(eng.aborted))
+    code = EXIT.outage
+  elseif eng.aborted then
     complain("stopped: %s", tostring(eng.aborted))
     code = EXIT.auth
   elseif qmig.interrupted() then
@@ -270,7 +302,7 @@ function M.run(opts)
     code = EXIT.failed
   end
   if run_id then
-    local final = ({ [0] = "done", [1] = "failed", [3] = "failed", [130] = "interrupted" })[code]
+    local final = ({ [0] = "done", [1] = "failed", [3] = "failed", [4] = "interrupted", [130] = "interrupted" })[code]
     proj.cache:finish_run(run_id, final, { totals = totals })
     show:say("report: %s", report.write(proj, { project = job.project.name, job_file = job.file }))
   end
@@ -408,7 +440,9 @@ local HELP = {
     .. "                   [--quiet | --verbose | --json]\n"
     .. "Runs the job file's jobs (all, in priority then file order, or those named by --job), each job's steps in\n"
     .. "the global step order.  Objects done before are left alone unless their source changed or --force.\n"
-    .. "Exit: 0 done, 1 some items failed, 2 bad job file, 3 authentication failed or project in use, 130 Ctrl-C.",
+    .. "Exit: 0 done, 1 some items failed, 2 bad job file, 3 authentication or certificate refused, or project in\n"
+    .. "use, 4 a side unreachable (5 requests in a row without an answer: the run stops; the next run resumes),\n"
+    .. "130 Ctrl-C.",
   plan = "qmig-lua plan JOB [--job NAME]... [--step NAME]... [--json]\n"
     .. "Dry run: what each step would do per object (create, update, adopt, skip); writes nothing.",
   status = "qmig-lua status JOB [--objects | --failed] [--json]\n"

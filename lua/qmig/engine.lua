@@ -284,6 +284,15 @@ local function item_name(item, outcome)
 end
 M.item_name = item_name
 
+-- The breaker of a side found unreachable, if any (qmig.breaker).
+function Engine:outage()
+  for _, client in ipairs { self.source or false, self.target or false } do
+    local b = client and client.breaker
+    if b and b.open then return b end
+  end
+  return nil
+end
+
 -- Runs every item of one step concurrently; returns the summary
 -- {counts = {status = n}, items = {outcomes}}.
 function Engine:run_step(step)
@@ -293,6 +302,13 @@ function Engine:run_step(step)
   if not ok then
     local err = items
     if errors.is(err) and err.auth then self.aborted = err end
+    if errors.is(err) and err.outage then
+      -- not the step's fault: the run stops and the next one lists again
+      self.aborted = err
+      summary.counts.interrupted = 1
+      self:emit { kind = "step_failed", step = step.name, reason = log.redact(tostring(err)) }
+      return summary
+    end
     local where, text = items_where(step), tostring(err)
     -- a Lua error names its own file:line; an API error does not
     return self:items_failed(step, summary, text:find(where:match("^(.-):%d+$"), 1, true) and text
@@ -337,6 +353,13 @@ function Engine:run_step(step)
       summary.outcomes[#summary.outcomes + 1] = outcome
       self:emit { kind = "item", step = step.name, outcome = outcome }
       if outcome.status == "failed" and self.aborted then s:drain() end
+      local down = self:outage()
+      if down then
+        -- a side is unreachable (qmig.breaker): the items not started yet
+        -- are left for the next run instead of failing one by one
+        self.aborted = self.aborted or down:error()
+        s:drain()
+      end
     end)
     task.key = entry.key
   end
