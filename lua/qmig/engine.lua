@@ -143,6 +143,7 @@ function Engine:run_item(step, item)
   })
   -- find-or-create for this item (qmig.ensure)
   function ctx.ensure(spec) return ensure.run(ctx, spec) end
+  function ctx.listed(fn) return ensure.listed(ctx, fn) end
   if not self.dry_run then
     cache:begin_item(kind, key, { step = step.name, run_id = self.run_id, fingerprint = fingerprint })
     ctx.started_at = ctx.started_at or qmig.isotime()

@@ -82,19 +82,34 @@ local function look(spec)
   return obj and { obj } or {}
 end
 
--- What was found, looked at again while the item is in doubt and the
--- catalogue may not list yet what its earlier attempt made.
-local function find_settled(ctx, spec)
-  local obj, how, refused = choose(ctx, spec, look(spec))
-  if obj or spec.consistent or not ctx.resume or ctx.dry_run then return obj, how, refused, 0 end
-  local lag = ctx.catalogue_lag or M.DEFAULT_LAG
-  local first = qmig.monotonic()
-  local deadline, delay = first + lag, M.FIRST_DELAY
-  while not obj and qmig.monotonic() < deadline and not qmig.interrupted() do
+-- An object known to exist (made by an earlier step, maybe moments ago)
+-- looked up in a listing that may not show it yet: fn() is called again
+-- until it returns something or options.catalogue_lag seconds have passed
+-- since the first look.  -> what fn returned, or nil
+function M.listed(ctx, fn)
+  local found = fn()
+  if found ~= nil or ctx.dry_run then return found end
+  local deadline, delay = qmig.monotonic() + (ctx.catalogue_lag or M.DEFAULT_LAG), M.FIRST_DELAY
+  while found == nil and qmig.monotonic() < deadline and not qmig.interrupted() do
     qmig.sleep(math.min(delay, deadline - qmig.monotonic()))
     delay = math.min(delay * 2, M.MAX_DELAY)
-    obj, how, refused = choose(ctx, spec, look(spec))
+    found = fn()
   end
+  return found
+end
+
+-- What was found, looked at again (M.listed) while the item is in doubt
+-- and the catalogue may not list yet what its earlier attempt made.
+local function find_settled(ctx, spec)
+  local how, refused
+  local function pick()
+    local obj
+    obj, how, refused = choose(ctx, spec, look(spec))
+    return obj
+  end
+  if spec.consistent or not ctx.resume then return pick(), how, refused, 0 end
+  local first = qmig.monotonic()
+  local obj = M.listed(ctx, pick)
   return obj, how, refused, qmig.monotonic() - first
 end
 

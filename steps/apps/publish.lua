@@ -89,24 +89,28 @@ return {
           data = { mode = "republish", space_id = space_id, staged = staged } }
       end
     end
-    local app = common.app(ctx, staged)
-    if not app then common.fail("the imported app " .. staged .. " no longer exists: run apps.import again") end
-    if app.spaceId == space_id then
-      -- moved by an earlier attempt whose outcome was never recorded
-      return { status = "adopted", target_id = staged,
-        data = { mode = "move", space_id = space_id, staged = staged } }
-    end
-    local copy = find_copy(ctx, space_id, staged)
-    if copy then
-      return { status = "adopted", target_id = copy, reason = "a published copy of the imported app exists",
-        data = { mode = "copy", space_id = space_id, staged = staged } }
-    end
-    local reply = ctx.target:post("apps/" .. staged .. "/publish",
-      { spaceId = space_id, moveApp = true, data = "source" })
-    local id = reply and reply.attributes and reply.attributes.id or staged
-    ctx.undo { action = "irreversible", target_id = id,
-      reason = "app " .. id .. " was moved into managed space " .. space_id
-        .. " (moveApp); undoing apps.import deletes it" }
-    return { status = "created", target_id = id, data = { mode = "move", space_id = space_id, staged = staged } }
+    local r = ctx.ensure {
+      find = function()
+        local app = common.app(ctx, staged)
+        if not app then common.fail("the imported app " .. staged .. " no longer exists: run apps.import again") end
+        -- moved by an earlier attempt whose outcome was never recorded
+        if app.spaceId == space_id then return { id = staged, mode = "move" } end
+        local copy = find_copy(ctx, space_id, staged)  -- (the items catalogue: ctx.ensure waits out its lag)
+        return copy and { id = copy, mode = "copy" } or nil
+      end,
+      create = function()
+        local reply = ctx.target:post("apps/" .. staged .. "/publish",
+          { spaceId = space_id, moveApp = true, data = "source" })
+        return { id = reply and reply.attributes and reply.attributes.id or staged, mode = "move" }
+      end,
+      undo = function(id)
+        return { action = "irreversible", target_id = id, reason = "app " .. id .. " was moved into managed space "
+          .. space_id .. " (moveApp); undoing apps.import deletes it" }
+      end,
+    }
+    return { status = r.status, target_id = r.id,
+      reason = r.status == "adopted" and r.object.mode == "copy" and "a published copy of the imported app exists"
+        or nil,
+      data = { mode = r.object.mode, space_id = space_id, staged = staged } }
   end,
 }

@@ -31,28 +31,34 @@ local function find_collection(ctx, name)
 end
 
 -- Public collection of that name, created when missing (409: a
--- concurrent item made it first -> look again).
+-- concurrent item made it first -> it is looked for until listed).
 local function collection(ctx, name)
-  local c = find_collection(ctx, name)
-  if c then return c.id, false end
-  local ok, created = pcall(ctx.target.post, ctx.target, "collections", {
-    name = name, type = "public", description = "Migrated from Qlik Sense Enterprise by qmig-lua" })
-  if ok then
-    ctx.undo { method = "DELETE", path = "collections/" .. created.id }
-    return created.id, true
-  end
-  if errors.is(created) and created.status == 409 then
-    c = find_collection(ctx, name)
-    if c then return c.id, false end
-  end
-  error(created, 0)
+  local r = ctx.ensure {
+    find = function() return find_collection(ctx, name) end,
+    create = function()
+      local ok, created = pcall(ctx.target.post, ctx.target, "collections", {
+        name = name, type = "public", description = "Migrated from Qlik Sense Enterprise by qmig-lua" })
+      if ok then return created end
+      if errors.is(created) and created.status == 409 then
+        local c = ctx.listed(function() return find_collection(ctx, name) end)
+        if c then return c, "exists" end
+      end
+      error(created, 0)
+    end,
+    undo = function(id) return { method = "DELETE", path = "collections/" .. id } end,
+  }
+  return r.id, r.status == "created"
 end
 
+-- The catalogue item of an app (a new app is listed only after a while:
+-- ctx.listed looks again).
 local function app_item(ctx, app_id)
-  for item in ctx.target:each("items", { resourceType = "app", resourceId = app_id }) do
-    if item.resourceId == app_id then return item end
-  end
-  return nil
+  return ctx.listed(function()
+    for item in ctx.target:each("items", { resourceType = "app", resourceId = app_id }) do
+      if item.resourceId == app_id then return item end
+    end
+    return nil
+  end)
 end
 
 return {

@@ -180,7 +180,7 @@ local function job(case, extra_jobs)
     extra = "steps_path: [" .. FIXTURES .. "/steps]",
     jobs = extra_jobs or "  - {name: a, steps: [test.spaces]}" }
   text = text:gsub("url: " .. sim.info.cloud_url:gsub("%p", "%%%0"), "url: " .. the_bad().url(case))
-  text = text:gsub("options: {concurrency: 4}", "options: {concurrency: 4, retries: 1, retry_delay: 0.01}")
+  text = text:gsub("options: {concurrency: 4,", "options: {concurrency: 4, retries: 1, retry_delay: 0.01,")
   t.write(dir .. "/job.yaml", text)
   return dir .. "/job.yaml", dir
 end

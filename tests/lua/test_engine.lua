@@ -496,7 +496,7 @@ T.test("under 5xx, 429 and dropped connections every object is made exactly once
   local dir = fs.realpath(t.tmpdir())
   local text = soak:job_yaml { project_dir = dir .. "/project", concurrency = 8,
     extra = "steps_path: [" .. FIXTURES .. "/steps]", jobs = "  - {name: a, steps: [test.spaces]}" }
-  text = text:gsub("options: {concurrency: 8}", "options: {concurrency: 8, retry_delay: 0.05, retries: 10}")
+  text = text:gsub("options: {concurrency: 8,", "options: {concurrency: 8, retry_delay: 0.05, retries: 10,")
   t.write(dir .. "/job.yaml", text)
   soak:faults { seed = 7, error_rate = 0.1, rate_429 = 0.05, retry_after = 1, drop_rate = 0.02,
     drop_after_apply_rate = 0.05 }

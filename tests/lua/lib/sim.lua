@@ -56,6 +56,12 @@ function Sim:faults(f) return self:call("POST", "faults", f) end
 function Sim:reset() return self:call("POST", "reset", {}) end
 function Sim:stop() os.execute("kill " .. self.pid .. " 2>/dev/null") end
 
+-- The catalogue lag test jobs wait out (options.catalogue_lag): the
+-- simulator lists new objects at once unless its catalogue_lag_ms fault
+-- says otherwise, so a short one keeps the waiting path in every test
+-- without the product's default of 20 s per item in doubt.
+M.CATALOGUE_LAG = 0.3
+
 -- A job file (YAML text) pointing at this simulator.
 function Sim:job_yaml(o)
   local c = self.info.certs
@@ -74,11 +80,11 @@ target:
   url: %s
   api_key: %s
 %s
-options: {concurrency: %d}
+options: {concurrency: %d, catalogue_lag: %s}
 jobs:
 %s
 ]], o.project or "proj", o.project_dir, self.info.qrs_url, c.client_cert, c.client_key, c.ca, self.info.cloud_url,
-    o.api_key or self.info.api_key, o.extra or "", o.concurrency or 4, o.jobs)
+    o.api_key or self.info.api_key, o.extra or "", o.concurrency or 4, o.catalogue_lag or M.CATALOGUE_LAG, o.jobs)
 end
 
 return M

@@ -1,0 +1,150 @@
+-- qmig.ensure, the engine's find-or-create, with a stand-in ctx: what it
+-- decides (recorded, adopted, recovered, created, refused), that an item
+-- in doubt waits out the catalogue's lag and one never attempted does
+-- not, and that "made by our attempt" is judged on the tenant's clock.
+local t = require "testing"
+local clock = require "qmig.clock"
+local ensure = require "qmig.ensure"
+local sched = require "qmig.sched"
+
+local T = t.suite("ensure")
+
+local function iso(epoch)
+  return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(epoch)) .. string.format(".%03dZ", math.floor(epoch % 1 * 1000))
+end
+
+-- A stand-in ctx: started_at = when the attempt began; the tenant's clock
+-- `offset` seconds ahead of this machine's.
+local function ctx_of(o)
+  o = o or {}
+  local undo = {}
+  local ctx = { resume = o.resume, previous = o.previous, catalogue_lag = o.lag or 1, undo_entries = undo,
+    started_at = o.started_at, undo = function(e) undo[#undo + 1] = e end }
+  ctx.target = { clock_offset = o.offset or 0, local_time = function(self, stamp)
+    local s = clock.parse_iso(stamp)
+    return s and s - self.clock_offset
+  end }
+  return ctx
+end
+
+local function spec(o)
+  local calls = { find = 0, create = 0, get = 0 }
+  local s = {
+    get = o.get and function(id) calls.get = calls.get + 1; return o.get(id) end,
+    find = function() calls.find = calls.find + 1; return o.find and o.find(calls.find) or nil end,
+    mine = o.mine or { by = function(x) return x.owner == "me" end, created = function(x) return x.created end },
+    adopt = o.adopt, others = o.others, consistent = o.consistent,
+    create = o.create ~= false and function() calls.create = calls.create + 1; return { id = "new" } end or nil,
+    undo = function(id) return { method = "DELETE", path = "things/" .. id } end,
+  }
+  return s, calls
+end
+
+T.test("recorded and still there: unchanged, nothing looked up or made", function()
+  local ctx = ctx_of { previous = { target_id = "t1", status = "created" } }
+  local s, calls = spec { get = function(id) return { id = id } end, find = function() return { id = "x" } end }
+  local r = ensure.run(ctx, s)
+  t.eq({ r.status, r.how, r.id }, { "unchanged", "recorded", "t1" })
+  t.eq({ calls.find, calls.create }, { 0, 0 })
+end)
+
+T.test("found and not ours: adopted, no undo; found by nobody: created, undo recorded", function()
+  local ctx = ctx_of {}
+  local r = ensure.run(ctx, (spec { find = function() return { id = "x", owner = "bob" } end }))
+  t.eq({ r.status, r.how, r.id }, { "adopted", "found", "x" })
+  t.eq(#ctx.undo_entries, 0)
+  local s, calls = spec {}
+  r = ensure.run(ctx, s)
+  t.eq({ r.status, r.how, r.id }, { "created", "created", "new" })
+  t.eq(calls.find, 1)  -- never attempted before: one look, no waiting
+  t.eq(ctx.undo_entries, { { method = "DELETE", path = "things/new" } })
+end)
+
+T.test("ours, made since the attempt began (tenant clock 10 min ahead): recovered as created, undo", function()
+  local began = qmig.time() - 60
+  local ctx = ctx_of { resume = true, started_at = iso(began), offset = 600 }
+  -- the tenant wrote the time on its own clock, 30 s after the attempt began
+  local obj = { id = "x", owner = "me", created = iso(began + 600 + 30) }
+  local r = ensure.run(ctx, (spec { find = function() return obj end }))
+  t.eq({ r.status, r.how, r.id }, { "created", "recovered", "x" })
+  t.eq(#ctx.undo_entries, 1)
+  -- ours but made before the attempt began (on the tenant's clock): adopted, not ours to undo
+  ctx = ctx_of { resume = true, started_at = iso(began), offset = 600 }
+  obj.created = iso(began + 600 - 120)
+  r = ensure.run(ctx, (spec { find = function() return obj end }))
+  t.eq(r.status, "adopted")
+  -- someone else's, made after: adopted
+  ctx = ctx_of { resume = true, started_at = iso(began), offset = 600 }
+  obj.created, obj.owner = iso(began + 600 + 30), "bob"
+  r = ensure.run(ctx, (spec { find = function() return obj end }))
+  t.eq(r.status, "adopted")
+  -- a string comparison of the two clocks would have called this ours: the
+  -- tenant is 10 min behind, its time reads "after" the attempt began
+  -- although the object is 5 min older than the attempt
+  ctx = ctx_of { resume = true, started_at = iso(began), offset = -600 }
+  obj.owner, obj.created = "me", iso(began - 600 - 300)
+  t.eq(ensure.run(ctx, (spec { find = function() return obj end })).status, "adopted")
+end)
+
+T.test("in doubt: not absent until the catalogue's lag passed; the lagging object is found, not made again", function()
+  local began = qmig.time() - 1
+  local ctx = ctx_of { resume = true, started_at = iso(began), lag = 2 }
+  -- the catalogue lists it from the third look on
+  local s, calls = spec { find = function(n)
+    if n >= 3 then return { id = "x", owner = "me", created = iso(began + 0.5) } end
+  end }
+  local r = sched.run(function() return ensure.run(ctx, s) end)
+  t.eq({ r.status, r.how, r.id }, { "created", "recovered", "x" })
+  t.eq(calls.create, 0)
+  t.eq(calls.find, 3)
+  t.truthy(r.waited > 0)
+  -- truly absent: looked at until the lag passed, then made
+  ctx = ctx_of { resume = true, started_at = iso(began), lag = 1 }
+  s, calls = spec {}
+  local started = qmig.monotonic()
+  r = sched.run(function() return ensure.run(ctx, s) end)
+  t.eq(r.status, "created")
+  t.truthy(qmig.monotonic() - started >= 1, "waited the lag")
+  t.truthy(calls.find >= 3, "looked again: " .. calls.find)
+  -- a consistent source, or a dry run, never waits
+  ctx = ctx_of { resume = true, started_at = iso(began), lag = 30 }
+  s, calls = spec { consistent = true }
+  t.eq(ensure.run(ctx, s).status, "created")
+  t.eq(calls.find, 1)
+end)
+
+T.test("refused: someone else's object that must not be adopted stops, or is passed over (others = ignore)", function()
+  local ctx = ctx_of {}
+  local s, calls = spec { find = function() return { id = "x", owner = "bob" } end,
+    adopt = function() return false, "not ours" end }
+  local r = ensure.run(ctx, s)
+  t.eq({ r.refused.id, r.reason, r.status }, { "x", "not ours", nil })
+  t.eq(calls.create, 0)
+  s, calls = spec { find = function() return { id = "x", owner = "bob" } end, adopt = function() return false end,
+    others = "ignore" }
+  r = ensure.run(ctx, s)
+  t.eq(r.status, "created")
+  t.eq(calls.create, 1)
+end)
+
+T.test("create finding the object made meanwhile (a 409): adopted, no undo", function()
+  local ctx = ctx_of {}
+  local s = spec {}
+  s.create = function() return { id = "theirs" }, "exists" end
+  local r = ensure.run(ctx, s)
+  t.eq({ r.status, r.id }, { "adopted", "theirs" })
+  t.eq(#ctx.undo_entries, 0)
+  -- a POST's second value (the response) is not "exists"
+  s.create = function() return { id = "mine" }, { status = 201 } end
+  t.eq(ensure.run(ctx, s).status, "created")
+end)
+
+T.test("recorded but gone (deleted by hand, or undone): looked for and made again", function()
+  local ctx = ctx_of { previous = { target_id = "gone", status = "deleted" } }
+  local s, calls = spec { get = function() return nil end }
+  local r = ensure.run(ctx, s)
+  t.eq({ r.status, r.id }, { "created", "new" })
+  t.eq({ calls.get, calls.find, calls.create }, { 1, 1, 1 })
+end)
+
+return T
