@@ -19,7 +19,7 @@ local function demo(faults)
   fs.chmod(dir .. "/secrets.yaml", 384)
   -- the demo job, with fast retries so injected faults cost little time
   local job = t.read("examples/demo/job.yaml"):gsub("options: {concurrency: 8}",
-    "options: {concurrency: 8, retries: 10, retry_delay: 0.05}")
+    "options: {concurrency: 8, retries: 10, retry_delay: 0.05, catalogue_lag: 1}")
   t.write(dir .. "/job.yaml", job)
   local env = { QMIG_DEMO_QRS_URL = sim.info.qrs_url, QMIG_DEMO_CLOUD_URL = sim.info.cloud_url,
     QMIG_DEMO_API_KEY = sim.info.api_key, QMIG_DEMO_CERTS = fs.dirname(sim.info.certs.ca),
@@ -49,9 +49,24 @@ local function signature(state)
     add("app", src, tostring(spaces[a.spaceId or ""]), tostring(users[a.ownerId]), a.script)
     for _, o in ipairs(a.objects or {}) do add("object", src, o.name, tostring(users[o.ownerId])) end
   end
-  for _, r in ipairs(c.reload_tasks) do
-    add("schedule", tostring(app_space[r.appId]), tostring(r.timeZone), json.encode(r.recurrence), tostring(r.state))
+  -- scheduling tasks (the chains by the names of the tasks they follow)
+  local task_names = {}
+  for _, k in ipairs(c.scheduling_tasks) do task_names[k.id] = k.name end
+  for _, k in ipairs(c.scheduling_tasks) do
+    local follows = {}
+    for _, ev in ipairs(k.events or {}) do
+      for _, cor in ipairs(ev.correlation or {}) do
+        if cor.contextAttributeName == "id" then
+          follows[#follows + 1] = tostring(task_names[cor.contextAttributeValue])
+        end
+      end
+    end
+    table.sort(follows)
+    add("schedule", tostring(app_space[k.resourceId]), k.name,
+      k.start and json.encode(k.start.schedule, { sort_keys = true }) or ("after " .. table.concat(follows, ",")),
+      tostring(k.enabled))
   end
+  for _, r in ipairs(c.reload_tasks) do add("legacy reload task", tostring(app_space[r.appId]), r.id) end
   table.sort(lines)
   return lines
 end
@@ -59,7 +74,7 @@ end
 local function once_each(state)
   local seen = {}
   for _, line in ipairs(signature(state)) do
-    if line:match("^app ") or line:match("^space ") or line:match("^conn ") then
+    if line:match("^app ") or line:match("^space ") or line:match("^conn ") or line:match("^schedule ") then
       t.eq(seen[line], nil, "duplicate: " .. line)
       seen[line] = true
     end
