@@ -5,7 +5,8 @@
 -- each reply's Date header).
 local M = {}
 
-local function days_from_civil(y, m, d)
+-- Days since 1970-01-01 of a date (proleptic Gregorian calendar).
+function M.days_from_civil(y, m, d)
   y = m <= 2 and y - 1 or y
   local era = (y >= 0 and y or y - 399) // 400
   local yoe = y - era * 400
@@ -28,7 +29,7 @@ function M.parse_iso(text)
     if not sign then return nil end
     offset = (tonumber(oh) * 3600 + tonumber(om) * 60) * (sign == "-" and -1 or 1)
   end
-  return days_from_civil(tonumber(y), tonumber(mo), tonumber(d)) * 86400
+  return M.days_from_civil(tonumber(y), tonumber(mo), tonumber(d)) * 86400
     + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(s) - offset
     + (frac and tonumber("0." .. frac) or 0)
 end
@@ -41,7 +42,7 @@ function M.parse_http_date(text)
   if type(text) ~= "string" then return nil end
   local d, mon, y, h, mi, s = text:match("^%a+, (%d%d?) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
   if not d or not MONTHS[mon] then return nil end
-  return days_from_civil(tonumber(y), MONTHS[mon], tonumber(d)) * 86400
+  return M.days_from_civil(tonumber(y), MONTHS[mon], tonumber(d)) * 86400
     + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(s)
 end
 

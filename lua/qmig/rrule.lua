@@ -18,6 +18,8 @@
 -- (convert returns nil, reasons) or, for settings that are merely dropped
 -- (permanent standard/daylight time, session timeout, retries, preload
 -- nodes), listed so the caller reports it: nothing is dropped silently.
+local clock = require "qmig.clock"
+
 local M = {}
 
 M.DAYS = { [0] = "SU", "MO", "TU", "WE", "TH", "FR", "SA" }
@@ -34,14 +36,7 @@ local function is_leap(y) return y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0) e
 local MONTH_DAYS = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
 
 -- Days since 1970-01-01 (proleptic Gregorian), for the weekday.
-local function days_from_civil(y, m, d)
-  y = m <= 2 and y - 1 or y
-  local era = (y >= 0 and y or y - 399) // 400
-  local yoe = y - era * 400
-  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
-  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-  return era * 146097 + doe - 719468
-end
+local days_from_civil = clock.days_from_civil
 
 -- "2024-01-11T06:00:00.000" (also with Z or an offset, which QRS
 -- clients such as Qlik-Cli send although the value is a wall-clock time in
