@@ -161,7 +161,9 @@ function Engine:run_item(step, item)
         cache:fail_item(kind, key, res.reason, self.run_id)
       else
         cache:finish_item(kind, key, {
-          status = res.status, target_id = res.target_id, natural_key = res.natural_key, reason = res.reason,
+          -- a name for people (status, undo, the report) when the step gave none
+          status = res.status, target_id = res.target_id, natural_key = res.natural_key or M.item_name(item, res),
+          reason = res.reason,
           fingerprint = fingerprint, data = res.data, created_by_us = res.status == "created",
         })
         for _, entry in ipairs(undo_entries) do

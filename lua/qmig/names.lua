@@ -57,6 +57,13 @@ function M.index(records)
   return self
 end
 
+-- A reason with its ids replaced by <id>: what reasons of the same kind
+-- share, for grouping them (UUIDs of QRS, 24-hex ids of Qlik Cloud).
+function M.generalize(text)
+  return (tostring(text):gsub("%x%x%x%x%x%x%x%x%-[%x%-]+", "<id>")
+    :gsub("%f[%w]%x%x%x%x%x%x%x%x%x%x%x%x+%f[%W]", "<id>"))
+end
+
 -- M.of(cache) -> the index over every record of a project's cache.
 function M.of(cache)
   return M.index(cache:items(nil))

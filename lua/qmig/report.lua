@@ -2,7 +2,14 @@
 -- self-contained page: inline CSS and SVG, no script, no external asset)
 -- built from the project's cache.  Every text from the source or the
 -- target is escaped: names are hostile input.
+--
+-- Read top down by a person: what failed first, then what was skipped
+-- grouped by reason (one line per reason, the objects behind a
+-- <details>), then one row per app across the app steps, so a manager sees
+-- which apps are done; per step counts and every object after that.
+-- report.json keeps everything.
 local json = require "qmig.json"
+local names = require "qmig.names"
 local qmig = require "qmig"
 
 local M = {}
@@ -13,10 +20,75 @@ local COLORS = {
   skipped = "#f9a825", failed = "#c62828", in_progress = "#ef6c00", deleted = "#455a64",
 }
 
+-- The app steps in pipeline order: the column, the cache kind.  An app's
+-- records share its QRS id, but for apps.schedules (keyed by trigger),
+-- whose records name the target app (data.app_id).
+M.PIPELINE = {
+  { "export", "app.export" }, { "import", "app" }, { "scripts", "app.script" }, { "reload", "app.reload" },
+  { "publish", "app.published" }, { "schedules", "app.schedule" }, { "owners", "app.owner" },
+  { "validate", "app.validation" },
+}
+local OK = { created = true, updated = true, adopted = true, unchanged = true }
+local WORST = { failed = 1, in_progress = 2, deleted = 3, skipped = 4 }
+
+-- One row per source app: its outcome in each app step, and whether it is done.
+local function pipeline(records, index)
+  local kinds, apps, order, by_target = {}, {}, {}, {}
+  for _, stage in ipairs(M.PIPELINE) do kinds[stage[2]] = stage[1] end
+  local function app(id)
+    if not apps[id] then
+      apps[id] = { source_id = id, stages = {} }
+      order[#order + 1] = id
+    end
+    return apps[id]
+  end
+  for _, rec in ipairs(records) do
+    if (rec.kind == "app" or rec.kind == "app.published") and rec.target_id then
+      by_target[rec.target_id] = rec.source_id
+    end
+    if rec.kind == "app.export" or rec.kind == "app" then app(rec.source_id) end
+  end
+  for _, rec in ipairs(records) do
+    local stage = kinds[rec.kind]
+    local id = rec.source_id
+    if rec.kind == "app.schedule" then
+      id = type(rec.data) == "table" and by_target[rec.data.app_id] or nil
+    end
+    if stage and id and apps[id] then
+      local row = apps[id]
+      local cell = row.stages[stage] or { counts = {} }
+      row.stages[stage] = cell
+      cell.counts[rec.status] = (cell.counts[rec.status] or 0) + 1
+      -- the cell shows the worst outcome of the stage's records
+      if not cell.status or (WORST[rec.status] or 9) < (WORST[cell.status] or 9) then
+        cell.status, cell.reason = rec.status, rec.last_error or rec.reason
+      end
+    end
+  end
+  local rows = json.array()
+  for _, id in ipairs(order) do
+    local row = apps[id]
+    row.name = index.name({ kind = "app.export", source_id = id }) or id
+    local done = true
+    for _, stage in ipairs(M.PIPELINE) do
+      local cell = row.stages[stage[1]]
+      if cell and not OK[cell.status] and cell.status ~= "skipped" then done = false end
+    end
+    local import, validate = row.stages.import, row.stages.validate
+    row.done = done and import ~= nil and OK[import.status] ~= nil and (validate == nil or OK[validate.status] ~= nil)
+    rows[#rows + 1] = row
+  end
+  table.sort(rows, function(a, b) return a.name < b.name end)
+  return rows
+end
+
 -- M.data(cache, {project=, job_file=}) -> the report as a table.
 function M.data(cache, about)
   local steps, order, totals, attention = {}, {}, {}, {}
-  for _, item in ipairs(cache:items(nil)) do
+  local records = cache:items(nil)
+  local index = names.index(records)
+  local failures, skip_groups, skip_order = json.array(), {}, {}
+  for _, item in ipairs(records) do
     local name = item.step or item.kind
     local s = steps[name]
     if not s then
@@ -27,13 +99,34 @@ function M.data(cache, about)
     s.counts[item.status] = (s.counts[item.status] or 0) + 1
     totals[item.status] = (totals[item.status] or 0) + 1
     local row = { kind = item.kind, source_id = item.source_id, target_id = item.target_id,
-      name = item.natural_key, status = item.status, reason = item.last_error or item.reason }
+      name = index.name(item), status = item.status, reason = item.last_error or item.reason }
     s.items[#s.items + 1] = row
     if item.status == "skipped" or item.status == "failed" or item.status == "in_progress" then
-      attention[#attention + 1] = { step = name, kind = item.kind, source_id = item.source_id, name = item.natural_key,
+      local a = { step = name, kind = item.kind, source_id = item.source_id, name = row.name,
         status = item.status, reason = row.reason }
+      attention[#attention + 1] = a
+      if item.status == "skipped" then
+        -- grouped by what the reason says, not by the ids in it
+        local key = name .. "\0" .. names.generalize(row.reason or "no reason given")
+        local g = skip_groups[key]
+        if not g then
+          g = { step = name, reason = names.generalize(row.reason or "no reason given"), count = 0,
+            items = json.array() }
+          skip_groups[key] = g
+          skip_order[#skip_order + 1] = g
+        end
+        g.count = g.count + 1
+        g.items[#g.items + 1] = a
+      else
+        failures[#failures + 1] = a
+      end
     end
   end
+  table.sort(skip_order, function(a, b)
+    if a.count ~= b.count then return a.count > b.count end
+    return a.step .. a.reason < b.step .. b.reason
+  end)
+  table.sort(failures, function(a, b) return a.step .. tostring(a.name) < b.step .. tostring(b.name) end)
   table.sort(order)
   local step_list = json.array()
   for _, name in ipairs(order) do step_list[#step_list + 1] = steps[name] end
@@ -45,6 +138,7 @@ function M.data(cache, about)
   return {
     format = 1, generated_at = qmig.isotime(), project = about.project, job_file = about.job_file,
     totals = totals, steps = step_list, attention = json.array(attention), runs = runs,
+    failures = failures, skipped = json.array(skip_order), apps = pipeline(records, index),
   }
 end
 
@@ -90,6 +184,9 @@ table{border-collapse:collapse;margin:.5em 0;width:100%}
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f3f3f3}.key{margin-right:1em}.key i{display:inline-block;width:.8em;height:.8em;margin-right:.3em}
 .failed{color:#c62828}.skipped{color:#8d6e00}code{font-size:.9em}
+.created,.updated,.adopted,.unchanged{color:#2e7d32}details.skip{margin:.3em 0}
+details.skip table{margin-left:1.5em;width:auto}
+.pipeline td{white-space:nowrap}
 ]]
 
 function M.html(data)
@@ -100,6 +197,54 @@ function M.html(data)
   w("<h1>Migration report: ", esc(data.project), "</h1>")
   w("<p>Job file <code>", esc(data.job_file), "</code>, generated ", esc(data.generated_at), ".</p>")
   w("<h2>Outcomes</h2>", chart(data.totals))
+  local function object(a)
+    local n = a.name ~= nil and a.name ~= json.null and a.name or nil
+    return (n and ("<b>" .. esc(n) .. "</b> ") or "") .. "<code>" .. esc(a.source_id) .. "</code>"
+  end
+  w("<h2 id=\"failed\">Failed and unfinished (", tostring(#data.failures), ")</h2>")
+  if #data.failures > 0 then
+    w("<table class=\"objects\"><tr><th>step</th><th>object</th><th>outcome</th><th>why</th></tr>")
+    for _, a in ipairs(data.failures) do
+      w("<tr><td>", esc(a.step), "</td><td>", object(a), "</td><td class=\"", esc(a.status), "\">", esc(a.status),
+        "</td><td>", esc(a.reason), "</td></tr>")
+    end
+    w("</table>")
+  else
+    w("<p>Nothing failed.</p>")
+  end
+  local skipped = 0
+  for _, g in ipairs(data.skipped) do skipped = skipped + g.count end
+  w("<h2 id=\"skipped\">Skipped, by reason (", tostring(skipped), ")</h2>")
+  for _, g in ipairs(data.skipped) do
+    w("<details class=\"skip\"><summary><b class=\"count\">", tostring(g.count), "</b> ", esc(g.step), ": ",
+      esc(g.reason), "</summary><table class=\"objects\"><tr><th>object</th><th>why</th></tr>")
+    for _, a in ipairs(g.items) do w("<tr><td>", object(a), "</td><td>", esc(a.reason), "</td></tr>") end
+    w("</table></details>")
+  end
+  if #data.apps > 0 then
+    local done = 0
+    for _, a in ipairs(data.apps) do if a.done then done = done + 1 end end
+    w("<h2 id=\"apps\">Apps across the pipeline (", tostring(done), " of ", tostring(#data.apps), " done)</h2>")
+    w("<table class=\"objects pipeline\"><tr><th>app</th>")
+    for _, stage in ipairs(M.PIPELINE) do w("<th>", stage[1], "</th>") end
+    w("<th>done</th></tr>")
+    for _, a in ipairs(data.apps) do
+      w("<tr><td>", object(a), "</td>")
+      for _, stage in ipairs(M.PIPELINE) do
+        local cell = a.stages[stage[1]]
+        if cell then
+          local n = 0
+          for _, c in pairs(cell.counts) do n = n + c end
+          w("<td class=\"", esc(cell.status), "\" title=\"", esc(cell.reason), "\">", esc(cell.status),
+            n > 1 and (" (" .. n .. ")") or "", "</td>")
+        else
+          w("<td></td>")
+        end
+      end
+      w("<td class=\"", a.done and "created" or "failed", "\">", a.done and "yes" or "no", "</td></tr>")
+    end
+    w("</table>")
+  end
   w("<h2>Per step</h2><table><tr><th>step</th>")
   for _, o in ipairs(OUTCOMES) do w("<th>", o, "</th>") end
   w("</tr>")
@@ -109,15 +254,6 @@ function M.html(data)
     w("</tr>")
   end
   w("</table>")
-  w("<h2>Needs attention: skipped, failed, unfinished (", tostring(#data.attention), ")</h2>")
-  if #data.attention > 0 then
-    w("<table><tr><th>step</th><th>object</th><th>outcome</th><th>why</th></tr>")
-    for _, a in ipairs(data.attention) do
-      w("<tr><td>", esc(a.step), "</td><td>", esc(a.name ~= nil and a.name ~= json.null and a.name or a.source_id),
-        "</td><td class=\"", esc(a.status), "\">", esc(a.status), "</td><td>", esc(a.reason), "</td></tr>")
-    end
-    w("</table>")
-  end
   w("<h2>Runs</h2><table><tr><th>run</th><th>command</th><th>status</th><th>started</th><th>finished</th></tr>")
   for _, r in ipairs(data.runs) do
     w("<tr><td>", tostring(r.id), "</td><td>", esc(r.command), "</td><td>", esc(r.status), "</td><td>",
@@ -126,7 +262,7 @@ function M.html(data)
   w("</table>")
   w("<h2>Objects</h2>")
   for _, s in ipairs(data.steps) do
-    w("<h3>", esc(s.step), "</h3><table><tr><th>source id</th><th>name</th><th>outcome</th>",
+    w("<h3>", esc(s.step), "</h3><table class=\"objects\"><tr><th>source id</th><th>name</th><th>outcome</th>",
       "<th>target id</th><th>note</th></tr>")
     for _, i in ipairs(s.items) do
       w("<tr><td><code>", esc(i.source_id), "</code></td><td>", esc(i.name), "</td><td class=\"", esc(i.status), "\">",

@@ -96,8 +96,7 @@ function M.summary(entries)
     k.counts[action] = (k.counts[action] or 0) + 1
     if action == "irreversible" then
       -- reasons name the object; the kind of reason is what a person needs here
-      local why = tostring((e.payload or {}).reason or "irreversible"):gsub("%x%x%x%x%x%x%x%x%-[%x%-]+", "<id>")
-        :gsub("%f[%w]%x%x%x%x%x%x%x%x%x%x%x%x+%f[%W]", "<id>")
+      local why = names.generalize((e.payload or {}).reason or "irreversible")
       if not k.reasons[why] then k.reasons[#k.reasons + 1] = why; k.reasons[why] = true end
     end
   end

@@ -123,6 +123,44 @@ try {
   check('the object tables have a row per object', JSON.stringify(objectRows) === JSON.stringify(stepSums),
     `${JSON.stringify(objectRows)} vs ${JSON.stringify(stepSums)}`);
 
+  // read top down: failures, then skips by reason, then the apps, then the counts per step
+  const headings = await page.$$eval('h2', (hs) => hs.map((h) => h.id || h.textContent.trim()));
+  const pos = (id) => headings.indexOf(id);
+  check('failures come first, then skips by reason, then the apps, then the per-step counts',
+    pos('failed') === 1 && pos('skipped') === 2 && pos('apps') === 3 && pos('Per step') > pos('apps'),
+    JSON.stringify(headings));
+  const groups = await page.$$eval('details.skip > summary', (ss) => ss.map((s) => s.textContent.trim()));
+  const skippedTotal = data.skipped.reduce((a, g) => a + g.count, 0);
+  check('one line per skip reason, with its count', groups.length === data.skipped.length
+      && groups.every((g, i) => g.startsWith(`${data.skipped[i].count} ${data.skipped[i].step}: `))
+      && skippedTotal === (data.totals.skipped || 0),
+    `${JSON.stringify(groups)} vs ${JSON.stringify(data.skipped.map((g) => [g.count, g.reason]))}`);
+
+  // the per-app row across the pipeline, named
+  const appNames = data.apps.map((a) => a.name);
+  check('report.json has an app row per exported app, each named', appNames.length > 0
+      && appNames.every((n) => n && !n.startsWith('[qmig-lua:')), JSON.stringify(appNames));
+  const pipe = await page.$$eval('table.pipeline tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent.trim())));
+  check('the pipeline table reads export -> import -> scripts -> reload -> publish -> schedules -> owners -> validate',
+    JSON.stringify(pipe[0]) === JSON.stringify(['app', 'export', 'import', 'scripts', 'reload', 'publish', 'schedules',
+      'owners', 'validate', 'done']), JSON.stringify(pipe[0]));
+  check('the pipeline table has one row per app, starting with its name',
+    pipe.length - 1 === appNames.length && pipe.slice(1).every((r, i) => r[0].startsWith(appNames[i])),
+    JSON.stringify(pipe.slice(1).map((r) => r[0])));
+  check('every app of the demo is done', pipe.slice(1).every((r) => r[9] === 'yes'), JSON.stringify(pipe.slice(1)));
+
+  // names in every table listing objects: the app names in each app step's table
+  const tables = await page.$$eval('h3', (hs) => hs.map((h) => {
+    const t = h.nextElementSibling;
+    return [h.textContent.trim(), [...t.rows].slice(1).map((r) => r.cells[1].textContent.trim())];
+  }));
+  const unnamed = tables.filter(([step, ns]) => ns.some((n) => n === '' || n.startsWith('[qmig-lua:')));
+  check('every object row of every step table has a name', unnamed.length === 0, JSON.stringify(unnamed));
+  const appTables = tables.filter(([step]) => ['apps.export', 'apps.import', 'apps.scripts', 'apps.reload',
+    'apps.publish', 'apps.owners', 'apps.validate', 'apps.object_owners'].includes(step));
+  check('each app step table names the apps', appTables.length >= 7 && appTables.every(([, ns]) =>
+    appNames.every((n) => ns.some((x) => x.startsWith(n)))), JSON.stringify(appTables.map(([s, ns]) => [s, ns.length])));
+
   // readable: nothing wider than the window but the object tables' ids, text not tiny
   const layout = await page.evaluate(() => ({
     width: document.documentElement.scrollWidth, view: window.innerWidth,

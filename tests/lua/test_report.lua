@@ -39,6 +39,50 @@ T.test("the data counts outcomes per step and lists what needs attention", funct
   c:close()
 end)
 
+T.test("failures first, skips grouped by reason, one row per app across the pipeline, names next to ids", function()
+  local c = assert(cache.open(t.tmpdir() .. "/qmig.db"))
+  local run = c:start_run { command = "run" }
+  local function rec(kind, id, status, o)
+    o = o or {}
+    c:begin_item(kind, id, { step = o.step or kind, run_id = run })
+    if status == "failed" then return c:fail_item(kind, id, o.reason, run) end
+    c:finish_item(kind, id, { status = status, target_id = o.target, natural_key = o.natural_key, data = o.data,
+      reason = o.reason })
+  end
+  local A1, A2 = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
+  rec("app.export", A1, "created", { step = "apps.export", data = { name = "Sales" } })
+  rec("app.export", A2, "created", { step = "apps.export", data = { name = "Budget" } })
+  rec("app", A1, "created", { step = "apps.import", target = "t1", natural_key = "[qmig-lua:1:" .. A1 .. "]",
+    data = { name = "Sales" } })
+  rec("app", A2, "created", { step = "apps.import", target = "t2", data = { name = "Budget" } })
+  rec("app.reload", A1, "created", { step = "apps.reload" })
+  rec("app.reload", A2, "failed", { step = "apps.reload", reason = "reload failed: no data" })
+  rec("app.published", A1, "skipped", { step = "apps.publish", reason = "app " .. A1 .. " stays personal" })
+  rec("app.published", A2, "skipped", { step = "apps.publish", reason = "app " .. A2 .. " stays personal" })
+  rec("app.schedule", "trigger-1", "created", { step = "apps.schedules", data = { app_id = "t1" },
+    natural_key = "Reload Sales / Daily" })
+  c:finish_run(run, "failed", {})
+  local d = report.data(c, { project = "p" })
+  t.eq(#d.failures, 1)
+  t.eq({ d.failures[1].step, d.failures[1].name }, { "apps.reload", "Budget" })
+  t.eq(#d.skipped, 1, "both skips share one reason once their ids are left out")
+  t.eq({ d.skipped[1].count, d.skipped[1].reason }, { 2, "app <id> stays personal" })
+  t.eq(#d.apps, 2)
+  local budget, sales = d.apps[1], d.apps[2]
+  t.eq({ budget.name, sales.name }, { "Budget", "Sales" })
+  t.eq(sales.stages.reload.status, "created")
+  t.eq(sales.stages.schedules.status, "created", "schedules found through the target app id")
+  t.eq({ sales.done, budget.done }, { true, false })
+  for _, s in ipairs(d.steps) do
+    for _, i in ipairs(s.items) do t.truthy(i.name and not i.name:match("^%[qmig"), s.step .. " " .. i.source_id) end
+  end
+  local html = report.html(d)
+  c:close()
+  t.match(html, "<h2 id=\"failed\">.-<h2 id=\"skipped\">.-<h2 id=\"apps\">.-<h2>Per step</h2>")
+  t.match(html, "<summary><b class=\"count\">2</b> apps%.publish: app &lt;id&gt; stays personal</summary>")
+  t.truthy(html:find("<b>Sales</b> <code>" .. A1 .. "</code>", 1, true), "name next to the id")
+end)
+
 T.test("the page is self-contained and escapes every name", function()
   local c = filled_cache()
   local html = report.html(report.data(c, { project = "p<1>", job_file = "job.yaml" }))
