@@ -19,7 +19,13 @@ local function type_of(node)
   return node.kind
 end
 
-local function default_of(node)
+local limits = require("qmig.limiter").DEFAULTS
+
+local function default_of(node, path)
+  -- rate limits are on unless false: their defaults are the limiter's
+  local tier = path:match("^options%.rate_limits%.(%w+)$")
+  if tier and limits[tier] then return string.format("%d per minute", limits[tier]) end
+  if path == "options.rate_limits" then return "on, the tiers' defaults" end
   if node.default == nil then return "" end
   if type(node.default) == "table" then return json.encode(node.default) end
   return tostring(node.default)
@@ -30,7 +36,7 @@ end
 local function walk(node, path, own_row)
   if path ~= "" and own_row then
     rows[#rows + 1] = string.format("| `%s` | %s | %s | %s |", path, type_of(node), node.required and "yes" or "",
-      default_of(node))
+      default_of(node, path))
   end
   if node.kind == "record" then
     local names = {}
@@ -63,6 +69,21 @@ file:line before anything is contacted.  See `examples/demo/job.yaml`.
 |---|---|---|---|]])
 print(table.concat(rows, "\n"))
 print([[
+
+## Rate limits
+
+Qlik Cloud limits requests per minute per rate tier; qmig-lua keeps under
+95 % of each limit (a tier answering 429 waits out its `Retry-After`).
+Unless `options.rate_limits` says otherwise (`false`: no limiting):
+
+| tier | requests | default per minute |
+|---|---|---|
+| `tier1` | reads (GET) | ]] .. limits.tier1 .. [[ |
+| `tier2` | writes (POST, PUT, PATCH, DELETE) | ]] .. limits.tier2 .. [[ |
+| `special` | reloads (`/reloads`, including the polls) | ]] .. limits.special .. [[ |
+
+The progress line shows each tier's rate against its limit (`tier2 95/100 per
+min`); a run that spent most of its time waiting for them ends with a hint.
 
 ## Authenticating to the target
 

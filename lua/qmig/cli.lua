@@ -268,7 +268,7 @@ function M.run(opts)
       show:event(event)
     end,
   }
-  local totals = {}
+  local totals, started = {}, qmig.monotonic()
   show:say("%s %s%s", opts.dry_run and "plan" or "run", job.file, run_id and (" (run " .. run_id .. ")") or "")
   local scheduled = {}
   for _, j in ipairs(selection) do
@@ -287,6 +287,8 @@ function M.run(opts)
       log.info("step done", { step = step.name, counts = summary.counts })
     end
   end
+  local hint = progress.rate_hint(target.limiter, qmig.monotonic() - started)
+  if hint then show:say("%s", hint) end
   local code = EXIT.ok
   if eng.aborted and eng.aborted.outage then
     complain("stopped: %s; nothing more was tried, the next run resumes where this one stopped",
@@ -440,6 +442,11 @@ local HELP = {
     .. "                   [--quiet | --verbose | --json]\n"
     .. "Runs the job file's jobs (all, in priority then file order, or those named by --job), each job's steps in\n"
     .. "the global step order.  Objects done before are left alone unless their source changed or --force.\n"
+    .. "Towards Qlik Cloud, requests per minute per rate tier unless options.rate_limits says otherwise: tier1\n"
+    .. string.format("%d (reads), tier2 %d (writes), special %d (reloads); the progress line shows each tier's rate\n",
+      require("qmig.limiter").DEFAULTS.tier1, require("qmig.limiter").DEFAULTS.tier2,
+      require("qmig.limiter").DEFAULTS.special)
+    .. "against its limit, and a run that mostly waited on them ends with a hint.\n"
     .. "Exit: 0 done, 1 some items failed, 2 bad job file, 3 authentication or certificate refused, or project in\n"
     .. "use, 4 a side unreachable (5 requests in a row without an answer: the run stops; the next run resumes),\n"
     .. "130 Ctrl-C.",

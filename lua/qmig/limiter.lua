@@ -35,11 +35,13 @@ M.MARGIN = 0.95
 -- unlimited.  The burst defaults to a minute's worth: Qlik's window
 -- allows bursts.
 function M.new(rates, opts)
-  local self = setmetatable({ buckets = {}, waited = 0, paused = 0 }, Limiter)
+  -- waited: seconds slept, summed over every task; wall_waited: seconds
+  -- during which at least one task was waiting (what a run lost to it)
+  local self = setmetatable({ buckets = {}, waited = 0, paused = 0, waiters = 0, wall_waited = 0 }, Limiter)
   for tier, per_minute in pairs(rates or M.DEFAULTS) do
     local capacity = math.max(1, opts and opts.burst or per_minute)
     self.buckets[tier] = { rate = per_minute / 60 * M.MARGIN, capacity = capacity, tokens = capacity,
-      last = qmig.monotonic(), paused_until = 0, used = 0 }
+      last = qmig.monotonic(), paused_until = 0, used = 0, waited = 0 }
   end
   return self
 end
@@ -68,7 +70,12 @@ function Limiter:acquire(tier)
       wait = (1 - b.tokens) / b.rate
     end
     self.waited = self.waited + wait
+    b.waited = b.waited + wait
+    if self.waiters == 0 then self.wait_began = qmig.monotonic() end
+    self.waiters = self.waiters + 1
     qmig.sleep(wait)
+    self.waiters = self.waiters - 1
+    if self.waiters == 0 then self.wall_waited = self.wall_waited + (qmig.monotonic() - self.wait_began) end
     if qmig.interrupted() then return end
   end
 end
@@ -87,10 +94,12 @@ function Limiter:pause(tier, seconds)
   end
 end
 
--- {tier = {used=, per_minute=}} for progress and reports.
+-- {tier = {used=, per_minute=, waited=}} for progress and reports.
 function Limiter:stats()
   local out = {}
-  for tier, b in pairs(self.buckets) do out[tier] = { used = b.used, per_minute = b.rate * 60 / M.MARGIN } end
+  for tier, b in pairs(self.buckets) do
+    out[tier] = { used = b.used, per_minute = b.rate * 60 / M.MARGIN, waited = b.waited }
+  end
   return out
 end
 

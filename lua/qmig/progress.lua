@@ -70,6 +70,23 @@ function Progress:rates_text()
   return #parts > 0 and ("  " .. table.concat(parts, "  ")) or ""
 end
 
+-- One line for the end of a run that spent most of its time (wall clock)
+-- waiting for the rate limits: which tier held it back, and what to do.
+-- -> text or nil.
+function M.rate_hint(limiter, elapsed)
+  if not limiter or not elapsed or elapsed < 5 then return nil end
+  local waited = limiter.wall_waited or 0
+  if waited < elapsed / 2 then return nil end
+  local worst, worst_t
+  for tier, t in pairs(limiter:stats()) do
+    if (t.waited or 0) > 0 and (not worst_t or t.waited > worst_t.waited) then worst, worst_t = tier, t end
+  end
+  return string.format("hint: %d%% of this run (%.0f of %.0f s) went to waiting for Qlik Cloud's rate limits%s; "
+    .. "if the tenant allows more, raise options.rate_limits (the defaults: docs/job-file.md)",
+    math.floor(waited / elapsed * 100 + 0.5), waited, elapsed,
+    worst and string.format(", mostly %s at %.0f per min", worst, worst_t.per_minute) or "")
+end
+
 function Progress:write(...) self.out:write(...) end
 
 function Progress:clear_line()

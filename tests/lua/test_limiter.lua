@@ -49,4 +49,27 @@ T.test("waiting yields inside scheduler tasks", function()
   t.truthy(other_ran_at < 0.3, "the other task ran while the first waited for tokens")
 end)
 
+T.test("time lost to waiting is wall clock, not summed over tasks; a mostly waiting run gets a hint", function()
+  local sched = require "qmig.sched"
+  local progress = require "qmig.progress"
+  local l = limiter.new({ tier2 = 600 }, { burst = 1 })  -- a token every 0.105 s
+  local s = sched.new { concurrency = 4 }
+  local started = qmig.monotonic()
+  for _ = 1, 4 do s:spawn(function() for _ = 1, 3 do l:acquire("tier2") end end) end
+  s:run()
+  local elapsed = qmig.monotonic() - started
+  t.truthy(l.wall_waited <= elapsed + 0.01, string.format("wall %.2f within %.2f", l.wall_waited, elapsed))
+  t.truthy(l.waited > l.wall_waited, "the sum over tasks counts overlapping waits again")
+  t.truthy(l.wall_waited > elapsed * 0.8, "this run mostly waited")
+  t.truthy(l:stats().tier2.waited > 0)
+  -- the hint names the share, the tier and what to change; none for a run that hardly waited
+  l.wall_waited = 40
+  local hint = progress.rate_hint(l, 60)
+  t.match(hint, "^hint: 67%% of this run %(40 of 60 s%) went to waiting for Qlik Cloud's rate limits, mostly tier2 at "
+    .. "600 per min; if the tenant allows more, raise options%.rate_limits")
+  l.wall_waited = 10
+  t.eq(progress.rate_hint(l, 60), nil)
+  t.eq(progress.rate_hint(nil, 60), nil)
+end)
+
 return T
