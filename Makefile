@@ -15,7 +15,7 @@ SRCS      := $(wildcard src/*.c)
 OBJS      := $(SRCS:src/%.c=$(BUILD)/%.o)
 BIN       := qmig-lua
 
-.PHONY: all deps test asan test-asan install clean lint demo memcheck soak
+.PHONY: all deps demo-deps test asan test-asan install clean lint demo memcheck soak
 all: $(BIN)
 
 $(BUILD)/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)
@@ -34,9 +34,17 @@ $(TEST_C): tests/c/test_host.c $(filter-out $(BUILD)/main.o,$(OBJS))
 
 # Debian packages the build, the linters and the tests need; installs only
 # what is missing.  chromium (large) is for the report's browser test only.
-DEB_PKGS := build-essential pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-dev \
-            libsqlite3-dev libyaml-dev lua-cjson-dev libssl-dev openssl python3 lua-check luarocks \
-            cppcheck clang-tidy shellcheck valgrind chromium
+# The demo needs only the first line (build and simulator): `make demo`
+# checks those alone, so it works offline and without npm once they are in.
+DEMO_PKGS := build-essential pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-dev \
+            libsqlite3-dev libyaml-dev lua-cjson-dev libssl-dev openssl python3
+DEB_PKGS := $(DEMO_PKGS) lua-check luarocks cppcheck clang-tidy shellcheck valgrind chromium
+demo-deps:
+	@missing=$$(for p in $(DEMO_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -55,7 +63,7 @@ test: $(BIN) $(TEST_C)
 	tests/run
 
 # The demo migration against the bundled simulator (see examples/demo/).
-demo: deps $(BIN)
+demo: demo-deps $(BIN)
 	examples/demo/run.sh
 
 # ASan + UBSan build in its own folder so it never mixes with the normal objects.

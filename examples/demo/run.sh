@@ -48,7 +48,17 @@ other() {  # command...
 if [ -n "${QMIG_DEMO_COMMANDS:-}" ]; then other check; other plan; fi
 ${QMIG_DEMO_WRAP:-} ./qmig-lua run examples/demo/job.yaml "$@" || status=$?
 if [ -n "${QMIG_DEMO_COMMANDS:-}" ] && [ "$status" -eq 0 ]; then other plan; other undo; fi
+# The job file reads every QMIG_DEMO_* variable (an unset one is an error),
+# so the commands printed below source them from a file instead of asking
+# the reader to set them; mode 0600: it holds the simulator's API key.
+env_file="$work/env.sh"
+( umask 077
+  for v in QMIG_DEMO_QRS_URL QMIG_DEMO_CLOUD_URL QMIG_DEMO_API_KEY QMIG_DEMO_CERTS QMIG_DEMO_PROJECT QMIG_DEMO_DIR; do
+    printf 'export %s=%q\n' "$v" "${!v}"
+  done >"$env_file" )
 echo
-echo "project folder: $QMIG_DEMO_PROJECT (cache qmig.db, logs/, exports/)"
-echo "per-object state: QMIG_DEMO_PROJECT=... ./qmig-lua status examples/demo/job.yaml"
+echo "project folder: $QMIG_DEMO_PROJECT (cache qmig.db, logs/, exports/, reports/report.html)"
+echo "per step and per object (the simulator has stopped; these read the project only):"
+echo "  . $env_file && ./qmig-lua status examples/demo/job.yaml --objects"
+echo "  . $env_file && ./qmig-lua report examples/demo/job.yaml"
 exit $status
