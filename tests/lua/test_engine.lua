@@ -125,6 +125,18 @@ T.test("undo after a run leaves the target as it was before", function()
   t.eq(code, 0)
   t.match(out, "would DELETE spaces/")
   t.eq(#test_spaces(), 4)
+  -- on a terminal it asks first (a pty through script(1)); "n" changes nothing
+  local function on_tty(answer, args)
+    local p = io.popen(string.format("printf '%s\\n' | timeout -k 5 60 script -qec %s /dev/null", answer,
+      cli.quote(cli.bin .. " " .. args .. " " .. cli.quote(file))))
+    local text = p:read("a")
+    p:close()
+    return text
+  end
+  local asked = on_tty("n", "undo")
+  t.match(asked, "undo reverses 4 recorded change%(s%):.-test%.space%s+4 to delete.-%? %[y/N%]", asked)
+  t.match(asked, "nothing undone", asked)
+  t.eq(#test_spaces(), 4, "answered no")
   code, out = cli.run { "undo", file }
   t.eq(code, 0, out)
   t.eq(test_spaces(), {})
