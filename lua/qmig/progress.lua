@@ -104,12 +104,30 @@ function Progress:say(fmt, ...)
   self.out:flush()
 end
 
-local function eta(step)
+-- Items per second the rate limits allow from here on: for each tier,
+-- its limit over the requests an item has needed of it so far.  The
+-- first minute's burst runs faster than that, and an ETA from it alone
+-- would promise too much.  -> rate or nil (no limit in play).
+function Progress:allowed_rate(s)
+  if not self.limiter or s.done == 0 or not s.mark then return nil end
+  local best
+  for tier, t in pairs(self.limiter:stats()) do
+    local used = t.used - (s.mark.tiers[tier] and s.mark.tiers[tier].used or 0)
+    if used > 0 and t.per_minute > 0 then
+      local items_per_s = t.per_minute / 60 / (used / s.done)
+      if not best or items_per_s < best then best = items_per_s end
+    end
+  end
+  return best
+end
+
+function M.eta(step, allowed)
   local done = step.done
   local elapsed = qmig.monotonic() - step.started
   if done == 0 or elapsed <= 0 then return "", 0 end
   local rate = done / elapsed
-  local left = (step.total - done) / rate
+  local speed = allowed and math.min(rate, allowed) or rate
+  local left = (step.total - done) / speed
   return string.format("ETA %ds", math.floor(left + 0.5)), rate
 end
 
@@ -120,7 +138,7 @@ function Progress:draw(force)
   if not self.tty and (force or now - s.started < 10) then return end  -- plain output: only for long steps
   if not force and now - self.last_draw < (self.tty and 0.1 or 10) then return end
   self.last_draw = now
-  local left, rate = eta(s)
+  local left, rate = M.eta(s, self:allowed_rate(s))
   local line = string.format("  %-28s %d/%d%s  %.1f/s  %s%s", s.name, s.done, s.total,
     s.failed > 0 and string.format("  %d failed", s.failed) or "", rate, left, self:rates_text())
   if self.tty then

@@ -72,4 +72,16 @@ T.test("time lost to waiting is wall clock, not summed over tasks; a mostly wait
   t.eq(progress.rate_hint(nil, 60), nil)
 end)
 
+T.test("the ETA counts with the rate limits, not only with the burst seen so far", function()
+  local progress = require "qmig.progress"
+  -- 100 items done in 10 s, each took 2 tier2 requests; tier2 allows 60 per minute: 0.5 item/s from now on
+  local fake = { stats = function() return { tier2 = { used = 200, per_minute = 60 } } end }
+  local p = progress.new { tty = false, limiter = fake }
+  local step = { done = 100, total = 200, started = qmig.monotonic() - 10, mark = { tiers = { tier2 = { used = 0 } } } }
+  t.eq(p:allowed_rate(step), 0.5)
+  t.eq((progress.eta(step, p:allowed_rate(step))), "ETA 200s")
+  t.eq((progress.eta(step, nil)), "ETA 10s", "without limits: the rate seen")
+  t.eq(progress.new({ tty = false }):allowed_rate(step), nil)
+end)
+
 return T
