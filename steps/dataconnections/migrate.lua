@@ -149,7 +149,7 @@ return {
         local ok, created = pcall(ctx.target.post, ctx.target, "data-connections", post)
         if ok then return created end
         if errors.is(created) and created.status == 409 then
-          local existing = retrieve.data_connection(ctx.target, name, space)
+          local existing = ctx.listed(function() return retrieve.data_connection(ctx.target, name, space) end)
           if existing then return existing, "exists" end
         end
         error(created, 0)

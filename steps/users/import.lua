@@ -68,6 +68,9 @@ return {
           { subject = want.subject, email = want.email, name = want.name, status = want.status or "invited" })
         if ok then return user end
         if errors.is(user) and user.status == 409 then
+          -- made meanwhile, and not listed yet?
+          local u = ctx.listed(function() return (find(ctx, want, subjects)) end)
+          if u then return u, "exists" end
           error(errors.new { message = "cannot create " .. m.dir_user .. ": the tenant already has a user with " ..
             "that subject or email, but it was not found by " .. looked }, 0)
         end

@@ -103,7 +103,7 @@ function M.import(kind, meta)
           local ok, obj = pcall(upload, ctx, k, "POST", k.api, zip_path, x)
           if ok then return obj end
           if errors.is(obj) and obj.status == 409 then
-            local existing = k.find(ctx.target, x.cloud_name)
+            local existing = ctx.listed(function() return k.find(ctx.target, x.cloud_name) end)
             if existing then return existing, "exists" end
           end
           error(obj, 0)

@@ -172,8 +172,11 @@ function M.ensure(ctx, space_id, existing, kind, assignee_id, roles)
     end
     -- 409: one assignment per assignee, made meanwhile (or by a lost reply)
     if not (errors.is(res) and res.status == 409) then error(res, 0) end
-    for key, a in pairs(M.assignments(ctx, space_id)) do existing[key] = a end
-    cur = existing[k]
+    -- (the listing may not show it yet: ctx.listed looks again)
+    cur = ctx.listed(function()
+      for key, a in pairs(M.assignments(ctx, space_id)) do existing[key] = a end
+      return existing[k]
+    end)
     if not cur then error(res, 0) end
   end
   local new_roles, added = union(cur.roles, roles)
