@@ -19,7 +19,7 @@ local function demo(faults)
   fs.chmod(dir .. "/secrets.yaml", 384)
   -- the demo job, with fast retries so injected faults cost little time
   local job = t.read("examples/demo/job.yaml"):gsub("options: {concurrency: 8}",
-    "options: {concurrency: 8, retries: 10, retry_delay: 0.05, catalogue_lag: 1}")
+    "options: {concurrency: 8, retries: 10, retry_delay: 0.05, catalogue_lag: 4}")
   t.write(dir .. "/job.yaml", job)
   local env = { QMIG_DEMO_QRS_URL = sim.info.qrs_url, QMIG_DEMO_CLOUD_URL = sim.info.cloud_url,
     QMIG_DEMO_API_KEY = sim.info.api_key, QMIG_DEMO_CERTS = fs.dirname(sim.info.certs.ca),
@@ -117,29 +117,44 @@ local function kill_points(total_writes, n, seed)
   return points
 end
 
-T.test("SIGKILL at 20 seeded random writes, then resume: the clean run's end state", function()
+-- The kills run against listings that lag as Qlik Cloud's do (the
+-- simulator's catalogue_lag_ms), at several lags; the job waits 4 s.
+local LAGS_MS = { 0, 500, 1500, 3000 }
+
+T.test("SIGKILL at 20 seeded random writes under catalogue lags to 3 s, then resume: the clean run's end state",
+  function()
   if os.getenv("QMIG_SOAK") ~= "1" then return "skip" end
   local sim, file, env = demo()
   t.eq(cli.run({ "run", file }, { env = env }), 0)
   local clean = signature(sim:state())
   local total = sim:counts().applied_writes  -- kill_after_writes counts applied writes
   sim:stop()
-  local survived = 0
-  for _, n in ipairs(kill_points(total, 20, 20261125)) do
+  local survived, resumed, lagged = 0, {}, 0
+  for i, n in ipairs(kill_points(total, 20, 20261125)) do
+    local lag = LAGS_MS[(i - 1) % #LAGS_MS + 1]
     local s, f, e = demo()
     local pid, release = cli.spawn_held({ "run", f }, { env = e })
-    s:faults { kill_after_writes = { pid = pid, n = n, signal = 9 } }
+    s:faults { catalogue_lag_ms = lag, kill_after_writes = { pid = pid, n = n, signal = 9 } }
     local status = release()
-    s:faults {}
+    s:faults { catalogue_lag_ms = lag }
     t.eq(status, 137, "killed after write " .. n)
     t.eq(s:counts().injected.kill, 1, "the kill came from the simulator, after write " .. n)
+    local started = qmig.monotonic()
     local code, out, err = cli.run({ "run", f }, { env = e })
-    t.eq(code, 0, "resume after write " .. n .. ": " .. out .. err)
-    t.eq(signature(s:state()), clean, "after a kill at write " .. n)
+    t.eq(code, 0, "resume after write " .. n .. " (lag " .. lag .. " ms): " .. out .. err)
+    resumed[lag] = (resumed[lag] or 0) + qmig.monotonic() - started
+    for _, hits in pairs(s:counts().lagged_listings or {}) do lagged = lagged + hits end
+    t.eq(signature(s:state()), clean, "after a kill at write " .. n .. " (lag " .. lag .. " ms)")
     s:stop()
     survived = survived + 1
   end
-  print(string.format("     %d kills survived (of %d applied writes in a clean run)", survived, total))
+  t.truthy(lagged > 0, "the listings lagged")
+  local figures = {}
+  for _, lag in ipairs(LAGS_MS) do
+    figures[#figures + 1] = string.format("lag %d ms: %.1f s", lag, resumed[lag] / (20 / #LAGS_MS))
+  end
+  print(string.format("     %d kills survived (of %d applied writes in a clean run); mean resume %s; %d listings "
+    .. "lagged", survived, total, table.concat(figures, ", "), lagged))
 end)
 
 T.test("SIGINT at 5 seeded writes, then resume: exit 130, then the clean run's end state", function()

@@ -535,7 +535,8 @@ T.test("legacy reload tasks of this identity are recognised, not duplicated; som
   -- the chain follows the moved task, and says it cannot follow the one still on the legacy service
   local reasons = {}
   for _, r in ipairs(status_json(file)) do reasons[#reasons + 1] = tostring(r.reason) end
-  t.match(table.concat(reasons, "\n"), "'Reload Ops / One%-off' is still the legacy reload task aaaaaaaaaaaaaaaaaaaaaaa2")
+  t.match(table.concat(reasons, "\n"),
+    "'Reload Ops / One%-off' is still the legacy reload task aaaaaaaaaaaaaaaaaaaaaaa2")
   local st = s:state().cloud
   local legacy = {}
   for _, k in ipairs(st.reload_tasks) do legacy[k.id] = k end
