@@ -47,6 +47,7 @@ build = {
     ["qmig.identity.spaces"] = "lua/qmig/identity/spaces.lua",
     ["qmig.identity.users"] = "lua/qmig/identity/users.lua",
     ["qmig.job"] = "lua/qmig/job.lua",
+    ["qmig.budget"] = "lua/qmig/budget.lua",
     ["qmig.limiter"] = "lua/qmig/limiter.lua",
     ["qmig.log"] = "lua/qmig/log.lua",
     ["qmig.oauth"] = "lua/qmig/oauth.lua",

@@ -3,6 +3,7 @@
 -- (links.next.href; `page=` for data connections), Qlik's error
 -- shape, retries of transient failures.  Writes can be refused in dry-run
 -- mode: the engine turns the refusal into "would create/update/delete".
+local budget = require "qmig.budget"
 local clock = require "qmig.clock"
 local durable = require "qmig.durable"
 local errors = require "qmig.errors"
@@ -32,7 +33,8 @@ function M.new(target, opts)
   local self = setmetatable({
     client = client, base = base, retries = opts.retries or 5,
     dry_run = opts.dry_run or false, writes = 0, on_write = opts.on_write,
-    limiter = opts.rate_limits ~= false and limiter.new(opts.rate_limits) or nil,
+    limiter = opts.rate_limits ~= false and limiter.new(opts.rate_limits,
+      { budget = opts.shared_budget ~= false and budget.open(target) or nil }) or nil,
   }, Cloud)
   if target.oauth then
     self.oauth = oauth.new { client = client, client_id = target.oauth.client_id,

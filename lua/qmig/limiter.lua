@@ -31,24 +31,134 @@ end
 -- 0.84-0.95).
 M.MARGIN = 0.95
 
--- M.new({tier1 = per_minute, ...} [, {burst = n}]); a missing tier is
--- unlimited.  The burst defaults to a minute's worth: Qlik's window
--- allows bursts.
+-- The adaptive part (AIMD, as TCP finds a path's capacity).  The
+-- configured rate (x MARGIN) is the ceiling: what the tenant promises.
+-- The real budget can be lower (another tool or a second project using
+-- the same identity, a tenant with other limits), and the only signal is
+-- a 429.  So:
+-- DECREASE: a 429 multiplies the tier's rate by 0.7.  Gentler than
+-- halving because a 429 already stops the whole tier for Retry-After, and
+-- 0.7 of a rate still makes progress when a 429 was a stray; repeated
+-- 429s compound (0.7^3 = 0.34) fast enough to find a budget a third as
+-- big within seconds.
+M.DECREASE = 0.7
+-- One 429 event per pause: every request in flight when the tier was
+-- blocked comes back 429, and counting each would cut the rate by 0.7^16
+-- at concurrency 16 for one overrun.  429s that arrive before the pause
+-- they caused has ended are the same event.
+-- INCREASE: while no 429 comes, the rate grows by 2 % of the ceiling per
+-- second: back from one cut to the ceiling in 15 s, from the floor in
+-- 45 s.  Slow enough that, against a budget below the ceiling, the
+-- sawtooth meets it about every 15 s rather than every second; fast
+-- enough that a stray 429 costs little (the cut's deficit averages
+-- 0.15 x rate over 15 s, about 2 s of requests).
+M.INCREASE = 0.02
+-- FLOOR: the rate never falls below 5 % of the ceiling, so a burst of
+-- injected or stray 429s cannot stall a tier for minutes afterwards.
+M.FLOOR = 0.05
+-- UNDER: a 429 empties the bucket (so that the requests that were waiting
+-- do not leave together when the pause ends) only when the tier was near
+-- its budget: at least half a minute's worth of the current rate sent in
+-- the last minute (Qlik's window), by this process and the others on the
+-- identity.  A 429 well under that is a stray (a fault, a server hiccup):
+-- emptying the bucket then made every later request wait for the full
+-- rate, for the rest of the run (16x slower under 5 % random 429s).
+M.UNDER = 0.5
+M.WINDOW = 60
+-- How often the shared budget file (qmig.budget) is read and written: not
+-- per request, and often enough that two processes see each other's load
+-- within a second.  SHARE_SPAN: the span over which the rate published
+-- for the others is measured (short: a share must follow a phase that
+-- starts or ends).
+M.SYNC = 0.5
+M.SHARE_SPAN = 2
+
+-- M.new({tier1 = per_minute, ...} [, {burst = n, budget = qmig.budget,
+-- clock = fn, sleep = fn, wall = fn}]); a missing tier is unlimited.  The
+-- burst defaults to a minute's worth: Qlik's window allows bursts.  With
+-- a budget, the processes sharing it share each tier (Limiter:sync).
+-- clock/sleep/wall replace qmig.monotonic/qmig.sleep/qmig.time (tests).
 function M.new(rates, opts)
+  opts = opts or {}
   -- waited: seconds slept, summed over every task; wall_waited: seconds
   -- during which at least one task was waiting (what a run lost to it)
-  local self = setmetatable({ buckets = {}, waited = 0, paused = 0, waiters = 0, wall_waited = 0 }, Limiter)
+  local self = setmetatable({ buckets = {}, waited = 0, paused = 0, waiters = 0, wall_waited = 0,
+    clock = opts.clock or qmig.monotonic, sleep = opts.sleep or qmig.sleep, wall = opts.wall or qmig.time,
+    budget = opts.budget, synced = -math.huge }, Limiter)
+  local now = self.clock()
   for tier, per_minute in pairs(rates or M.DEFAULTS) do
-    local capacity = math.max(1, opts and opts.burst or per_minute)
-    self.buckets[tier] = { rate = per_minute / 60 * M.MARGIN, capacity = capacity, tokens = capacity,
-      last = qmig.monotonic(), paused_until = 0, used = 0, waited = 0 }
+    local capacity = math.max(1, opts.burst or per_minute)
+    local ceiling = per_minute / 60 * M.MARGIN
+    self.buckets[tier] = { rate = ceiling, ceiling = ceiling, aimd = ceiling, capacity = capacity,
+      tokens = capacity, last = now, paused_until = 0, cut_until = 0, used = 0, waited = 0, cuts = 0,
+      hist = {}, others = nil }
   end
   return self
 end
 
+-- Requests of the tier per whole second of the clock, for the window.
+local function count(b, now)
+  local s = math.floor(now)
+  b.hist[s] = (b.hist[s] or 0) + 1
+end
+
+local function sent_since(b, since)
+  local n = 0
+  for s, k in pairs(b.hist) do
+    if s >= math.floor(since) then n = n + k end
+  end
+  return n
+end
+
+-- The rate this process may use: the AIMD rate grown by the clean time
+-- since the last update, then, when others share the identity, what they
+-- leave of it, but at least an equal share (without that floor the
+-- first process would keep the whole tier and a newcomer none).
 local function refill(b, now)
-  b.tokens = math.min(b.capacity, b.tokens + (now - b.last) * b.rate)
-  b.last = now
+  local dt = now - b.last
+  if dt > 0 then
+    if now >= b.cut_until then b.aimd = math.min(b.ceiling, b.aimd + M.INCREASE * b.ceiling * dt) end
+    local rate = b.aimd
+    local o = b.others
+    if o and o.procs > 0 then
+      rate = math.min(rate, math.max(rate - o.rate, rate / (o.procs + 1)))
+    end
+    b.rate = math.max(rate, M.FLOOR * b.ceiling)
+    -- A share of the tier holds the same share of the burst (the tenant's
+    -- window is one for all); a 429's cut does not shrink it: that is
+    -- M.UNDER's decision.
+    b.tokens = math.min(b.capacity * math.min(1, b.rate / b.aimd), b.tokens + dt * b.rate)
+    b.last = now
+  end
+end
+
+-- Reads the others' figures and publishes ours, at most every M.SYNC.
+function Limiter:sync(force)
+  local now = self.clock()
+  if not self.budget or (not force and now - self.synced < M.SYNC) then return end
+  self.synced = now
+  local wall = self.wall()
+  local mine = {}
+  for tier, b in pairs(self.buckets) do
+    for s in pairs(b.hist) do
+      if s < math.floor(now) - M.WINDOW then b.hist[s] = nil end
+    end
+    local pause = b.paused_until > now and wall + (b.paused_until - now) or 0
+    mine[tier] = { rate = sent_since(b, now - M.SHARE_SPAN) / M.SHARE_SPAN, n60 = sent_since(b, now - M.WINDOW),
+      pause_until = pause }
+  end
+  local others = self.budget:sync(mine)
+  if not others then return end
+  for tier, b in pairs(self.buckets) do
+    refill(b, now)
+    b.others = others[tier]
+    -- Qlik blocks the tier for the identity: another process's 429 is ours
+    local until_ = b.others and b.others.pause_until - wall + now or 0
+    if until_ > b.paused_until then
+      b.paused_until = until_
+      b.cut_until = until_
+    end
+  end
 end
 
 -- Waits (yielding inside a task) until the tier has a token, and takes it.
@@ -56,7 +166,8 @@ function Limiter:acquire(tier)
   local b = self.buckets[tier]
   if not b then return end
   while true do
-    local now = qmig.monotonic()
+    self:sync()
+    local now = self.clock()
     local wait
     if b.paused_until > now then
       wait = b.paused_until - now
@@ -65,42 +176,63 @@ function Limiter:acquire(tier)
       if b.tokens >= 1 then
         b.tokens = b.tokens - 1
         b.used = b.used + 1
+        count(b, now)
         return
       end
       wait = (1 - b.tokens) / b.rate
     end
+    -- at most one sync's span: the others' figures may change the wait
+    if self.budget then wait = math.min(wait, M.SYNC) end
     self.waited = self.waited + wait
     b.waited = b.waited + wait
-    if self.waiters == 0 then self.wait_began = qmig.monotonic() end
+    if self.waiters == 0 then self.wait_began = self.clock() end
     self.waiters = self.waiters + 1
-    qmig.sleep(wait)
+    self.sleep(wait)
     self.waiters = self.waiters - 1
-    if self.waiters == 0 then self.wall_waited = self.wall_waited + (qmig.monotonic() - self.wait_began) end
+    if self.waiters == 0 then self.wall_waited = self.wall_waited + (self.clock() - self.wait_began) end
     if qmig.interrupted() then return end
   end
 end
 
--- After a 429: the whole tier waits Retry-After seconds, and its bucket
--- starts empty so the requests that were waiting do not stampede.
+-- After a 429: the whole tier waits Retry-After seconds (Qlik blocks all
+-- of it), the rate is cut once per event (M.DECREASE), and the bucket is
+-- emptied only when the tier was near its budget (M.UNDER).
 function Limiter:pause(tier, seconds)
   local b = self.buckets[tier]
   if not b then return end
-  local untill = qmig.monotonic() + (seconds or 1)
+  local now = self.clock()
+  refill(b, now)
+  local untill = now + (seconds or 1)
+  if now >= b.cut_until then
+    b.aimd = math.max(M.FLOOR * b.ceiling, b.aimd * M.DECREASE)
+    b.cuts = b.cuts + 1
+    local others = b.others and b.others.n60 or 0
+    if sent_since(b, now - M.WINDOW) + others >= M.UNDER * b.rate * M.WINDOW then b.tokens = 0 end
+  end
+  b.cut_until = math.max(b.cut_until, untill)
   if untill > b.paused_until then
     b.paused_until = untill
-    b.tokens = 0
-    b.last = untill
+    b.last = math.max(b.last, now)
     self.paused = self.paused + 1
   end
+  self:sync(true)
 end
 
--- {tier = {used=, per_minute=, waited=}} for progress and reports.
+-- {tier = {used=, per_minute=, waited=, rate=, cuts=}} for progress and
+-- reports: per_minute is the configured rate; rate the one in force now
+-- (per minute, after 429s and the others' shares).
 function Limiter:stats()
   local out = {}
   for tier, b in pairs(self.buckets) do
-    out[tier] = { used = b.used, per_minute = b.rate * 60 / M.MARGIN, waited = b.waited }
+    out[tier] = { used = b.used, per_minute = b.ceiling * 60 / M.MARGIN, waited = b.waited,
+      rate = b.rate * 60, cuts = b.cuts }
   end
   return out
+end
+
+-- The end of a run: leaves the shared budget to the others at once.
+function Limiter:close()
+  if self.budget then self.budget:leave() end
 end
 
 return M
