@@ -520,7 +520,7 @@ T.test("owners: app owners set on the app users open; unmapped skipped; undo lis
   t.eq(the_sim():counts().total_writes, 0)
   local ucode, uout = cli.run({ "undo", file, "--dry-run" }, { env = env })
   t.eq(ucode, 0)
-  t.match(uout, lit("cannot undo app.owner " .. QA(1) .. " -> " .. APP_A .. ": owner of app"))
+  t.match(uout, lit("cannot undo app.owner 'Finance Report' (" .. QA(1) .. ") -> " .. APP_A .. ": owner of app"))
 end)
 
 T.test("validate: REST checks, reports/validation.csv, a difference fails the item", function()
