@@ -116,18 +116,20 @@ end
 -- first process would keep the whole tier and a newcomer none).
 local function refill(b, now)
   local dt = now - b.last
+  -- only time after the pause counts as clean
+  local clean = now - math.max(b.last, b.cut_until)
+  if clean > 0 then b.aimd = math.min(b.ceiling, b.aimd + M.INCREASE * b.ceiling * clean) end
+  local rate = b.aimd
+  local o = b.others
+  if o and o.procs > 0 then
+    rate = math.min(rate, math.max(rate - o.rate, rate / (o.procs + 1)))
+  end
+  b.rate = math.max(rate, M.FLOOR * b.ceiling)
   if dt > 0 then
-    if now >= b.cut_until then b.aimd = math.min(b.ceiling, b.aimd + M.INCREASE * b.ceiling * dt) end
-    local rate = b.aimd
-    local o = b.others
-    if o and o.procs > 0 then
-      rate = math.min(rate, math.max(rate - o.rate, rate / (o.procs + 1)))
-    end
-    b.rate = math.max(rate, M.FLOOR * b.ceiling)
     -- A share of the tier holds the same share of the burst (the tenant's
     -- window is one for all); a 429's cut does not shrink it: that is
     -- M.UNDER's decision.
-    b.tokens = math.min(b.capacity * math.min(1, b.rate / b.aimd), b.tokens + dt * b.rate)
+    b.tokens = math.min(math.max(1, b.capacity * math.min(1, b.rate / b.aimd)), b.tokens + dt * b.rate)
     b.last = now
   end
 end
@@ -144,7 +146,9 @@ function Limiter:sync(force)
       if s < math.floor(now) - M.WINDOW then b.hist[s] = nil end
     end
     local pause = b.paused_until > now and wall + (b.paused_until - now) or 0
-    mine[tier] = { rate = sent_since(b, now - M.SHARE_SPAN) / M.SHARE_SPAN, n60 = sent_since(b, now - M.WINDOW),
+    -- whole seconds are counted: the span runs from the first one's start
+    local span = now - math.floor(now - M.SHARE_SPAN)
+    mine[tier] = { rate = sent_since(b, now - M.SHARE_SPAN) / span, n60 = sent_since(b, now - M.WINDOW),
       pause_until = pause }
   end
   local others = self.budget:sync(mine)
@@ -152,6 +156,7 @@ function Limiter:sync(force)
   for tier, b in pairs(self.buckets) do
     refill(b, now)
     b.others = others[tier]
+    refill(b, now)
     -- Qlik blocks the tier for the identity: another process's 429 is ours
     local until_ = b.others and b.others.pause_until - wall + now or 0
     if until_ > b.paused_until then
@@ -173,8 +178,10 @@ function Limiter:acquire(tier)
       wait = b.paused_until - now
     else
       refill(b, now)
-      if b.tokens >= 1 then
-        b.tokens = b.tokens - 1
+      -- the epsilon: a refill computed in floating point can end a
+      -- hair under 1 after sleeping exactly the computed wait
+      if b.tokens >= 1 - 1e-9 then
+        b.tokens = math.max(0, b.tokens - 1)
         b.used = b.used + 1
         count(b, now)
         return

@@ -2,6 +2,7 @@
 -- whole tier, tiers are independent.  Only lower bounds on time are
 -- asserted: a busy machine can only make things slower.
 local t = require "testing"
+local fs = require "qmig.fs"
 local limiter = require "qmig.limiter"
 
 local T = t.suite("limiter")
@@ -82,6 +83,99 @@ T.test("the ETA counts with the rate limits, not only with the burst seen so far
   t.eq((progress.eta(step, p:allowed_rate(step))), "ETA 200s")
   t.eq((progress.eta(step, nil)), "ETA 10s", "without limits: the rate seen")
   t.eq(progress.new({ tty = false }):allowed_rate(step), nil)
+end)
+
+-- A fake clock: sleeping advances it, so the AIMD arithmetic is exact.
+local function fake(rates, opts)
+  local now = { t = 1000, wall = 5000 }
+  opts = opts or {}
+  opts.clock = function() return now.t end
+  opts.wall = function() return now.wall + now.t end
+  opts.sleep = function(s) now.t = now.t + s end
+  return limiter.new(rates, opts), now
+end
+
+T.test("AIMD: a 429 cuts the rate once per pause; clean time raises it back, never above the ceiling", function()
+  local l, now = fake({ tier2 = 600 }, { burst = 1 })
+  local ceiling = 600 * limiter.MARGIN
+  t.eq(l:stats().tier2.rate, ceiling)
+  l:acquire("tier2")
+  -- 16 requests in flight come back 429 for one overrun: one cut
+  for _ = 1, 16 do l:pause("tier2", 1) end
+  t.eq(l.buckets.tier2.cuts, 1)
+  now.t = now.t + 1
+  l:acquire("tier2")
+  t.truthy(math.abs(l:stats().tier2.rate - ceiling * limiter.DECREASE) < 1e-6, "cut by DECREASE")
+  -- another 429 after the pause is a new event
+  l:pause("tier2", 1)
+  t.eq(l.buckets.tier2.cuts, 2)
+  -- clean seconds raise it additively: INCREASE x ceiling per second
+  now.t = now.t + 1 + 5
+  l:acquire("tier2")
+  local want = ceiling * (limiter.DECREASE ^ 2 + 5 * limiter.INCREASE)
+  t.truthy(math.abs(l:stats().tier2.rate - want) < 1e-6, string.format("%.2f ~ %.2f", l:stats().tier2.rate, want))
+  now.t = now.t + 3600
+  l:acquire("tier2")
+  t.eq(l:stats().tier2.rate, ceiling, "never above the configured rate")
+  -- the floor: a storm of 429s does not stall the tier
+  for _ = 1, 50 do l:pause("tier2", 1); now.t = now.t + 1.01 end
+  t.truthy(l:stats().tier2.rate >= ceiling * limiter.FLOOR - 1e-9)
+end)
+
+T.test("a stray 429 well under the budget keeps the bucket; one near the budget empties it", function()
+  local l, now = fake({ tier2 = 100 })  -- a minute's burst: 100 tokens
+  for _ = 1, 10 do l:acquire("tier2") end
+  l:pause("tier2", 1)
+  local started = now.t
+  for _ = 1, 40 do l:acquire("tier2") end
+  t.truthy(now.t - started < 1.01, string.format("40 more requests right after the pause (%.1f s)", now.t - started))
+  -- near the budget: the next requests wait for the (cut) rate
+  local l2, now2 = fake({ tier2 = 100 })
+  for _ = 1, 80 do l2:acquire("tier2") end
+  l2:pause("tier2", 1)
+  local t0 = now2.t
+  for _ = 1, 5 do l2:acquire("tier2") end
+  t.truthy(now2.t - t0 > 2, "bucket emptied: the rate holds")
+end)
+
+T.test("two limiters on one budget file share the tier and each other's 429 pause", function()
+  local budget = require "qmig.budget"
+  local dir = os.tmpname(); os.remove(dir)
+  local target = { url = "https://t.example/", api_key = "secret-key" }
+  local l1, now1 = fake({ tier2 = 600 }, { burst = 1, budget = budget.open(target, { dir = dir }) })
+  local l2, now2 = fake({ tier2 = 600 }, { burst = 1, budget = budget.open(target, { dir = dir }) })
+  local ceiling = 600 * limiter.MARGIN / 60
+  -- l1 alone sends at the ceiling for 3 s
+  while now1.t < 1003 do l1:acquire("tier2") end
+  now2.t = now1.t
+  l2:acquire("tier2")
+  now2.t = now2.t + 0.6
+  l2:acquire("tier2")
+  t.truthy(l2.buckets.tier2.rate <= ceiling / 2 + 1e-6, "the newcomer takes at most an equal share")
+  -- l1 sees l2's load at its next sync and gives way
+  for _ = 1, 20 do l2:acquire("tier2") end
+  now1.t = now2.t
+  l1:sync(true); l1:acquire("tier2")
+  t.truthy(l1.buckets.tier2.rate < ceiling * 0.9, string.format("l1 gave way: %.2f/s", l1.buckets.tier2.rate))
+  -- a 429 seen by one pauses the other
+  l1:pause("tier2", 2)
+  l2:sync(true)
+  t.truthy(l2.buckets.tier2.paused_until > now2.t + 1, "the other process pauses too")
+  -- the file holds hashes and counts, never the key
+  local text = fs.read_file(dir .. "/" .. budget.key(target) .. ".json")
+  t.truthy(text and not text:find("secret%-key"), "no secret in the shared file")
+end)
+
+T.test("the shared file's folder: QMIG_CACHE_DIR, XDG_CACHE_HOME, ~/.cache; keys differ per identity", function()
+  local budget = require "qmig.budget"
+  local env = function(v) return ({ QMIG_CACHE_DIR = "/c", XDG_CACHE_HOME = "/x", HOME = "/h" })[v] end
+  t.eq(budget.dir(env), "/c/limits")
+  t.eq(budget.dir(function(v) return ({ XDG_CACHE_HOME = "/x", HOME = "/h" })[v] end), "/x/qmig-lua/limits")
+  t.eq(budget.dir(function(v) return ({ HOME = "/h" })[v] end), "/h/.cache/qmig-lua/limits")
+  local a = budget.key { url = "https://t/", api_key = "k1" }
+  t.eq(a, budget.key { url = "https://t", api_key = "k1" })
+  t.truthy(a ~= budget.key { url = "https://t", api_key = "k2" })
+  t.truthy(a ~= budget.key { url = "https://t", oauth = { client_id = "k1" } })
 end)
 
 return T
