@@ -35,6 +35,7 @@ build = {
     ["qmig.cache"] = "lua/qmig/cache.lua",
     ["qmig.catalogue"] = "lua/qmig/catalogue.lua",
     ["qmig.cli"] = "lua/qmig/cli.lua",
+    ["qmig.connect"] = "lua/qmig/connect.lua",
     ["qmig.clock"] = "lua/qmig/clock.lua",
     ["qmig.cloud"] = "lua/qmig/cloud.lua",
     ["qmig.cloudtasks"] = "lua/qmig/cloudtasks.lua",

@@ -3,11 +3,10 @@
 -- configuration error (nothing changed), 3 authentication/authorisation
 -- failure or project locked, 4 a side unreachable (the run stopped; the
 -- next run resumes), 130 interrupted.
-local breaker = require "qmig.breaker"
 local catalogue = require "qmig.catalogue"
+local connect = require "qmig.connect"
 local cloud = require "qmig.cloud"
 local engine = require "qmig.engine"
-local errors = require "qmig.errors"
 local http = require "qmig.http"
 local jobfile = require "qmig.job"
 local json = require "qmig.json"
@@ -15,7 +14,6 @@ local log = require "qmig.log"
 local project = require "qmig.project"
 local qmig = require "qmig"
 local progress = require "qmig.progress"
-local qrs = require "qmig.qrs"
 local report = require "qmig.report"
 local retry = require "qmig.retry"
 local steps = require "qmig.steps"
@@ -145,71 +143,6 @@ local function load_transforms(job)
   return hooks
 end
 
--- An encrypted key without its password cannot be used (and OpenSSL
--- would ask for it on the terminal): said before any connection.
-local function key_problem(job)
-  local src = job.source
-  if not src.key or src.key_password then return nil end
-  local text = require("qmig.fs").read_file(src.key)
-  if text and (text:find("-----BEGIN ENCRYPTED PRIVATE KEY-----", 1, true)
-      or text:find("Proc-Type: 4,ENCRYPTED", 1, true)) then
-    return string.format("%s: source.key is encrypted: set source.key_password (key file %s)", job.file, src.key)
-  end
-  return nil
-end
-
--- Why the first request to a side failed, for a person -> message, exit
--- status.  A certificate problem is an identity problem (3), like a
--- rejected key, and is named as such: curl's words for a handshake the
--- server broke off ("Send failure: Broken pipe", "alert unknown ca") do
--- not say that the client certificate was refused.  No answer at all is an
--- outage (4).
-local function connect_problem(side, conf, err)
-  local what = side .. " " .. conf.url .. ": "
-  local text = tostring(err)
-  local code = errors.is(err) and (err.cause or err.code)
-  if errors.is(err) and (err.status == 401 or err.status == 403) then return what .. text, EXIT.auth end
-  local handshake = text:find("alert", 1, true) or text:find("Broken pipe", 1, true)
-    or text:find("Connection reset", 1, true) or text:find("not connected", 1, true)
-  if conf.cert and (code == "dropped" or code == "tls") and handshake then
-    local why = text:find("unknown ca", 1, true) and "it does not trust the certificate's issuer"
-      or text:find("certificate required", 1, true) and "it requires a client certificate"
-      or "it did not accept the client certificate"
-    return string.format("%sthe server broke off the TLS handshake: %s (%s.cert %s); use the certificate "
-      .. "exported from this site's QMC with its key (%s)", what, why, side, conf.cert, text), EXIT.auth
-  end
-  if code == "tls" then
-    local why = text:find("certificate problem", 1, true) and ("the server's certificate is not trusted: set "
-      .. side .. ".ca to the CA that signed it") or "TLS failed"
-    return string.format("%s%s (%s)", what, why, text), EXIT.auth
-  end
-  if breaker.TRANSPORT[code] or (errors.is(err) and err.outage) then
-    return what .. "unreachable: " .. text, EXIT.outage
-  end
-  return what .. text, EXIT.failed
-end
-
--- Builds both API clients and proves they work before anything is
--- written.  Returns source, target or nil, message, exit status.
-local function connect(job, opts)
-  local bad_key = key_problem(job)
-  if bad_key then return nil, bad_key, EXIT.config end
-  local source = qrs.new(job.source, { retries = job.options.retries, dry_run = opts.dry_run })
-  local rates = job.options.rate_limits
-  if type(rates) == "table" then
-    local defaults = require("qmig.limiter").DEFAULTS
-    for tier, n in pairs(defaults) do rates[tier] = rates[tier] or n end
-  end
-  local target = cloud.new(job.target, { retries = job.options.retries, dry_run = opts.dry_run, rate_limits = rates })
-  breaker.new({ side = "source", url = job.source.url }):guard(source)
-  breaker.new({ side = "target", url = job.target.url }):guard(target)
-  local ok, err = pcall(function() return target:get("users/me") end)
-  if not ok then return nil, connect_problem("target", job.target, err) end
-  ok, err = pcall(function() return source:about() end)
-  if not ok then return nil, connect_problem("source", job.source, err) end
-  return source, target
-end
-
 local function summary_line(name, counts, more)
   local parts = {}
   local statuses = { "created", "updated", "adopted", "unchanged", "deleted", "skipped", "planned", "failed",
@@ -243,7 +176,7 @@ function M.run(opts)
   retry.base_delay = job.options.retry_delay
   -- both connections are proven before the project folder is even made:
   -- a run refused at the door leaves nothing behind
-  local source, target, status = connect(job, opts)
+  local source, target, status = connect.open(job, opts)
   if not source then complain("%s", target); return status end
   local proj, perr, pcode = project.open(job.project.dir)
   if not proj then complain("%s", perr); return pcode == "locked" and EXIT.auth or EXIT.config end
@@ -323,7 +256,7 @@ function M.check(opts)
   if not job then complain("%s", err); return EXIT.config end
   local transforms, terr = load_transforms(job)
   if not transforms then complain("%s", terr); return EXIT.config end
-  local source, target, status = connect(job, { dry_run = true })
+  local source, target, status = connect.open(job, { dry_run = true })
   if not source then complain("%s", target); return status end
   local about = source:about()
   say("job file %s: valid", job.file)
