@@ -11,6 +11,7 @@ local http = require "qmig.http"
 local jobfile = require "qmig.job"
 local json = require "qmig.json"
 local log = require "qmig.log"
+local planview = require "qmig.planview"
 local project = require "qmig.project"
 local qmig = require "qmig"
 local progress = require "qmig.progress"
@@ -188,7 +189,8 @@ function M.run(opts)
   } or nil
   if run_id then log.open_jsonl(proj:path("logs", "run-" .. run_id .. ".jsonl")) end
   local show = progress.new { tty = qmig.isatty(1), json = opts.json, quiet = opts.quiet, verbose = opts.verbose,
-    limiter = target.limiter }
+    limiter = target.limiter, plan = opts.dry_run }
+  local planned = {}  -- a plan's outcomes, for its closing lines
   local eng = engine.new {
     job = job, project = proj, source = source, target = target, transforms = transforms, run_id = run_id,
     dry_run = opts.dry_run, force = opts.force, concurrency = opts.concurrency or job.options.concurrency,
@@ -216,11 +218,21 @@ function M.run(opts)
       scheduled[step.name] = true
       local summary = eng:run_step(step)
       for k, n in pairs(summary.counts) do totals[k] = (totals[k] or 0) + n end
-      show:say("%s", summary_line(step.name, summary.counts))
+      if opts.dry_run then
+        show:say("%s", planview.step_line(step.name, summary.outcomes))
+        for _, o in ipairs(summary.outcomes) do planned[#planned + 1] = o end
+      else
+        show:say("%s", summary_line(step.name, summary.counts))
+      end
       log.info("step done", { step = step.name, counts = summary.counts })
     end
   end
-  local hint = progress.rate_hint(target.limiter, qmig.monotonic() - started)
+  if opts.dry_run then
+    local rates = target.limiter and (type(job.options.rate_limits) == "table" and job.options.rate_limits
+      or require("qmig.limiter").DEFAULTS)
+    for _, line in ipairs(planview.totals(planned, rates)) do show:say("%s", line) end
+  end
+  local hint = not opts.dry_run and progress.rate_hint(target.limiter, qmig.monotonic() - started)
   if hint then show:say("%s", hint) end
   local code = EXIT.ok
   if eng.aborted and eng.aborted.outage then

@@ -11,6 +11,7 @@ local http = require "qmig.http"
 local json = require "qmig.json"
 local limiter = require "qmig.limiter"
 local oauth = require "qmig.oauth"
+local overlay = require "qmig.overlay"
 local qmig = require "qmig"
 local retry = require "qmig.retry"
 
@@ -69,12 +70,47 @@ end
 
 M.DryRun = errors.DryRun  -- kept here too: steps raise it for writes made another way
 
+-- Where a dry run's placeholder id (qmig.overlay) is in a request:
+-- "object" (the path ends with it: the object itself, and the id), "path"
+-- (something under it), "query" (a listing about it) or nil.
+local function placeholder_in(path, query)
+  local base, q = tostring(path):match("^([^?]*)(.*)$")
+  local at = base:find(overlay.PREFIX, 1, true)
+  if at then
+    local id = base:sub(at)
+    return overlay.is_placeholder(id) and id:sub(-1) == ")" and not id:find("/", 1, true) and "object" or "path", id
+  end
+  if q:find(overlay.PREFIX, 1, true) then return "query" end
+  for _, v in pairs(query or {}) do
+    if tostring(v):find(overlay.PREFIX, 1, true) then return "query" end
+  end
+  return nil
+end
+
+local EMPTY_LIST = '{"data":[],"links":{}}'
+
 -- One request, no retry: the response, or a raised qmig error.
 function Cloud:raw(method, path, opts)
   opts = opts or {}
   local is_write = method ~= "GET" and method ~= "HEAD"
   if is_write and self.dry_run then
     error(errors.dry_run(method, api_path(path), opts.json), 0)
+  end
+  -- An object a plan would create does not exist yet, so the tenant is
+  -- not asked: the object itself reads as the plan would create it (the
+  -- body of its create, with its placeholder id), what is under it or a
+  -- listing about it as empty.
+  local planned, planned_id = nil, nil
+  if self.dry_run then planned, planned_id = placeholder_in(path, opts.query) end
+  if planned == "object" then
+    local made = self.overlay and self.overlay:planned_object(planned_id)
+    if not made then
+      error(errors.new { message = method .. " " .. api_path(path) .. ": HTTP 404 (created by this plan)",
+        status = 404, method = method, planned = true }, 0)
+    end
+    return { status = 200, headers = {}, body = json.encode(made) }
+  elseif planned then
+    return { status = 200, headers = {}, body = EMPTY_LIST }
   end
   -- The barrier first: it may wait for an fsync that several tasks share,
   -- and requests that took their tokens before it would then leave

@@ -9,6 +9,7 @@ local errors = require "qmig.errors"
 local hash = require "qmig.hash"
 local json = require "qmig.json"
 local log = require "qmig.log"
+local overlay = require "qmig.overlay"
 local qmig = require "qmig"
 local retry = require "qmig.retry"
 local sched = require "qmig.sched"
@@ -40,6 +41,12 @@ local VERB = { POST = "create", PUT = "update", PATCH = "update", DELETE = "dele
 function M.new(opts)
   local self = setmetatable(opts, Engine)
   self.cache = opts.project and opts.project.cache
+  -- a plan records what it would do in memory only (qmig.overlay), so
+  -- each step plans against what the steps before it would have made
+  if self.cache and opts.dry_run then
+    self.cache = overlay.new(self.cache)
+    if opts.target then opts.target.overlay = self.cache end
+  end
   self.concurrency = opts.concurrency or 8
   self.unknown_retries = opts.unknown_retries or 3
   return self
@@ -59,6 +66,9 @@ function Engine:context(step, extra)
     dry_run = self.dry_run or false, force = self.force or false, run_id = self.run_id, step = step.name,
     log = log.with { step = step.name },
   }
+  -- True for the target id of an object this plan would create (it has
+  -- a placeholder id: qmig.overlay); never in a run.
+  function ctx.is_planned(id) return engine.dry_run and overlay.is_placeholder(id) or false end
   -- Target id recorded by an earlier step for a source object.
   function ctx.lookup(kind, source_id)
     local rec = engine.cache and engine.cache:get(kind, tostring(source_id))
@@ -118,6 +128,52 @@ function Engine:emit(event)
   if self.reporter then self.reporter(event) end
 end
 
+-- A dry run's item that reached its first write: recorded in the overlay
+-- as what the write would make, with a placeholder target id when it
+-- would create, so later steps plan against it.  step.planned(item, ctx,
+-- write) -> {data=, object=, target_id=} may give the data later steps
+-- read from the record (a space's type), the object as the tenant would
+-- return it when read (default: the create's body) and the target id when
+-- it is known (an app published by moving it keeps its id); write =
+-- {method=, path=, body=}.  A step that refuses its own write (a local
+-- export) may instead put data and target_id into the refusal.
+function Engine:planned(step, item, ctx, key, err, fingerprint)
+  local body = type(err.body) == "table" and err.body or {}
+  local name = body.name or body.qName or body.email or body.subject
+  local action = VERB[err.method] or err.method
+  local rec = self.cache and self.cache:get(step.object, key)
+  local target_id = err.target_id or (rec and rec.target_id)
+  if not target_id or (rec and rec.status == "deleted") or overlay.is_placeholder(target_id) then
+    target_id = action == "create" and overlay.placeholder(step.object, key) or target_id
+  end
+  local data = type(err.data) == "table" and err.data or nil
+  local made = err.body
+  if not data and type(step.planned) == "function" then
+    local ok, p = pcall(step.planned, item, ctx, { method = err.method, path = err.path, body = err.body })
+    if ok and type(p) == "table" then
+      data = type(p.data) == "table" and p.data or nil
+      made = type(p.object) == "table" and p.object or made
+      if p.target_id ~= nil then target_id = tostring(p.target_id) end
+    end
+  end
+  local outcome = { status = "planned", key = key, action = action, target_id = target_id,
+    reason = err.reason or (err.method .. " " .. err.path), write = { method = err.method, path = err.path },
+    target_name = type(name) == "string" and name or nil }
+  -- where it would go, by name: the space of its body or of its data
+  local space_id = body.spaceId or (data and data.space_id)
+  local space = space_id and self.cache and self.cache:find_by_target("space", space_id)
+  if space then
+    outcome.space_name = type(space.data) == "table" and space.data.name or space.natural_key
+  end
+  if self.cache then
+    if action == "create" then self.cache:remember_create(target_id, made) end
+    self.cache:finish_item(step.object, key, { status = "planned", planned = true, action = action,
+      target_id = target_id, natural_key = outcome.target_name or M.item_name(item, outcome), data = data,
+      fingerprint = fingerprint, step = step.name })
+  end
+  return outcome
+end
+
 -- Runs one item; returns its outcome table {status=, reason=, ...}.
 function Engine:run_item(step, item)
   local kind, cache = step.object, self.cache
@@ -144,7 +200,7 @@ function Engine:run_item(step, item)
   -- find-or-create for this item (qmig.ensure)
   function ctx.ensure(spec) return ensure.run(ctx, spec) end
   function ctx.listed(fn) return ensure.listed(ctx, fn) end
-  if not self.dry_run then
+  if cache then
     cache:begin_item(kind, key, { step = step.name, run_id = self.run_id, fingerprint = fingerprint })
     ctx.started_at = ctx.started_at or qmig.isotime()
   end
@@ -156,7 +212,7 @@ function Engine:run_item(step, item)
         res = { status = "failed", reason = outcome_error(step, res) }
       end
       res.key = key
-      if self.dry_run then return res end
+      if not cache then return res end
       if res.status == "failed" then
         cache:fail_item(kind, key, res.reason, self.run_id)
       else
@@ -176,12 +232,7 @@ function Engine:run_item(step, item)
       return res
     end
     local err = res
-    if getmetatable(err) == errors.DryRun then
-      local body = type(err.body) == "table" and err.body or {}
-      local name = body.name or body.qName or body.email or body.subject
-      return { status = "planned", key = key, action = VERB[err.method] or err.method,
-        reason = err.method .. " " .. err.path, name = type(name) == "string" and name or nil }
-    end
+    if getmetatable(err) == errors.DryRun then return self:planned(step, item, ctx, key, err, fingerprint) end
     if errors.is(err) and err.auth then
       self.aborted = err
       return { status = "failed", key = key, reason = tostring(err), auth = true }
@@ -199,7 +250,7 @@ function Engine:run_item(step, item)
       qmig.sleep(retry.delay(self.unknown_retries - unknown_left, err))
     else
       local reason = log.redact(tostring(err))
-      if not self.dry_run then cache:fail_item(kind, key, reason, self.run_id) end
+      if cache then cache:fail_item(kind, key, reason, self.run_id) end
       return { status = "failed", key = key, reason = reason }
     end
   end
@@ -321,7 +372,7 @@ function Engine:run_step(step)
     return self:items_failed(step, summary, items_where(step) .. ": " .. step.name
       .. ": items() must return a list, got " .. type(items))
   end
-  if self.cache and not self.dry_run and self.cache:get(step.object, ITEMS_KEY) then
+  if self.cache and self.cache:get(step.object, ITEMS_KEY) then
     self.cache:drop_item(step.object, ITEMS_KEY)
   end
   self:emit { kind = "step_start", step = step.name, total = #items }

@@ -19,7 +19,7 @@ Progress.__index = Progress
 function M.new(opts)
   local self = setmetatable({
     out = opts.out or io.stdout, tty = opts.tty, json = opts.json, quiet = opts.quiet, verbose = opts.verbose,
-    limiter = opts.limiter, last_draw = 0, line_open = false,
+    limiter = opts.limiter, plan = opts.plan, last_draw = 0, line_open = false,
   }, Progress)
   return self
 end
@@ -170,7 +170,10 @@ function Progress:event(event)
       if o.status == "failed" then s.failed = s.failed + 1 end
     end
     local shown = { failed = true, planned = true }
-    if not self.quiet and (self.verbose or shown[o.status]) then
+    if self.plan then
+      -- a plan is read object by object: every one has its line
+      if not self.quiet then self:say("%s", require("qmig.planview").line(event.step, o)) end
+    elseif not self.quiet and (self.verbose or shown[o.status]) then
       local what = o.status == "planned" and ("would " .. o.action) or o.status
       local label = o.name and string.format("'%s' (%s)", o.name, tostring(o.key)) or tostring(o.key)
       self:say("    %s %s: %s%s", event.step, label, what, o.reason and (" (" .. o.reason .. ")") or "")

@@ -124,7 +124,7 @@ return {
     end
     if ctx.dry_run then
       -- The QRS client does not refuse writes: say what would happen.
-      error(setmetatable({ method = "POST", path = "/qrs/app/" .. app.id .. "/export" }, cloud.DryRun), 0)
+      error(setmetatable({ method = "export", path = rel, target_id = rel, data = data }, cloud.DryRun), 0)
     end
     fs.remove(meta_path)  -- the old sidecar no longer describes the file
     local _, bytes = ctx.source:export_app(app.id,

@@ -136,6 +136,16 @@ return {
   items = function(ctx) return scope.list(ctx) end,
   key = function(app) return app.id end,
   fingerprint = scope.definition_fingerprint,
+  -- what a plan records for later steps: where the app would go
+  planned = function(app, ctx)
+    local where = placement(ctx, app)
+    if not where then return nil end
+    local data = { space_id = where.space_id, name = app.name, bound_for = where.bound_for,
+      staged = where.bound_for ~= nil, fingerprint = scope.definition_fingerprint(app) }
+    -- read back, the app is the importing identity's, in its space
+    return { data = data, object = { attributes = { name = app.name, ownerId = ctx.target:me().id,
+      spaceId = where.space_id, description = retrieve.mark(app.description or "", app.id) } } }
+  end,
   run = function(ctx, app)
     local where, why = placement(ctx, app)
     if not where then return { status = "skipped", reason = why } end

@@ -61,6 +61,13 @@ return {
   fingerprint = function(item)
     return table.concat({ item.app_id, item.import_fp or "", tostring(item.managed), tostring(item.publish) }, "|")
   end,
+  -- a plan's publish moves the app it would import: same id, in the
+  -- managed space
+  planned = function(item, ctx)
+    if not item.managed then return nil end
+    return { target_id = item.app_id, data = { mode = "move", space_id = item.managed, staged = item.app_id },
+      object = { attributes = { name = item.name, ownerId = ctx.target:me().id, spaceId = item.managed } } }
+  end,
   run = function(ctx, item)
     if not item.publish then return { status = "skipped", reason = "plan.apps.publish is false" } end
     if not item.stream then

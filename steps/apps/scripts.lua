@@ -22,6 +22,7 @@
 -- Dry run: no backup file is written; the POST is reported as "would create".
 local common = require "qmig.apps2.common"
 local conns = require "qmig.apps2.conns"
+local errors = require "qmig.errors"
 local fs = require "qmig.fs"
 local hash = require "qmig.hash"
 local json = require "qmig.json"
@@ -93,6 +94,12 @@ return {
     return table.concat({ item.app_id, item.import_fp or "", item.rules or "" }, "|")
   end,
   run = function(ctx, item)
+    if ctx.is_planned(item.app_id) then
+      -- the script is read from the app once imported: a plan can only say
+      -- that it will be looked at and rewritten where it needs to be
+      error(setmetatable({ method = "POST", path = "/api/v1/apps/" .. item.app_id .. "/scripts",
+        reason = "the script is read and rewritten after the import" }, errors.DryRun), 0)
+    end
     local t = table_for(ctx)
     local reply = ctx.target:get("apps/" .. item.app_id .. "/scripts/current")
     local current = type(reply) == "table" and reply.script or ""

@@ -33,6 +33,7 @@
 -- app as skipped with what the checks find now, fails nothing and writes
 -- no report: the apps may not yet be where the run would put them.
 local common = require "qmig.apps2.common"
+local errors = require "qmig.errors"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
 local qrs = require "qmig.qrs"
@@ -182,6 +183,10 @@ return {
   end,
   key = function(item) return item.id end,
   run = function(ctx, item)
+    if ctx.is_planned(item.open_id) then
+      error(setmetatable({ method = "validate", path = "apps/" .. item.open_id,
+        reason = "validated once the run has imported it" }, errors.DryRun), 0)
+    end
     local app = common.app(ctx, item.open_id)
     local row = { source_id = item.id, name = item.name, target_id = item.open_id,
       space_id = app and app.spaceId or "" }

@@ -40,6 +40,8 @@ return {
     return table.concat({ tostring(item.name), tostring(item.type), tostring(item.description),
       tostring(item.problem), tostring(item.left_out) }, "|")
   end,
+  -- what a plan records for later steps (apps.import reads the type)
+  planned = function(item) return { data = { name = item.name, type = item.type } } end,
   run = function(ctx, item)
     if item.missing then
       return { status = "skipped", reason = "plan.spaces.map names stream '" .. item.missing ..

@@ -53,6 +53,8 @@ end
 -- The catalogue item of an app (a new app is listed only after a while:
 -- ctx.listed looks again).
 local function app_item(ctx, app_id)
+  -- an app a plan would import has no catalogue item yet, nor tags
+  if ctx.is_planned(app_id) then return { id = app_id, resourceId = app_id, collectionIds = {} } end
   return ctx.listed(function()
     for item in ctx.target:each("items", { resourceType = "app", resourceId = app_id }) do
       if item.resourceId == app_id then return item end

@@ -5,6 +5,7 @@
 -- the target.  userMappings.json: {"DIR\\userid": {email, subject, name,
 -- source_id}}; a user without an email maps by subject only.
 local identity = require "qmig.identity.users"
+local errors = require "qmig.errors"
 local json = require "qmig.json"
 
 return {
@@ -34,11 +35,17 @@ return {
   fingerprint = function(item) return json.encode(item.mapping, { sort_keys = true }) end,
   run = function(ctx, item)
     local m = item.mapping
-    return {
+    local outcome = {
       status = ctx.previous and ctx.previous.target_id and "updated" or "created",
       target_id = m.email or m.subject, natural_key = m.dir_user,
       reason = not m.email and "no email (no attribute, map entry or domain rule): matched by subject only" or nil,
       data = { email = m.email, subject = m.subject, name = m.name, dir_user = m.dir_user, source = m.email_source },
     }
+    if ctx.dry_run then
+      -- a plan writes no users.json: the mapping is what it would export
+      error(setmetatable({ method = "export", path = "users.json", target_id = outcome.target_id,
+        data = outcome.data }, errors.DryRun), 0)
+    end
+    return outcome
   end,
 }

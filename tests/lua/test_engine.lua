@@ -68,8 +68,8 @@ T.test("plan describes what run would do and writes nothing", function()
   the_sim():reset_counters()
   local code, out, err = cli.run { "plan", file }
   t.eq(code, 0, err)
-  t.match(out, "test%.spaces 'T_Sales' %(%S+%): would create %(POST /api/v1/spaces%)")
-  t.match(out, "4 planned")
+  t.match(out, "test%.spaces 'Sales' %(%S+%): would create as 'T_Sales' %(POST /api/v1/spaces%)")
+  t.match(out, "4 to create")
   t.eq(the_sim():counts().total_writes, 0)
   t.eq(test_spaces(), {})
 end)
@@ -180,7 +180,7 @@ T.test("step search order: steps_path, QMIG_STEPS_PATH, package.path (packs), bu
   file = job { jobs = "  - {name: a, steps: [test.spaces]}" }
   code, out = cli.run({ "run", file, "--dry-run" }, { env = { QMIG_STEPS_PATH = FIXTURES .. "/override" } })
   t.eq(code, 0)
-  t.match(out, "4 planned")
+  t.match(out, "4 to create")
 end)
 
 local BAD = {
@@ -358,7 +358,7 @@ T.test("progress: a live line on a terminal, JSON lines with --json", function()
     cli.quote(cli.bin .. " plan " .. file), dir))
   local screen = t.read(dir .. "/typescript")
   t.truthy(screen:find("\r\27%[K  test%.spaces%s+%d/4"), "live progress line")
-  t.match(screen, "4 planned")
+  t.match(screen, "4 to create")
   clean()
   local code, out = cli.run { "run", file, "--json" }
   t.eq(code, 0)

@@ -131,8 +131,8 @@ T.test("a refused client certificate is exit 3 whatever curl's words; no answer 
     for _, err in ipairs { errors.transport("GET", msg, "dropped", false), tripped(msg, "dropped") } do
       local text, status = connect.problem("source", with_cert, err)
       t.eq(status, 3, msg)
-      t.match(text, "^source " .. url:gsub("%p", "%%%0") .. ": the server broke off the TLS handshake: it .- %(source%.cert "
-        .. "/certs/client%.pem%)", msg)
+      t.match(text, "^source " .. url:gsub("%p", "%%%0")
+        .. ": the server broke off the TLS handshake: it .- %(source%.cert /certs/client%.pem%)", msg)
     end
     local _, status = connect.problem("source", { url = url }, errors.transport("GET", msg, "dropped", false))
     t.eq(status, 4, "no certificate configured: " .. msg)

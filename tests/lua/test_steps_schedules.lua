@@ -246,9 +246,9 @@ T.test("plan describes the schedules and writes nothing", function()
   the_sim():reset_counters()
   local code, out, err = cli.run { "plan", file }
   t.eq(code, 0, out .. err)
-  t.match(out, "apps%.schedules .-: would create %(POST /api/scheduling/tasks/resources/[%x-]+/actions/reload/"
+  t.match(out, "apps%.schedules .-: would create[^\n]* %(POST /api/scheduling/tasks/resources/[%x-]+/actions/reload/"
     .. "on%-time%-schedule%)")
-  t.match(out, "apps%.schedules%s+[^\n]*" .. CREATED .. " planned")
+  t.match(out, "apps%.schedules%s+[^\n]*" .. CREATED .. " to create")
   t.match(out, "apps%.schedules%s+[^\n]*" .. SKIPPED .. " skipped")
   t.eq(the_sim():counts().total_writes, 0)
   t.eq(tasks(), {})

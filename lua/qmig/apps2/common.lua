@@ -14,11 +14,14 @@ local M = {}
 
 local DONE = { created = true, updated = true, adopted = true, unchanged = true }
 M.DONE = DONE
+-- ...and, in a plan, what an earlier step would have done (qmig.overlay:
+-- such records exist only in a dry run's memory)
+local USABLE = { created = true, updated = true, adopted = true, unchanged = true, planned = true }
 
 -- The cache record of kind for key when it is done and has a target.
 function M.done(ctx, kind, key)
   local rec = ctx.cache and ctx.cache:get(kind, tostring(key))
-  if rec and DONE[rec.status] and rec.target_id then return rec end
+  if rec and USABLE[rec.status] and rec.target_id then return rec end
   return nil
 end
 
@@ -28,7 +31,7 @@ end
 function M.imported(ctx)
   local recs = {}
   for _, rec in ipairs(ctx.cache:items("app")) do
-    if DONE[rec.status] and rec.target_id then recs[#recs + 1] = rec end
+    if USABLE[rec.status] and rec.target_id then recs[#recs + 1] = rec end
   end
   if #recs == 0 then return json.array() end
   local by_id = {}

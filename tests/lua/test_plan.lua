@@ -1,0 +1,109 @@
+-- plan on a fresh project sees the whole migration: each step plans
+-- against what the steps before it would make (qmig.overlay), object by
+-- object, and the counts are those of the run that follows; nothing
+-- reaches the tenant or the cache file.  After the run, plan shows no
+-- change.
+local t = require "testing"
+local cli = require "cli"
+local fs = require "qmig.fs"
+local simlib = require "sim"
+
+local T = t.suite("plan")
+
+local function demo()
+  local sim = simlib.start { site = "examples/demo/site.json" }
+  local dir = fs.realpath(t.tmpdir())
+  t.write(dir .. "/secrets.yaml", "Finance DB: {username: u, password: pw}\n")
+  fs.chmod(dir .. "/secrets.yaml", 384)
+  local env = { QMIG_DEMO_QRS_URL = sim.info.qrs_url, QMIG_DEMO_CLOUD_URL = sim.info.cloud_url,
+    QMIG_DEMO_API_KEY = sim.info.api_key, QMIG_DEMO_CERTS = fs.dirname(sim.info.certs.ca),
+    QMIG_DEMO_PROJECT = dir .. "/project", QMIG_DEMO_DIR = dir }
+  return sim, env, dir
+end
+
+-- The step summary lines: {step = {word = n}} ("4 to create" -> create = 4,
+-- "2 skipped" -> skipped = 2, "3 no change" -> ["no change"] = 3).
+local function step_counts(out)
+  local steps = {}
+  for name, rest in out:gmatch("\n  ([%w_]+%.[%w_.]+)%s+([^\n]+)") do
+    local c = {}
+    for n, word in rest:gmatch("(%d+) ([%a ]-)%f[,%z]") do
+      c[(word:gsub("^to ", ""))] = tonumber(n)
+    end
+    steps[name] = c
+  end
+  return steps
+end
+
+local function sum(c, words)
+  local n = 0
+  for _, w in ipairs(words) do n = n + (c[w] or 0) end
+  return n
+end
+
+local PLAN_CHANGES = { "create", "update", "adopt", "export", "delete", "validate" }
+local RUN_CHANGES = { "created", "updated", "adopted", "deleted" }
+
+T.test("plan on a fresh project: every step, every object, the counts of the run that follows", function()
+  local sim, env, dir = demo()
+  local code, out, err = cli.run({ "plan", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 0, out .. err)
+  t.eq(sim:counts().total_writes, 0, "a plan writes nothing to the tenant")
+  -- nothing skipped for want of an earlier step's result
+  t.truthy(not (out:find("first%)") or out:find("run [%w_.]+ first")), out)
+  t.truthy(not (out:find("nothing to do", 1, true) and out:find("apps%.object_owners%s+nothing to do")), out)
+  -- objects by name, with what a plan cannot know yet said as such
+  t.match(out, "apps%.import 'Sales Overview' %([%x-]+%): would create in space 'Migration staging' "
+    .. "%(POST /api/v1/apps/import%)")
+  t.match(out, "apps%.reload 'Sales Overview' %([%x-]+%): would create")
+  t.match(out, "apps%.publish 'Sales Overview' %([%x-]+%): would create")
+  t.match(out, "apps%.schedules '[^']+' %([%x-]+%): would create")
+  t.match(out, "spaces%.owners 'Sales' %([%x-]+%): would update")
+  t.match(out, "users%.export%s+7 to export")
+  t.match(out, "\nplan: %d+ to create, [^\n]+\nat least %d+ writes to the target; at the tenant's rate limits")
+  t.truthy(not (out:find("known after run: ", 1, true)), "placeholders are shown as (known after run)")
+  -- the cache file holds no item, no export was written
+  local cache = assert(require("qmig.cache").open(dir .. "/project/qmig.db"))
+  t.eq(#cache:items(), 0)
+  cache:close()
+  local files = io.popen("find " .. cli.quote(dir .. "/project/exports") .. " -type f 2>/dev/null"):read("a")
+  t.eq(files, "", "a plan exports nothing")
+  t.truthy(not (fs.exists(dir .. "/project/users.json")), "a plan exports nothing")
+  local planned = step_counts(out)
+
+  local run_out
+  code, run_out, err = cli.run({ "run", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 0, run_out .. err)
+  local ran = step_counts(run_out)
+  local compared = 0
+  for step, c in pairs(ran) do
+    local p = planned[step]
+    t.truthy(p, "the plan has a line for " .. step)
+    t.eq(p.skipped or 0, c.skipped or 0, step .. ": skipped")
+    t.eq(p.failed or 0, c.failed or 0, step .. ": failed")
+    local changes = sum(p, PLAN_CHANGES)
+    if step == "apps.scripts" or step == "apps.validate" then
+      -- a plan cannot read scripts or data of apps not imported yet: it
+      -- says it will look at every one
+      t.eq(changes + (p["no change"] or 0), sum(c, RUN_CHANGES) + (c.unchanged or 0), step)
+    else
+      t.eq(changes, sum(c, RUN_CHANGES), step .. ": changes")
+      t.eq(p["no change"] or 0, c.unchanged or 0, step .. ": no change")
+    end
+    compared = compared + 1
+  end
+  t.truthy(compared >= 20, "every step of the demo compared: " .. compared)
+
+  -- after the run: no change anywhere, no write
+  sim:reset_counters()
+  code, out, err = cli.run({ "plan", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 0, out .. err)
+  for step, c in pairs(step_counts(out)) do
+    t.eq(sum(c, PLAN_CHANGES), 0, step .. " has nothing to change after the run")
+  end
+  t.match(out, "at least 0 writes to the target")
+  t.eq(sim:counts().total_writes, 0)
+  sim:stop()
+end)
+
+return T
