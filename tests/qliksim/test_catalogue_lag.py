@@ -9,16 +9,15 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.error
 import urllib.parse
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import core  # noqa: E402
 from cloud import Cloud  # noqa: E402
-from test_cloud import ADMIN, SEED, Reply, make_qvf, make_zip, multipart  # noqa: E402
+from testlib import cloud_call  # noqa: E402
+from test_cloud import ADMIN, SEED, make_qvf, make_zip, multipart  # noqa: E402
 
 LAG_MS = 400
 SEEDED_APP = "11111111-2222-4333-8444-555555555555"
@@ -56,21 +55,7 @@ class LagBase(unittest.TestCase):
         self.faults({})
 
     def call(self, method, url, body=None, key=ADMIN, ctype=None):
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            ctype = "application/json"
-        if not url.startswith("http"):
-            url = self.base + url
-        req = urllib.request.Request(url, data=body, method=method)
-        if key:
-            req.add_header("Authorization", "Bearer " + key)
-        if ctype:
-            req.add_header("Content-Type", ctype)
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return Reply(resp.status, dict(resp.headers), resp.read())
-        except urllib.error.HTTPError as e:
-            return Reply(e.code, dict(e.headers), e.read())
+        return cloud_call(self.base, method, url, body, key=key, ctype=ctype)
 
     def ok(self, method, url, body=None, status=200, **kw):
         r = self.call(method, url, body, **kw)

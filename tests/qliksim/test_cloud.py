@@ -15,7 +15,6 @@ import shutil
 import sys
 import tempfile
 import unittest
-import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
@@ -25,6 +24,7 @@ sys.path.insert(0, HERE)
 
 import core  # noqa: E402
 import qvf  # noqa: E402
+from testlib import CloudReply, cloud_call  # noqa: E402
 from cloud import (Cloud, FilterError, parse_scim, script_connections,  # noqa: E402
                    validate_rrule)
 
@@ -95,16 +95,7 @@ def multipart(parts):
     return bytes(out), f"multipart/form-data; boundary={boundary}"
 
 
-class Reply:
-    def __init__(self, status, headers, raw):
-        self.status, self.headers, self.raw = status, headers, raw
-        try:
-            self.json = json.loads(raw.decode("utf-8")) if raw else None
-        except (UnicodeDecodeError, ValueError):
-            self.json = None
-
-    def __repr__(self):
-        return f"<Reply {self.status} {self.raw[:300]!r}>"
+Reply = CloudReply  # DirectClient answers in the same shape as the HTTP tests
 
 
 class DirectClient:
@@ -971,23 +962,7 @@ class CloudOverHttp(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def call(self, method, url, body=None, key=ADMIN, ctype=None, headers=None):
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            ctype = "application/json"
-        if not url.startswith("http"):
-            url = self.base + url
-        req = urllib.request.Request(url, data=body, method=method)
-        if key:
-            req.add_header("Authorization", "Bearer " + key)
-        if ctype:
-            req.add_header("Content-Type", ctype)
-        for k, v in (headers or {}).items():
-            req.add_header(k, v)
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return Reply(resp.status, dict(resp.headers), resp.read())
-        except urllib.error.HTTPError as e:
-            return Reply(e.code, dict(e.headers), e.read())
+        return cloud_call(self.base, method, url, body, key=key, ctype=ctype, headers=headers)
 
     def test_flow(self):
         self.assertEqual(self.call("GET", "/api/v1/users/me", key=None).status, 401)

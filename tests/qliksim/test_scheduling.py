@@ -7,15 +7,14 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.error
 import urllib.parse
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import core  # noqa: E402
 from cloud import Cloud  # noqa: E402
+from testlib import cloud_call  # noqa: E402
 
 ADMIN, ALICE = "qsim-admin-key", "alice-key"
 OLD_MIGRATED, OLD_PLAIN = "67ffd32c08e939e2f3a31184", "67ffd32c08e939e2f3a31185"
@@ -71,23 +70,8 @@ class SimCase(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def call(self, method, path, body=None, key=ADMIN, ctype=None, headers=None):
-        data = body
-        if isinstance(body, (dict, list)):
-            data, ctype = json.dumps(body).encode(), ctype or "application/json"
-        url = path if path.startswith("http") else self.base + path
-        req = urllib.request.Request(url, data=data, method=method)
-        if key:
-            req.add_header("Authorization", "Bearer " + key)
-        if ctype:
-            req.add_header("Content-Type", ctype)
-        for k, v in (headers or {}).items():
-            req.add_header(k, v)
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        return status, (json.loads(raw) if raw else None)
+        r = cloud_call(self.base, method, path, body, key=key, ctype=ctype, headers=headers)
+        return r.status, r.json
 
     def ok(self, reply, status=200):
         self.assertEqual(reply[0], status, reply[1])

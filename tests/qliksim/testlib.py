@@ -7,7 +7,9 @@ import shutil
 import ssl
 import sys
 import tempfile
+import urllib.error
 import urllib.parse
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -91,3 +93,38 @@ class QrsClient(Client):
 
     def get(self, path, **params):
         return self.call("GET", path, params=params)
+
+
+class CloudReply:
+    """A Cloud API answer: status, headers (a dict), the raw body and its JSON (None if not JSON)."""
+
+    def __init__(self, status, headers, raw):
+        self.status, self.headers, self.raw = status, headers, raw
+        try:
+            self.json = json.loads(raw.decode("utf-8")) if raw else None
+        except (UnicodeDecodeError, ValueError):
+            self.json = None
+
+    def __repr__(self):
+        return f"<Reply {self.status} {self.raw[:300]!r}>"
+
+
+def cloud_call(base, method, url, body=None, key=None, ctype=None, headers=None, timeout=30):
+    """One request to a Cloud half over HTTP with a bearer key; an HTTP error is a reply, not an
+    exception, so tests assert on 4xx/5xx like on 2xx.  A dict or list body is sent as JSON."""
+    if isinstance(body, (dict, list)):
+        body, ctype = json.dumps(body).encode(), ctype or "application/json"
+    if not url.startswith("http"):
+        url = base + url
+    req = urllib.request.Request(url, data=body, method=method)
+    if key:
+        req.add_header("Authorization", "Bearer " + key)
+    if ctype:
+        req.add_header("Content-Type", ctype)
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return CloudReply(resp.status, dict(resp.headers), resp.read())
+    except urllib.error.HTTPError as e:
+        return CloudReply(e.code, dict(e.headers), e.read())
