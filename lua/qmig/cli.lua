@@ -29,8 +29,9 @@ usage: qmig-lua COMMAND JOB [options]
 
 commands:
   run JOB      run the job file's jobs (--job NAME, --step NAME, --dry-run, --force,
-               --concurrency N)
-  plan JOB     dry run: what each step would do per object, without writing
+               --concurrency N, --plan FILE: only if that saved plan still holds)
+  plan JOB     dry run: what each step would do per object, without writing (--json,
+               --out FILE saves it for run --plan)
   status JOB   per step counts from the cache; objects with --objects, --failed (--json)
   undo JOB     reverse what runs created or changed, newest first (--run N, --dry-run, --yes)
   steps [JOB]  the step catalogue and where each module is loaded from
@@ -53,12 +54,15 @@ local function parse(args)
     local a = args[i]
     if flags[a] then
       opts[flags[a]] = true
-    elseif a == "--job" or a == "--step" or a == "--run" or a == "--concurrency" then
+    elseif a == "--job" or a == "--step" or a == "--run" or a == "--concurrency" or a == "--out"
+        or a == "--plan" then
       local v = args[i + 1]
       if not v then return nil, a .. " needs a value" end
       i = i + 1
       if a == "--job" then opts.jobs[#opts.jobs + 1] = v
       elseif a == "--step" then opts.steps[#opts.steps + 1] = v
+      elseif a == "--out" then opts.out = v
+      elseif a == "--plan" then opts.plan_file = v
       else
         local n = math.tointeger(tonumber(v))
         if not n or n < 1 then return nil, a .. " needs a positive integer, got '" .. v .. "'" end
@@ -155,6 +159,43 @@ local function summary_line(name, counts, more)
   return string.format("  %-28s %s", name, #parts > 0 and table.concat(parts, ", ") or "nothing to do")
 end
 
+-- A plan of the selection, quietly, with clients of its own that refuse
+-- writes: its records (qmig.planview), or nil, message, exit status.
+local function plan_now(job, selection, proj, transforms, opts)
+  local source, target, status = connect.open(job, { dry_run = true })
+  if not source then return nil, target, status end
+  local eng = engine.new { job = job, project = proj, source = source, target = target, transforms = transforms,
+    dry_run = true, force = opts.force, concurrency = opts.concurrency or job.options.concurrency }
+  local records = {}
+  for _, j in ipairs(selection) do
+    for _, step in ipairs(j.steps) do
+      if eng.aborted or qmig.interrupted() then return nil, "the plan stopped: " .. tostring(eng.aborted or
+        "interrupted"), EXIT.outage end
+      for _, o in ipairs(eng:run_step(step).outcomes) do
+        records[#records + 1] = planview.record(step.name, step.object, o)
+      end
+    end
+  end
+  return records
+end
+
+-- run --plan FILE: the saved plan must still be what would happen.
+local function check_saved_plan(job, selection, proj, transforms, opts)
+  local saved, err = planview.read(opts.plan_file)
+  if not saved then return nil, err end
+  local now, why, status = plan_now(job, selection, proj, transforms, opts)
+  if not now then return nil, why, status end
+  local diff = planview.compare(saved, now)
+  if #diff == 0 then return true end
+  if planview.carried_out(saved, now) then return nil, "done", EXIT.ok end
+  local shown = {}
+  for i = 1, math.min(#diff, 20) do shown[i] = "  " .. diff[i] end
+  if #diff > 20 then shown[#shown + 1] = string.format("  ... and %d more", #diff - 20) end
+  return nil, string.format("%s no longer holds: the source or the target changed since it was made (%d object%s); "
+    .. "nothing was run. Make a new plan with 'qmig-lua plan %s --out FILE'.\n%s", opts.plan_file, #diff,
+    #diff == 1 and "" or "s", job.file, table.concat(shown, "\n"))
+end
+
 function M.run(opts)
   local job, err = load_job(opts)
   if not job then complain("%s", err); return EXIT.config end
@@ -183,6 +224,18 @@ function M.run(opts)
   if not proj then complain("%s", perr); return pcode == "locked" and EXIT.auth or EXIT.config end
   qmig.trap_interrupt(true)
   http.configure { max_host_connections = job.options.max_per_host or 0 }
+  if opts.plan_file and not opts.dry_run then
+    local ok, why, why_status = check_saved_plan(job, selection, proj, transforms, opts)
+    if not ok and why_status == EXIT.ok then
+      say("%s is carried out already: every object in it is as it planned; nothing to do", opts.plan_file)
+      proj:close()
+      return EXIT.ok
+    elseif not ok then
+      complain("%s", why)
+      proj:close()
+      return why_status or EXIT.config
+    end
+  end
   local run_id = not opts.dry_run and proj.cache:start_run {
     command = opts.dry_run and "plan" or "run", job_file = job.file,
     args = { jobs = opts.jobs, steps = opts.steps, force = opts.force or false },
@@ -190,7 +243,7 @@ function M.run(opts)
   if run_id then log.open_jsonl(proj:path("logs", "run-" .. run_id .. ".jsonl")) end
   local show = progress.new { tty = qmig.isatty(1), json = opts.json, quiet = opts.quiet, verbose = opts.verbose,
     limiter = target.limiter, plan = opts.dry_run }
-  local planned = {}  -- a plan's outcomes, for its closing lines
+  local planned, records = {}, {}  -- a plan's outcomes, for its closing lines and --out
   local eng = engine.new {
     job = job, project = proj, source = source, target = target, transforms = transforms, run_id = run_id,
     dry_run = opts.dry_run, force = opts.force, concurrency = opts.concurrency or job.options.concurrency,
@@ -220,7 +273,10 @@ function M.run(opts)
       for k, n in pairs(summary.counts) do totals[k] = (totals[k] or 0) + n end
       if opts.dry_run then
         show:say("%s", planview.step_line(step.name, summary.outcomes))
-        for _, o in ipairs(summary.outcomes) do planned[#planned + 1] = o end
+        for _, o in ipairs(summary.outcomes) do
+          planned[#planned + 1] = o
+          records[#records + 1] = planview.record(step.name, step.object, o)
+        end
       else
         show:say("%s", summary_line(step.name, summary.counts))
       end
@@ -231,6 +287,11 @@ function M.run(opts)
     local rates = target.limiter and (type(job.options.rate_limits) == "table" and job.options.rate_limits
       or require("qmig.limiter").DEFAULTS)
     for _, line in ipairs(planview.totals(planned, rates)) do show:say("%s", line) end
+    if opts.out then
+      local ok, werr = planview.write(opts.out, records)
+      if not ok then complain("%s", werr) else show:say("plan saved: %s (run it with 'qmig-lua run %s --plan %s')",
+        opts.out, job.file, opts.out) end
+    end
   end
   local hint = not opts.dry_run and progress.rate_hint(target.limiter, qmig.monotonic() - started)
   if hint then show:say("%s", hint) end
@@ -384,9 +445,11 @@ end
 
 local HELP = {
   run = "qmig-lua run JOB [--job NAME]... [--step NAME]... [--dry-run] [--force] [--concurrency N]\n"
-    .. "                   [--quiet | --verbose | --json]\n"
+    .. "                   [--plan FILE] [--quiet | --verbose | --json]\n"
     .. "Runs the job file's jobs (all, in priority then file order, or those named by --job), each job's steps in\n"
     .. "the global step order.  Objects done before are left alone unless their source changed or --force.\n"
+    .. "--plan FILE (saved by 'plan --out'): plans again first and runs only when every object would do what\n"
+    .. "the saved plan says; otherwise lists what changed and exits 2 with nothing done.\n"
     .. "Towards Qlik Cloud, requests per minute per rate tier unless options.rate_limits says otherwise: tier1\n"
     .. string.format("%d (reads), tier2 %d (writes), special %d (reloads); the progress line shows each tier's rate\n",
       require("qmig.limiter").DEFAULTS.tier1, require("qmig.limiter").DEFAULTS.tier2,
@@ -395,8 +458,13 @@ local HELP = {
     .. "Exit: 0 done, 1 some items failed, 2 bad job file, 3 authentication or certificate refused, or project in\n"
     .. "use, 4 a side unreachable (5 requests in a row without an answer: the run stops; the next run resumes),\n"
     .. "130 Ctrl-C.",
-  plan = "qmig-lua plan JOB [--job NAME]... [--step NAME]... [--json]\n"
-    .. "Dry run: what each step would do per object (create, update, adopt, skip); writes nothing.",
+  plan = "qmig-lua plan JOB [--job NAME]... [--step NAME]... [--json] [--out FILE]\n"
+    .. "Dry run: what each step would do per object (create, update, adopt, export, no change, skip with the\n"
+    .. "reason; for updates the fields old -> new), each step seeing what the steps before it would make (ids\n"
+    .. "shown as (known after run)); then the totals, the writes and the time the rate limits allow.  Writes\n"
+    .. "nothing, to the tenant or the project's cache.  --json: one JSON object per object (step, kind, key,\n"
+    .. "name, action, target, changes, reason); --out FILE saves them for 'run JOB --plan FILE', which\n"
+    .. "refuses to run (exit 2) when any object would now do something else.",
   status = "qmig-lua status JOB [--objects | --failed] [--json]\n"
     .. "Per step counts from the project's cache; --objects lists every object (name, id, outcome, target id),\n"
     .. "--failed only the failed and unfinished ones; --json every record, with its name.",

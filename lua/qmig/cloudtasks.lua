@@ -196,6 +196,20 @@ function M.differences(have, want)
   return out
 end
 
+-- A field of differences() as people read it (the plan's old -> new).
+function M.shown(task, field)
+  if field == "schedule" then
+    if task.kind == "time" then
+      return string.format("%s %s from %s", tostring(task.recurrence and bare_rule(task.recurrence) or "?"),
+        tostring(task.timezone or "UTC"), tostring(time19(task.start) or "?"))
+    end
+    return "after " .. event_set(task.events)
+  end
+  local value = ({ endDateTime = task.stop, exclusive = task.exclusive, timeout = task.timeout,
+    partial = task.partial, enabled = task.enabled, name = task.name })[field]
+  return value == nil and "(none)" or tostring(value)
+end
+
 -- The task with the changes of `want`, as a PUT body: everything Qlik
 -- manages itself (id, owner, times, run state) left out, the rest kept as
 -- the tenant has it, so a PUT does not reset what this tool never set.

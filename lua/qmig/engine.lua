@@ -158,7 +158,7 @@ function Engine:planned(step, item, ctx, key, err, fingerprint)
   end
   local outcome = { status = "planned", key = key, action = action, target_id = target_id,
     reason = err.reason or (err.method .. " " .. err.path), write = { method = err.method, path = err.path },
-    target_name = type(name) == "string" and name or nil }
+    target_name = type(name) == "string" and name or nil, changes = ctx.changes[1] and ctx.changes or nil }
   -- where it would go, by name: the space of its body or of its data
   local space_id = body.spaceId or (data and data.space_id)
   local space = space_id and self.cache and self.cache:find_by_target("space", space_id)
@@ -166,7 +166,15 @@ function Engine:planned(step, item, ctx, key, err, fingerprint)
     outcome.space_name = type(space.data) == "table" and space.data.name or space.natural_key
   end
   if self.cache then
-    if action == "create" then self.cache:remember_create(target_id, made) end
+    if action == "create" then
+      -- what its creator makes is its creator's, as in the tenant
+      if type(made) == "table" and made.ownerId == nil and self.target and self.target.me then
+        local owned = { ownerId = self.target:me().id }
+        for k, v in pairs(made) do owned[k] = v end
+        made = owned
+      end
+      self.cache:remember_create(target_id, made)
+    end
     self.cache:finish_item(step.object, key, { status = "planned", planned = true, action = action,
       target_id = target_id, natural_key = outcome.target_name or M.item_name(item, outcome), data = data,
       fingerprint = fingerprint, step = step.name })
@@ -195,8 +203,14 @@ function Engine:run_item(step, item)
     resume = rec ~= nil and (rec.status == "in_progress" or rec.status == "failed"),
     started_at = rec and rec.started_at,
     undo = function(entry) undo_entries[#undo_entries + 1] = entry end,
+    changes = {},
     catalogue_lag = self.job.options and self.job.options.catalogue_lag,
   })
+  -- What an update changes, old -> new, for the plan and the item's line:
+  -- ctx.change("owner", "CORP\\jdoe", "CORP\\asmith"), called before the write.
+  function ctx.change(field, old, new)
+    ctx.changes[#ctx.changes + 1] = { field = tostring(field), old = old, new = new }
+  end
   -- find-or-create for this item (qmig.ensure)
   function ctx.ensure(spec) return ensure.run(ctx, spec) end
   function ctx.listed(fn) return ensure.listed(ctx, fn) end
@@ -206,12 +220,14 @@ function Engine:run_item(step, item)
   end
   local unknown_left = self.unknown_retries
   while true do
+    ctx.changes = {}  -- an attempt's own (an attempt in doubt runs again)
     local ok, res = xpcall(step.run, step_error, ctx, item)
     if ok then
       if type(res) ~= "table" or not steps.statuses[res.status] then
         res = { status = "failed", reason = outcome_error(step, res) }
       end
       res.key = key
+      if res.changes == nil and ctx.changes[1] then res.changes = ctx.changes end
       if not cache then return res end
       if res.status == "failed" then
         cache:fail_item(kind, key, res.reason, self.run_id)
@@ -405,7 +421,7 @@ function Engine:run_step(step)
       if outcome.name == nil then outcome.name = item_name(item, outcome) end
       summary.counts[outcome.status] = (summary.counts[outcome.status] or 0) + 1
       summary.outcomes[#summary.outcomes + 1] = outcome
-      self:emit { kind = "item", step = step.name, outcome = outcome }
+      self:emit { kind = "item", step = step.name, object = step.object, outcome = outcome }
       if outcome.status == "failed" and self.aborted then s:drain() end
       local down = self:outage()
       if down then

@@ -12,6 +12,21 @@ local M = {}
 -- key unless that is a marker token ("[qmig-lua:1:<id>]", which means
 -- nothing to a person), else data.app or data.task (records about
 -- another object).
+-- A Qlik Cloud user by name for people (the plan's "owner old -> new"):
+-- name, else email, else the id; read once per id and client.
+function M.cloud_user(target, id)
+  if id == nil then return "(none)" end
+  target.user_names = target.user_names or {}
+  local known = target.user_names[id]
+  if known == nil then
+    local ok, u = pcall(target.find, target, "users/" .. tostring(id))
+    known = ok and type(u) == "table" and (u.name or u.email) or tostring(id)
+    if ok and type(u) == "table" and u.email and u.name then known = u.name .. " <" .. u.email .. ">" end
+    target.user_names[id] = known
+  end
+  return known
+end
+
 function M.own(rec)
   local d = type(rec.data) == "table" and rec.data or {}
   if type(d.name) == "string" and d.name ~= "" then return d.name end

@@ -2,6 +2,8 @@
 -- adopt, export, no change, skip...), its source name and where it would
 -- go; per step the counts per action; at the end what the plan adds up to
 -- in writes and, with rate limits on, in time.
+local fs = require "qmig.fs"
+local json = require "qmig.json"
 local limiter = require "qmig.limiter"
 local overlay = require "qmig.overlay"
 
@@ -33,7 +35,7 @@ function M.line(step, o)
   if o.target_name and o.target_name ~= o.name then parts[#parts + 1] = "as " .. quoted(o.target_name) end
   if o.space_name then parts[#parts + 1] = "in space " .. quoted(o.space_name) end
   for _, c in ipairs(o.changes or {}) do
-    parts[#parts + 1] = string.format("%s %s -> %s", c.field, tostring(c.old), tostring(c.new))
+    parts[#parts + 1] = string.format("%s %s -> %s", c.field, quoted(c.old), quoted(c.new))
   end
   local text = table.concat(parts, " ")
   if o.reason then text = text .. " (" .. M.readable(o.reason) .. ")" end
@@ -101,5 +103,113 @@ function M.totals(all_outcomes, rates)
   lines[#lines + 1] = text .. " (each object's first change; ids shown " .. overlay.SHOWN .. " are made by the run)"
   return lines
 end
+
+-- {====== plan files (plan --json, plan --out FILE, run --plan FILE)
+
+-- One object of a plan as a JSON-able record: {step, kind, key, name,
+-- action, target = {id, name, space}, changes = [{field, old, new}],
+-- reason}.  A placeholder id is written as null: the run makes it.
+function M.record(step, kind, o)
+  local target
+  if o.target_id or o.target_name or o.space_name then
+    target = { id = not overlay.is_placeholder(o.target_id) and o.target_id or nil, name = o.target_name,
+      space = o.space_name }
+  end
+  local changes
+  for _, c in ipairs(o.changes or {}) do
+    changes = changes or json.array()
+    changes[#changes + 1] = { field = c.field, old = c.old, new = c.new }
+  end
+  return { step = step, kind = kind, key = o.key, name = o.name, action = M.action(o), target = target,
+    changes = changes, reason = o.reason and M.readable(o.reason) or nil }
+end
+
+function M.encode(rec)
+  return json.encode(rec, { sort_keys = true })
+end
+
+-- Writes the records, one JSON object per line, mode 0600 (names of
+-- objects are the customer's business).  -> true | nil, message
+function M.write(path, records)
+  local lines = {}
+  for _, r in ipairs(records) do lines[#lines + 1] = M.encode(r) end
+  local ok, err = fs.write_file(path, table.concat(lines, "\n") .. (#lines > 0 and "\n" or ""),
+    { mode = 384, atomic = true })
+  if not ok then return nil, "cannot write " .. path .. ": " .. tostring(err) end
+  return true
+end
+
+-- -> records | nil, "FILE:LINE: why"
+function M.read(path)
+  local text, err = fs.read_file(path)
+  if not text then return nil, path .. ": " .. tostring(err) end
+  local out, n = {}, 0
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    if line:find("%S") then
+      local rec = json.decode(line)
+      if type(rec) ~= "table" or type(rec.step) ~= "string" or rec.key == nil or type(rec.action) ~= "string" then
+        return nil, string.format("%s:%d: not a plan record (plan --out writes them: step, key, action)", path, n)
+      end
+      out[#out + 1] = rec
+    end
+  end
+  if #out == 0 then return nil, path .. ": no plan record in it" end
+  return out
+end
+
+local function changes_text(r)
+  local parts = {}
+  for _, c in ipairs(type(r.changes) == "table" and r.changes or {}) do
+    parts[#parts + 1] = string.format("%s %s -> %s", tostring(c.field), quoted(c.old), quoted(c.new))
+  end
+  return #parts > 0 and (" " .. table.concat(parts, ", ")) or ""
+end
+
+-- What differs between a saved plan and the plan of now: one line per
+-- object whose action changed, appeared or went away.
+function M.compare(saved, now)
+  local function index(records)
+    local by = {}
+    for _, r in ipairs(records) do by[r.step .. "\0" .. tostring(r.key)] = r end
+    return by
+  end
+  -- what would now be done differently first, then what is done already
+  local was, is, out, done = index(saved), index(now), {}, {}
+  local function label(r) return string.format("%s '%s' (%s)", r.step, tostring(r.name or r.key), tostring(r.key)) end
+  for _, r in ipairs(saved) do
+    local n = is[r.step .. "\0" .. tostring(r.key)]
+    if not n then
+      out[#out + 1] = label(r) .. ": planned to " .. r.action .. ", now not in the plan"
+    elseif n.action ~= r.action or changes_text(n) ~= changes_text(r) then
+      local list = n.action == "no change" and done or out
+      list[#list + 1] = label(r) .. ": planned to " .. r.action .. changes_text(r) .. ", now " .. n.action
+        .. changes_text(n) .. (n.reason and (" (" .. n.reason .. ")") or "")
+    end
+  end
+  for _, r in ipairs(now) do
+    if not was[r.step .. "\0" .. tostring(r.key)] then
+      out[#out + 1] = label(r) .. ": not in the saved plan, now " .. r.action
+    end
+  end
+  for _, line in ipairs(done) do out[#out + 1] = line end
+  return out
+end
+-- True when every object of the saved plan that was to change now shows
+-- no change (or is skipped as then) and nothing new is to change: the
+-- plan was run.
+function M.carried_out(saved, now)
+  local is = {}
+  for _, r in ipairs(now) do is[r.step .. "\0" .. tostring(r.key)] = r end
+  for _, r in ipairs(saved) do
+    local n = is[r.step .. "\0" .. tostring(r.key)]
+    if not n or (n.action ~= "no change" and n.action ~= r.action) then return false end
+  end
+  for _, r in ipairs(now) do
+    if r.action ~= "no change" and r.action ~= "skip" then return false end
+  end
+  return true
+end
+-- }======
 
 return M

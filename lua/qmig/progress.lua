@@ -152,6 +152,18 @@ end
 
 -- The engine's reporter: fn(event).
 function Progress:event(event)
+  if self.json and self.plan then
+    -- plan --json: one record per object, nothing else (qmig.planview)
+    if event.kind == "item" then
+      local pv = require "qmig.planview"
+      self:write(pv.encode(log.redact(pv.record(event.step, event.object, event.outcome))), "\n")
+      self.out:flush()
+    elseif event.kind == "step_failed" then
+      self:write(json.encode(log.redact({ step = event.step, action = "fail", reason = event.reason }),
+        { sort_keys = true }), "\n")
+    end
+    return
+  end
   if self.json then
     if event.kind == "step_start" then self.step = { mark = marks(self) } end
     if event.kind == "step_done" and self.step then event.rates = self:rates() end

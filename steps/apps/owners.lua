@@ -16,6 +16,7 @@
 -- identity, taking it back needs the new owner or an administrator in the
 -- hub.
 local common = require "qmig.apps2.common"
+local names = require "qmig.names"
 
 return {
   name = "apps.owners", title = "Update Application Owners", order = 280,
@@ -52,6 +53,7 @@ return {
       return { status = "unchanged", target_id = app_id,
         data = { owner = item.owner_to, previous_owner = prev and prev.previous_owner or previous } }
     end
+    ctx.change("owner", names.cloud_user(ctx.target, previous), common.user_label(item.owner))
     ctx.target:put("apps/" .. app_id .. "/owner", { ownerId = item.owner_to })
     ctx.undo { action = "irreversible", target_id = app_id, previous_owner = previous,
       reason = string.format("owner of app %s changed from %s to %s: only the new owner or an administrator can "

@@ -568,7 +568,9 @@ local function run(ctx, item)
     -- else still on the legacy service and as the source says: left there
     -- (Qlik moves it; undo and later runs follow it through migratedFrom)
   elseif t then
-    local diff = T.differences(T.read(t), want)
+    local have = T.read(t)
+    local diff = T.differences(have, want)
+    for _, field in ipairs(diff) do ctx.change(field, T.shown(have, field), T.shown(want, field)) end
     if #diff > 0 then
       -- (a task our own crashed attempt made is undone by deleting it)
       if r.how ~= "recovered" then

@@ -23,6 +23,7 @@ local function rename(ctx, item, space)
   if retrieve.space(ctx.target, item.name) then
     fail("cannot rename space '" .. space.name .. "' to '" .. item.name .. "': a space of that name exists")
   end
+  ctx.change("name", space.name, item.name)
   ctx.undo { action = "restore", method = "PATCH", path = "spaces/" .. space.id,
     body = { { op = "replace", path = "/name", value = space.name } } }
   ctx.target:patch("spaces/" .. space.id, { { op = "replace", path = "/name", value = item.name } })

@@ -9,6 +9,7 @@
 -- stream id, target = space id, data = {owner_id}.
 local identity = require "qmig.identity.users"
 local retrieve = require "qmig.retrieve"
+local names = require "qmig.names"
 local scope = require "qmig.identity.scope"
 local spaces = require "qmig.identity.spaces"
 
@@ -66,6 +67,7 @@ return {
     if space.ownerId == me.id and KEEP[space.type] and not ctx.dry_run then  -- a plan shows the owner change
       spaces.ensure(ctx, item.space_id, spaces.assignments(ctx, item.space_id), "user", me.id, KEEP[space.type])
     end
+    ctx.change("owner", names.cloud_user(ctx.target, space.ownerId), item.owner)
     ctx.undo { action = "restore", method = "PATCH", path = path,
       body = { { op = "replace", path = "/ownerId", value = space.ownerId } } }
     ctx.target:patch(path, { { op = "replace", path = "/ownerId", value = item.owner_id } })

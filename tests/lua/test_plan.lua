@@ -6,6 +6,7 @@
 local t = require "testing"
 local cli = require "cli"
 local fs = require "qmig.fs"
+local json = require "qmig.json"
 local simlib = require "sim"
 
 local T = t.suite("plan")
@@ -63,6 +64,23 @@ T.test("plan on a fresh project: every step, every object, the counts of the run
   t.match(out, "\nplan: %d+ to create, [^\n]+\nat least %d+ writes to the target; at the tenant's rate limits")
   t.truthy(not (out:find("known after run: ", 1, true)), "placeholders are shown as (known after run)")
   -- the cache file holds no item, no export was written
+  -- the same plan as one JSON record per object, and saved for run --plan
+  local saved = dir .. "/plan.jsonl"
+  local jcode, jout = cli.run({ "plan", "examples/demo/job.yaml", "--json", "--out", saved }, { env = env })
+  t.eq(jcode, 0, jout)
+  local n_records = 0
+  for line in jout:gmatch("[^\n]+") do
+    local rec = assert(json.decode(line), "every line is a JSON record: " .. line)
+    t.truthy(rec.step and rec.kind and rec.key and rec.action, line)
+    n_records = n_records + 1
+  end
+  t.eq(t.read(saved), jout, "--out saves what --json prints")
+  t.eq(fs.stat(saved).mode & 511, 384, "the saved plan is 0600")
+  local one = json.decode(jout:match('[^\n]*"step":"apps%.import"[^\n]*"Sales Overview"[^\n]*')
+    or jout:match('[^\n]*"name":"Sales Overview"[^\n]*"step":"apps%.import"[^\n]*'))
+  t.eq(one.action, "create")
+  t.eq(one.target.space, "Migration staging")
+  t.eq(one.target.id, nil, "a placeholder id is not written")
   local cache = assert(require("qmig.cache").open(dir .. "/project/qmig.db"))
   t.eq(#cache:items(), 0)
   cache:close()
@@ -72,7 +90,7 @@ T.test("plan on a fresh project: every step, every object, the counts of the run
   local planned = step_counts(out)
 
   local run_out
-  code, run_out, err = cli.run({ "run", "examples/demo/job.yaml" }, { env = env })
+  code, run_out, err = cli.run({ "run", "examples/demo/job.yaml", "--plan", saved }, { env = env })
   t.eq(code, 0, run_out .. err)
   local ran = step_counts(run_out)
   local compared = 0
@@ -103,6 +121,50 @@ T.test("plan on a fresh project: every step, every object, the counts of the run
   end
   t.match(out, "at least 0 writes to the target")
   t.eq(sim:counts().total_writes, 0)
+  code, out = cli.run({ "run", "examples/demo/job.yaml", "--plan", saved }, { env = env })
+  t.eq(code, 0, out)
+  t.match(out, "is carried out already")
+  t.eq(sim:counts().total_writes, 0)
+
+  -- a change: a space renamed and another given an owner in the job file;
+  -- exactly those two objects show an update, old -> new
+  local changed = dir .. "/job.yaml"
+  t.write(changed, (t.read("examples/demo/job.yaml")
+    :gsub("Everyone: {name: Everyone, type: shared}", "Everyone: {name: All Staff, type: shared}")
+    :gsub("    staging: Migration staging\n",
+      "    staging: Migration staging\n    owners: {Sales: asmith@corp.example}\n")))
+  code, out, err = cli.run({ "plan", changed }, { env = env })
+  t.eq(code, 0, out .. err)
+  local updates = {}
+  for line in out:gmatch("[^\n]+") do
+    if line:find(": would ", 1, true) then updates[#updates + 1] = line end
+  end
+  t.eq(#updates, 2, out)
+  t.match(out, "spaces%.create 'All Staff' %([%x-]+%): would update name 'Everyone' %-> 'All Staff'")
+  t.match(out, "spaces%.owners 'Sales' %([%x-]+%): would update owner 'John Doe <jdoe@corp%.example>' %-> "
+    .. "'asmith@corp%.example'")
+  -- the old saved plan no longer holds: refused, nothing written
+  sim:reset_counters()
+  code, out, err = cli.run({ "run", changed, "--plan", saved }, { env = env })
+  t.eq(code, 2, out .. err)
+  t.match(err, "no longer holds: the source or the target changed since it was made")
+  t.match(err, "\n  spaces%.create 'Everyone' %([%x-]+%): planned to create, now update name 'Everyone' %-> "
+    .. "'All Staff'")
+  t.match(err, "\n  spaces%.owners 'Sales' %([%x-]+%): planned to update owner '[^'\n]+' %-> 'CORP\\jdoe', now "
+    .. "update owner 'John Doe <jdoe@corp%.example>' %-> 'asmith@corp%.example'")
+  t.eq(sim:counts().total_writes, 0)
+  -- a new plan of the change runs
+  local saved2 = dir .. "/plan2.jsonl"
+  t.eq((cli.run({ "plan", changed, "--out", saved2 }, { env = env })), 0)
+  code, out, err = cli.run({ "run", changed, "--plan", saved2 }, { env = env })
+  t.eq(code, 0, out .. err)
+  t.match(out, "spaces%.create%s+1 updated, 4 unchanged")
+  t.match(out, "spaces%.owners%s+1 updated")
+  -- a plan file that is not one: exit 2 with its name and line
+  t.write(dir .. "/bad.jsonl", '{"step": "x"}\n')
+  code, out, err = cli.run({ "run", changed, "--plan", dir .. "/bad.jsonl" }, { env = env })
+  t.eq(code, 2, out)
+  t.match(err, "bad%.jsonl:1: not a plan record")
   sim:stop()
 end)
 
