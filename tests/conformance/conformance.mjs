@@ -6,6 +6,8 @@
 // accepts an http:// host), points @qlik/api at it with an API key, calls the official
 // client function for every Cloud endpoint qmig-lua uses and checks the result shapes.
 // The last line printed is "N passed, N failed"; the exit code is non-zero on failure.
+// endpoints.txt names, for each endpoint qmig-lua calls, the check below that covers it
+// (kept true by tests/lua/test_endpoints.lua).
 import { spawn, spawnSync, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -51,6 +53,13 @@ const SITE = {
     ],
     groups: [{ name: "Sales", providerType: "idp" }],
     spaces: [{ name: "Existing Space", type: "shared", owner: "admin@acme.com" }],
+    // legacy reload tasks made before the Reload Tasks API stopped creating them: one Qlik
+    // moved to the scheduling service (it refuses PUT/DELETE), one still on the old service
+    apps: [{ id: "0c0c0c0c-0000-4000-8000-000000000001", name: "Legacy", space: "Existing Space", owner: "admin@acme.com" }],
+    reload_tasks: [
+      { id: "aaaaaaaaaaaaaaaaaaaaaaa1", app: "Legacy", migrated: true, timeZone: "UTC", startDateTime: "2025-04-17T06:00:00" },
+      { id: "aaaaaaaaaaaaaaaaaaaaaaa2", app: "Legacy", migrated: false, timeZone: "UTC", startDateTime: "2025-04-17T06:00:00" },
+    ],
     identity_providers: [{ protocol: "OIDC", provider: "auth0" }],
     quotas: { app_upload_disk_size: 10737418240 },
     oauth_clients: [{ client_id: "m2m-client", client_secret: "m2m-secret", user: "alice@acme.com" }],
@@ -409,6 +418,12 @@ async function run(base) {
     eq(s.status, 201);
     shape(s.data, { id: "string", assigneeId: "string", resourceId: "string", resourceType: "string", roles: "array", spaceId: "string", type: "string" }, "share");
     eq((await spaces.getSpaceShares(ctx.shared, {}, opt)).data.data.length, 1);
+    ctx.share = s.data.id;
+  });
+  await check("spaces.deleteSpaceShare", async () => {
+    eq((await spaces.deleteSpaceShare(ctx.shared, ctx.share, opt)).status, 204);
+    eq((await spaces.getSpaceShares(ctx.shared, {}, opt)).data.data.length, 0);
+    await expectStatus(spaces.deleteSpaceShare(ctx.shared, ctx.share, opt), 404);
   });
 
   // ---- items and collections
@@ -439,6 +454,14 @@ async function run(base) {
     eq(l.data.data.map((x) => x.id), [ctx.item]);
     const g = await collections.getCollections({ type: "public", name: "Finance" }, opt);
     eq(g.data.data[0].itemCount, 1);
+    ctx.collection = c.data.id;
+  });
+  await check("collections deleteCollectionItem / deleteCollection", async () => {
+    eq((await collections.deleteCollectionItem(ctx.collection, ctx.item, opt)).status, 204);
+    eq((await collections.getCollectionItems(ctx.collection, {}, opt)).data.data.length, 0);
+    await expectStatus(collections.deleteCollectionItem(ctx.collection, ctx.item, opt), 404);
+    eq((await collections.deleteCollection(ctx.collection, opt)).status, 204);
+    await expectStatus(collections.getCollection(ctx.collection, opt), 404);
   });
 
   // ---- data connections
@@ -508,6 +531,18 @@ async function run(base) {
     const gone = await expectStatus(reloadTasks.createReloadTask(body, opt), 410);
     eq(gone.errors[0].code, "TASKS-011");
     eq((await reloadTasks.getReloadTasks({ appId: ctx.app }, opt)).data.data.length, 0);
+  });
+  await check("reloadTasks getReloadTask / deleteReloadTask (a migrated task refuses 400 TASKS-001)", async () => {
+    const legacy = "0c0c0c0c-0000-4000-8000-000000000001";
+    const l = await reloadTasks.getReloadTasks({ appId: legacy }, opt);
+    eq(l.data.data.map((x) => x.id).sort(), ["aaaaaaaaaaaaaaaaaaaaaaa1", "aaaaaaaaaaaaaaaaaaaaaaa2"]);
+    const g = await reloadTasks.getReloadTask("aaaaaaaaaaaaaaaaaaaaaaa1", opt);
+    shape(g.data, { id: "hex24", appId: "string", timeZone: "string", recurrence: "array", state: "string", migrated: "boolean" }, "Task");
+    eq([g.data.appId, g.data.migrated], [legacy, true]);
+    const refused = await expectStatus(reloadTasks.deleteReloadTask("aaaaaaaaaaaaaaaaaaaaaaa1", opt), 400);
+    eq(refused.errors[0].code, "TASKS-001");
+    eq((await reloadTasks.deleteReloadTask("aaaaaaaaaaaaaaaaaaaaaaa2", opt)).status, 204);
+    await expectStatus(reloadTasks.getReloadTask("aaaaaaaaaaaaaaaaaaaaaaa2", opt), 404);
   });
 
   // ---- scheduling tasks
@@ -587,6 +622,17 @@ async function run(base) {
     eq((await blobBytes(f.data)).equals(extZip), true, "zip round trip");
     eq((await extensions.deleteExtension(r.data.id, opt)).status, 204);
   });
+  await check("extensions.patchExtension (multipart) replaces the zip", async () => {
+    const first = makeZip("Patched", "visualization");
+    const r = await extensions.uploadExtension({ file: first }, opt);
+    const z = makeZip("Patched", "visualization-v2");
+    assert(!first.equals(z), "the new zip differs from the uploaded one");
+    const p = await extensions.patchExtension(r.data.id, { file: z, data: { name: "Patched" } }, opt);
+    eq(p.status, 200);
+    eq(p.data.id, r.data.id);
+    eq((await blobBytes((await extensions.downloadExtension(r.data.id, opt)).data)).equals(z), true, "new zip");
+    eq((await extensions.deleteExtension(r.data.id, opt)).status, 204);
+  });
   await check("themes upload / list / file", async () => {
     const z = makeZip("DarkTheme", "theme");
     const r = await themes.uploadTheme({ file: z }, opt);
@@ -594,6 +640,18 @@ async function run(base) {
     eq(r.data.name, "DarkTheme");
     eq((await themes.getThemes(opt)).data.data.length, 1);
     eq((await blobBytes((await themes.downloadTheme(r.data.id, opt)).data)).equals(z), true);
+    ctx.theme = r.data.id;
+  });
+  await check("themes getTheme / patchTheme / deleteTheme", async () => {
+    eq((await themes.getTheme(ctx.theme, opt)).data.name, "DarkTheme");
+    const z = makeZip("DarkTheme2", "theme");
+    const before = await blobBytes((await themes.downloadTheme(ctx.theme, opt)).data);
+    assert(!before.equals(z), "the new zip differs from the uploaded one");
+    const p = await themes.patchTheme(ctx.theme, { file: z, data: { name: "DarkTheme" } }, opt);
+    eq(p.status, 200);
+    eq((await blobBytes((await themes.downloadTheme(ctx.theme, opt)).data)).equals(z), true);
+    eq((await themes.deleteTheme(ctx.theme, opt)).status, 204);
+    await expectStatus(themes.getTheme(ctx.theme, opt), 404);
   });
 
   // ---- cleanup rules
