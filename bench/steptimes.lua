@@ -5,7 +5,12 @@
 -- one after another), run_s the time its items took on the scheduler.
 -- With BENCH_SIM_URL (the simulator's Cloud URL) each line also has the
 -- requests the simulator counted in both phases, per endpoint for the run
--- phase (bench.py sorts them into rate-limit tiers).  BENCH_BURST: below.
+-- phase (bench.py sorts them into rate-limit tiers), and always this
+-- process's own requests per tier in the run phase (`tiers`) with the
+-- wall-clock times the phase began and ended (`run_at`, `end_at`: several
+-- processes on one simulator are lined up by them).  A last line
+-- `limits {"seen429": {tier: n}, "stats": ...}` gives the 429s this
+-- process was answered.  BENCH_BURST: below.
 local engine = require "qmig.engine"
 local http = require "qmig.http"
 local json = require "qmig.json"
@@ -17,15 +22,33 @@ local Engine = getmetatable(engine.new {}).__index
 -- default is a minute's worth, like Qlik's window), set to the
 -- simulator's burst so that a run of seconds measures the rate, not the
 -- burst.  Only this wrapper changes it; the product keeps its default.
+-- The limiter is also wrapped to know this process's own requests per
+-- tier (the simulator's counts mix every process on it) and the 429s it
+-- was answered (every 429 of the target goes through Limiter:pause).
 local burst = tonumber(os.getenv("BENCH_BURST") or "")
-if burst then
-  local limiter = require "qmig.limiter"
+local limiter = require "qmig.limiter"
+local the_limiter
+local seen429 = {}
+do
   local new = limiter.new
   limiter.new = function(rates, opts)
     opts = opts or {}
-    opts.burst = opts.burst or burst
-    return new(rates, opts)
+    if burst then opts.burst = opts.burst or burst end
+    local l = new(rates, opts)
+    the_limiter = l
+    local pause = l.pause
+    l.pause = function(self, tier, seconds)
+      seen429[tier] = (seen429[tier] or 0) + 1
+      return pause(self, tier, seconds)
+    end
+    return l
   end
+end
+
+local function used()
+  local out = {}
+  for tier, st in pairs(the_limiter and the_limiter:stats() or {}) do out[tier] = st.used end
+  return out
 end
 local control = os.getenv("BENCH_SIM_URL") and http.client { base_url = os.getenv("BENCH_SIM_URL") }
 
@@ -53,14 +76,24 @@ function Engine.run_step(self, step)
   local c0 = counts()
   local t0 = qmig.monotonic()
   local t1, c1 = t0, c0
+  local u1
   local wrapped = setmetatable({}, { __index = step })
   wrapped.items = function(...)
     local r = table.pack(step.items(...))
     t1, c1 = qmig.monotonic(), counts()
+    row.run_at, u1 = qmig.time(), used()
     return table.unpack(r, 1, r.n)
   end
   local summary = run_step(self, wrapped)
   local t2, c2 = qmig.monotonic(), counts()
+  row.end_at = qmig.time()
+  row.run_at = row.run_at or row.end_at
+  -- this process's own requests per tier during the items' run
+  local u2 = used()
+  row.tiers = {}
+  for tier, n in pairs(u2) do
+    if n - ((u1 or u2)[tier] or 0) > 0 then row.tiers[tier] = n - ((u1 or u2)[tier] or 0) end
+  end
   row.items_s, row.run_s = t1 - t0, t2 - t1
   row.items_requests, row.run_requests = c1.total - c0.total, c2.total - c1.total
   row.endpoints = diff(c1, c2)
@@ -73,7 +106,10 @@ local code = require("qmig.cli").main(...)
 for _, r in ipairs(rows) do
   if next(r.endpoints or {}) == nil then r.endpoints = nil end
   if next(r.items_endpoints or {}) == nil then r.items_endpoints = nil end
+  if next(r.tiers or {}) == nil then r.tiers = nil end
   io.stdout:write("steptime ", json.encode(r, { sort_keys = true }), "\n")
 end
+io.stdout:write("limits ", json.encode({ seen429 = seen429, stats = the_limiter and the_limiter:stats() or {} },
+  { sort_keys = true }), "\n")
 io.stdout:flush()
 os.exit(code)

@@ -165,7 +165,7 @@ end
 
 -- With retries of transient failures (never of unknown-outcome writes).
 function Cloud:request(method, path, opts)
-  return retry.call(function() return self:raw(method, path, opts) end, { retries = self.retries })
+  return retry.call(function() return self:raw(method, path, opts) end, { retries = self.retries, host = self.base })
 end
 
 local function decode(resp, what)

@@ -67,11 +67,16 @@ M.UNDER = 0.5
 M.WINDOW = 60
 -- How often the shared budget file (qmig.budget) is read and written: not
 -- per request, and often enough that two processes see each other's load
--- within a second.  SHARE_SPAN: the span over which the rate published
--- for the others is measured (short: a share must follow a phase that
--- starts or ends).
-M.SYNC = 0.5
+-- within a fraction of one (each sync is a flock and a small file: 0.5 s
+-- let two processes changing phase overrun the tier together before
+-- they saw each other).  SHARE_SPAN: the span over which the rate
+-- published for the others is measured (short: a share must follow a
+-- phase that starts or ends).
+M.SYNC = 0.2
 M.SHARE_SPAN = 2
+-- HUNGRY: a process that waited for a token of the tier this recently
+-- would send more if it had a larger share (it is bound by the tier).
+M.HUNGRY = 1
 
 -- M.new({tier1 = per_minute, ...} [, {burst = n, budget = qmig.budget,
 -- clock = fn, sleep = fn, wall = fn}]); a missing tier is unlimited.  The
@@ -91,8 +96,11 @@ function M.new(rates, opts)
     local ceiling = per_minute / 60 * M.MARGIN
     self.buckets[tier] = { rate = ceiling, ceiling = ceiling, aimd = ceiling, capacity = capacity,
       tokens = capacity, last = now, paused_until = 0, cut_until = 0, used = 0, waited = 0, cuts = 0,
-      hist = {}, others = nil }
+      hist = {}, others = nil, hungry_at = -math.huge }
   end
+  -- present on the budget from the start, so that processes started
+  -- together see each other before either spends a whole burst
+  if self.budget then self:sync(true) end
   return self
 end
 
@@ -111,9 +119,17 @@ local function sent_since(b, since)
 end
 
 -- The rate this process may use: the AIMD rate grown by the clean time
--- since the last update, then, when others share the identity, what they
--- leave of it, but at least an equal share (without that floor the
--- first process would keep the whole tier and a newcomer none).
+-- since the last update, then, when others share the identity, a
+-- max-min fair share: what the processes that want less than a share
+-- (not waiting for tokens: `hungry` false) actually send is left to
+-- them, the rest is split equally among the hungry ones and this one,
+-- and never less than an equal share of the whole (so a newcomer gets
+-- its place at once).  Subtracting every other process's measured rate
+-- instead (what was done first) let two processes bound by one tier
+-- overshoot it together: each saw the other's rate of the last 2 s,
+-- not the share it was climbing to, and both hit the server's limit
+-- (bench/, part 2 with two processes: 20 429s a minute, 0.55-0.82 of
+-- the tier).
 local function refill(b, now)
   local dt = now - b.last
   -- only time after the pause counts as clean
@@ -122,14 +138,24 @@ local function refill(b, now)
   local rate = b.aimd
   local o = b.others
   if o and o.procs > 0 then
-    rate = math.min(rate, math.max(rate - o.rate, rate / (o.procs + 1)))
+    local idle = o.idle_rate or o.rate
+    rate = math.min(rate, math.max((rate - idle) / ((o.hungry or 0) + 1), rate / (o.procs + 1)))
   end
   b.rate = math.max(rate, M.FLOOR * b.ceiling)
   if dt > 0 then
-    -- A share of the tier holds the same share of the burst (the tenant's
-    -- window is one for all); a 429's cut does not shrink it: that is
-    -- M.UNDER's decision.
-    b.tokens = math.min(math.max(1, b.capacity * math.min(1, b.rate / b.aimd)), b.tokens + dt * b.rate)
+    -- The burst is the identity's (the tenant's window is one for all):
+    -- with others on it, each holds an equal part of it, whatever its
+    -- share of the rate, since any of them may spend its tokens at once
+    -- (with a part as large as its rate share, two processes not bound
+    -- by the tier each kept a whole burst and spent them together: 429s).
+    -- A 429's cut does not shrink it: that is M.UNDER's decision.
+    local part = o and o.procs > 0 and 1 / (o.procs + 1) or 1
+    -- Not bound by the tier while others are: they take what this one
+    -- does not send, so a reserve kept here would be spent on top of
+    -- their rate (the server's bucket empty): one token, and the first
+    -- wait makes this one hungry and its share its own again.
+    if o and (o.hungry or 0) > 0 and now - b.hungry_at >= M.HUNGRY then part = 0 end
+    b.tokens = math.min(math.max(1, b.capacity * part), b.tokens + dt * b.rate)
     b.last = now
   end
 end
@@ -149,7 +175,7 @@ function Limiter:sync(force)
     -- whole seconds are counted: the span runs from the first one's start
     local span = now - math.floor(now - M.SHARE_SPAN)
     mine[tier] = { rate = sent_since(b, now - M.SHARE_SPAN) / span, n60 = sent_since(b, now - M.WINDOW),
-      pause_until = pause }
+      pause_until = pause, hungry = now - b.hungry_at < M.HUNGRY }
   end
   local others = self.budget:sync(mine)
   if not others then return end
@@ -187,6 +213,14 @@ function Limiter:acquire(tier)
         return
       end
       wait = (1 - b.tokens) / b.rate
+      -- newly bound by the tier: the others must know now, not at the
+      -- next sync, or they keep the part they had meanwhile
+      local newly = now - b.hungry_at >= M.HUNGRY
+      b.hungry_at = now
+      if newly and self.budget then
+        self:sync(true)
+        goto again
+      end
     end
     -- at most one sync's span: the others' figures may change the wait
     if self.budget then wait = math.min(wait, M.SYNC) end
@@ -198,6 +232,7 @@ function Limiter:acquire(tier)
     self.waiters = self.waiters - 1
     if self.waiters == 0 then self.wall_waited = self.wall_waited + (self.clock() - self.wait_began) end
     if qmig.interrupted() then return end
+    ::again::
   end
 end
 

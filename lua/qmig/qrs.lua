@@ -63,7 +63,7 @@ function M.new(source, opts)
     user_agent = "qmig-lua/" .. qmig.version,
   }
   return setmetatable({ client = client, retries = opts and opts.retries or 5, dry_run = opts and opts.dry_run,
-    memo = {}, memo_bytes = 0 }, Qrs)
+    memo = {}, memo_bytes = 0, base = source.url }, Qrs)
 end
 
 local function api_path(path)
@@ -117,7 +117,8 @@ function Qrs:request(method, path, opts)
   local key = method == "GET" and not (opts and opts.sink) and self.memo and memo_key(path, opts and opts.query)
   local kept = key and self.memo[key]
   if kept then return { status = kept.status, headers = kept.headers, body = kept.body, memo = true } end
-  local resp = retry.call(function() return self:raw(method, path, opts) end, { retries = self.retries })
+  local resp = retry.call(function() return self:raw(method, path, opts) end,
+    { retries = self.retries, host = self.base })
   if key and resp.body and self.memo_bytes + #resp.body <= MEMO_MAX_BYTES then
     self.memo[key] = { status = resp.status, headers = resp.headers, body = resp.body }
     self.memo_bytes = self.memo_bytes + #resp.body
