@@ -33,7 +33,8 @@ function M.line(step, o)
   if o.status == "planned" or o.status == "adopted" then action = "would " .. action end
   local parts = { string.format("    %s %s: %s", step, label, action) }
   if o.target_name and o.target_name ~= o.name then parts[#parts + 1] = "as " .. quoted(o.target_name) end
-  if o.space_name then parts[#parts + 1] = "in space " .. quoted(o.space_name) end
+  -- where a new object goes (an update's object stays where it is)
+  if o.space_name and o.action == "create" then parts[#parts + 1] = "in space " .. quoted(o.space_name) end
   for _, c in ipairs(o.changes or {}) do
     parts[#parts + 1] = string.format("%s %s -> %s", c.field, quoted(c.old), quoted(c.new))
   end

@@ -217,6 +217,19 @@ return {
       local pdata = type(ctx.previous.data) == "table" and ctx.previous.data or {}
       data.fingerprint = pdata.fingerprint or fingerprint
       data.space_id, data.name = pdata.space_id, pdata.name or known.name
+      local content = data.fingerprint ~= fingerprint
+        and "; its content is left as it is (changed at the source since it was imported)" or ""
+      if ctx.previous.created_by_us and known.name ~= target.name then
+        -- an app renamed at the source (or by the app hook) keeps following
+        -- it, as spaces follow their streams; never one this project adopted
+        ctx.change("name", known.name, target.name)
+        ctx.undo { action = "restore", method = "PUT", path = "apps/" .. known.id,
+          body = { attributes = { name = known.name, description = known.description } }, forget = false }
+        mark(ctx, known.id, target, app.id)
+        data.name = target.name
+        return { status = "updated", target_id = known.id, data = data,
+          reason = "renamed from '" .. tostring(known.name) .. "'" .. content }
+      end
       if data.fingerprint ~= fingerprint then
         -- "unchanged", not "skipped": the app is imported and later steps
         -- (which act on done records) keep working on it

@@ -63,7 +63,16 @@ return {
       mine = { by = function(space) return space.createdBy == ctx.target:me().id end,
         created = function(space) return space.createdAt end },
       create = function()
-        return ctx.target:post("spaces", { name = item.name, type = item.type, description = item.description })
+        local ok, made = pcall(ctx.target.post, ctx.target, "spaces",
+          { name = item.name, type = item.type, description = item.description })
+        if ok then return made end
+        -- made meanwhile by someone else (another qmig-lua project on this
+        -- tenant): space names are unique, so that space is the one
+        if errors.is(made) and made.status == 409 then
+          local existing = ctx.listed(function() return retrieve.space(ctx.target, item.name) end)
+          if existing then return existing, "exists" end
+        end
+        error(made, 0)
       end,
       undo = function(id) return { method = "DELETE", path = "spaces/" .. id } end,
     }

@@ -75,6 +75,25 @@ local function signature()
   return lines, dupes
 end
 
+-- Another project on the tenant made the space a moment ago: the listing
+-- does not show it yet, the create answers 409 (names are unique), and the
+-- space is the one that exists, adopted, not a failure.
+T.test("a space made meanwhile by someone else (a 409 on create, not listed yet) is adopted", function()
+  setup()
+  local file, e = demo_job(3)
+  local cloud = require("qmig.cloud").new({ url = sim.info.cloud_url, api_key = sim.info.api_key },
+    { rate_limits = false })
+  sim:faults { catalogue_lag_ms = 2000 }
+  cloud:post("spaces", { name = "Finance", type = "managed" })
+  local code, out, err = cli.run({ "run", file, "--step", "spaces.create" }, { env = e })
+  sim:faults {}
+  t.eq(code, 0, out .. err)
+  t.match(out, "spaces%.create%s+4 created, 1 adopted")
+  local n = 0
+  for _, sp in ipairs(sim:state().cloud.spaces) do if sp.name == "Finance" then n = n + 1 end end
+  t.eq(n, 1, "one Finance space")
+end)
+
 T.test("killed right after applied writes, resumed at once, at lags up to 3 s: the clean run's end state", function()
   setup()
   sim:reset()

@@ -42,6 +42,16 @@ local function sum(c, words)
   return n
 end
 
+local function dir_of(sim) return fs.dirname(sim.info.certs.ca) end
+
+-- PUT /qrs/{kind}/{id} of the entity the filter finds, with changes: what
+-- the QMC does when a person edits it
+local function qrs_edit(q, kind, filter, changes)
+  local entity = assert(q:full(kind, filter)[1], kind .. " " .. filter)
+  for k, v in pairs(changes) do entity[k] = v end
+  q:request("PUT", kind .. "/" .. entity.id, { json = entity })
+end
+
 local PLAN_CHANGES = { "create", "update", "adopt", "export", "delete", "validate" }
 local RUN_CHANGES = { "created", "updated", "adopted", "deleted" }
 
@@ -126,6 +136,32 @@ T.test("plan on a fresh project: every step, every object, the counts of the run
   t.match(out, "is carried out already")
   t.eq(sim:counts().total_writes, 0)
 
+  -- changes at the source, as made in the QMC: an app renamed, a trigger's
+  -- interval changed; exactly those objects show an update, old -> new
+  local q = require("qmig.qrs").new { url = sim.info.qrs_url, cert = dir_of(sim) .. "/client.pem",
+    key = dir_of(sim) .. "/client_key.pem", ca = sim.info.certs.ca, user = "INTERNAL\\sa_api" }
+  qrs_edit(q, "app", "name eq 'Logistics'", { name = "Logistics EMEA" })
+  qrs_edit(q, "schemaevent", "name eq 'Weekly Monday'", { name = "Weekly Tuesday",
+    schemaFilterDescription = { "* * - 2 * * * *" } })
+  sim:reset_counters()
+  code, out, err = cli.run({ "plan", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 0, out .. err)
+  t.eq(sim:counts().total_writes, 0)
+  t.match(out, "apps%.import 'Logistics EMEA' %([%x-]+%): would update name 'Logistics' %-> 'Logistics EMEA'")
+  t.match(out, "apps%.schedules '[^'\n]+' %([%x-]+%): would update [^\n]*schedule '[^'\n]*BYDAY=MO[^'\n]*' %-> "
+    .. "'[^'\n]*BYDAY=TU[^'\n]*' name '[^'\n]*Weekly Monday' %-> '[^'\n]*Weekly Tuesday'")
+  local updates = {}
+  for line in out:gmatch("[^\n]+") do
+    if line:find(": would update", 1, true) then updates[#updates + 1] = line end
+  end
+  t.eq(#updates, 2, out)
+  code, out, err = cli.run({ "run", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 0, out .. err)
+  t.match(out, "apps%.import%s+1 updated, 11 unchanged")
+  code, out = cli.run({ "plan", "examples/demo/job.yaml" }, { env = env })
+  t.eq(code, 0, out)
+  t.match(out, "at least 0 writes to the target", out)
+
   -- a change: a space renamed and another given an owner in the job file;
   -- exactly those two objects show an update, old -> new
   local changed = dir .. "/job.yaml"
@@ -135,7 +171,7 @@ T.test("plan on a fresh project: every step, every object, the counts of the run
       "    staging: Migration staging\n    owners: {Sales: asmith@corp.example}\n")))
   code, out, err = cli.run({ "plan", changed }, { env = env })
   t.eq(code, 0, out .. err)
-  local updates = {}
+  updates = {}
   for line in out:gmatch("[^\n]+") do
     if line:find(": would ", 1, true) then updates[#updates + 1] = line end
   end

@@ -60,6 +60,15 @@ CONDENSED = {
                    "actions", "comment", "disabled", "ruleContext", "privileges"),
 }
 TYPES = tuple(CONDENSED)
+# What PUT /qrs/{type}/{id} changes (the QMC's edits a migration follows).
+PUT_FIELDS = {
+    "app": ("name", "description"),
+    "stream": ("name",),
+    "user": ("name", "attributes"),
+    "reloadtask": ("name", "enabled"),
+    "schemaevent": ("name", "enabled", "timeZone", "startDate", "expirationDate", "daylightSavingTime",
+                    "schemaFilterDescription", "incrementDescription", "incrementOption"),
+}
 
 
 def _stamp(entity, schema_path, seed=None):
@@ -169,6 +178,9 @@ class QRS:
         if kind == "app" and len(rest) == 3 and rest[1].lower() == "export":
             req.endpoint = f"{req.method} /qrs/app/{{id}}/export/{{id}}"
             return self.export_route(req, user, rest[0], rest[2])
+        if kind in PUT_FIELDS and req.method == "PUT" and len(rest) == 1:
+            req.endpoint = f"PUT {template}/{{id}}"
+            return self.put_entity(req, user, kind, rest[0])
         if kind == "app/object" and req.method == "PUT" and rest:
             req.endpoint = f"PUT {template}/{{id}}" + "".join(f"/{p.lower()}" for p in rest[1:])
             return self.update_object(req, user, rest[0], [p.lower() for p in rest[1:]])
@@ -309,6 +321,36 @@ class QRS:
             value = qrs_filter.lookup(entity, path)[0]
             return (value is None, "" if value is None else str(value).lower())
         return sorted(items, key=key, reverse=len(words) == 2 and words[1].lower() == "desc")
+
+    # ------------------------------------------------------------------ edits
+    def put_entity(self, req, user, kind, entity_id):
+        """PUT /qrs/{kind}/{id}: the entity as read, with changes (what the QMC
+        does).  As in the QRS, a modifiedDate older than the entity's is a
+        409; fields qliksim does not let change (ids, references, privileges)
+        are left as they are."""
+        entity = self.get(kind, entity_id)
+        body = req.json()
+        if not isinstance(body, dict):
+            raise ApiError(400, "HTTP-400", "Bad Request", f"expected a {kind} JSON body")
+        if body.get("modifiedDate") != entity["modifiedDate"]:
+            raise ApiError(409, "HTTP-409", "Conflict",
+                           "Conflict: the entity was modified since it was read (modifiedDate)")
+        for field in PUT_FIELDS[kind]:
+            if field not in body:
+                continue
+            value = body[field]
+            if field == "name" and (not isinstance(value, str) or not value.strip()):
+                raise ApiError(400, "HTTP-400", "Bad Request", "name must be a non-empty string")
+            entity[field] = value
+        if kind == "app" and "name" in body:
+            for task in self.db["reloadtask"].values():
+                if isinstance(task.get("app"), dict) and task["app"].get("id") == entity["id"]:
+                    task["app"]["name"] = entity["name"]
+        self.eq_index.clear()
+        self.json_texts.pop(entity["id"], None)
+        entity["modifiedDate"] = self.ctx.iso()
+        entity["modifiedByUserName"] = f"{user['userDirectory']}\\{user['userId']}"
+        return Response(200, entity)
 
     # ------------------------------------------------------------------ app objects
     def update_object(self, req, user, object_id, action):

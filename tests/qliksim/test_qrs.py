@@ -451,6 +451,29 @@ class OldReleaseExportTests(QrsHttpBase):
         self.assertEqual({o["engineObjectId"] for o in meta["objects"]}, {"base1", "story1"})
 
 
+class EntityEditTests(QrsHttpBase):
+    """PUT /qrs/{type}/{id}: what the QMC changes, with the QRS's modifiedDate
+    check (a stale copy is a 409 and changes nothing)."""
+
+    def test_rename_app_and_edit_trigger(self):
+        app = self.ok("/qrs/app/full")[0]
+        renamed = self.c.call("PUT", f"/qrs/app/{app['id']}", body={**app, "name": "Renamed At Source"})
+        self.assertEqual(renamed.status, 200, renamed.data)
+        self.assertEqual(self.ok(f"/qrs/app/{app['id']}")["name"], "Renamed At Source")
+        self.assertNotEqual(renamed.json()["modifiedDate"], app["modifiedDate"])
+        stale = self.c.call("PUT", f"/qrs/app/{app['id']}", body={**app, "name": "Again"})
+        self.assertEqual(stale.status, 409)
+        self.assertEqual(self.ok(f"/qrs/app/{app['id']}")["name"], "Renamed At Source")
+        event = self.ok("/qrs/schemaevent/full")[0]
+        edited = self.c.call("PUT", f"/qrs/schemaevent/{event['id']}",
+                             body={**event, "incrementDescription": "0 0 2 0"})
+        self.assertEqual(edited.status, 200, edited.data)
+        self.assertEqual(self.ok(f"/qrs/schemaevent/{event['id']}")["incrementDescription"], "0 0 2 0")
+        empty = self.c.call("PUT", f"/qrs/app/{app['id']}",
+                            body={**self.ok(f"/qrs/app/{app['id']}"), "name": " "})
+        self.assertEqual(empty.status, 400)
+
+
 class ObjectOwnerTests(QrsHttpBase):
     def obj(self, engine_id):
         return self.ok("/qrs/app/object/full", filter=f"engineObjectId eq '{engine_id}'")[0]
