@@ -340,4 +340,24 @@ void qmig_openlibs(lua_State *L, const char *argv0) {
 
   luaL_requiref(L, "qmig", luaopen_qmig, 1);
   lua_pop(L, 1);
+
+  /* Built-in steps live in steps/<cat>/<action>.lua, not under lua/, yet a
+  ** step pack wraps one with require "qmig.steps.<cat>.<action>" (the name
+  ** LuaRocks installs them under).  A searcher after Lua's own maps that
+  ** name to the file, so packages on package.path still come first. */
+  if (luaL_dostring(L,
+        "local home = require('qmig').home\n"
+        "table.insert(package.searchers, function(name)\n"
+        "  local cat, action = name:match('^qmig%.steps%.([%w_]+)%.([%w_]+)$')\n"
+        "  if not cat then return nil end\n"
+        "  local path = home .. '/steps/' .. cat .. '/' .. action .. '.lua'\n"
+        "  local f = io.open(path, 'rb')\n"
+        "  if not f then return '\\n\\tno built-in step ' .. path end\n"
+        "  f:close()\n"
+        "  local chunk, err = loadfile(path)\n"
+        "  if not chunk then error(err, 0) end\n"
+        "  return chunk, path\n"
+        "end)\n") != LUA_OK) {
+    lua_pop(L, 1); /* the host runs without it; steps still load by path */
+  }
 }

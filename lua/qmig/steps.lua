@@ -41,6 +41,8 @@ local optional_fields = {
   depends = "function",
   -- undo(target, entry, record) -> true when it undid entry itself
   undo = "function",
+  -- planned(item, ctx, write) -> {data, object, target_id}: what a plan records
+  planned = "function",
 }
 
 -- Checks a loaded module against the contract; returns true or nil, why.
