@@ -119,8 +119,10 @@ clean:
 # Harnesses in tests/fuzz/ link every host object but main.o, built with
 # clang -fsanitize=fuzzer-no-link,address,undefined in build-fuzz/.
 # `make fuzz` runs each for FUZZ_SECONDS (60), `make fuzz-quick` (CI) for
-# FUZZ_QUICK_SECONDS (5); a harness that executes fewer than FUZZ_MIN_EXECS
-# inputs (1000: one that hangs or stops at once) fails the target.
+# FUZZ_QUICK_RUNS inputs (3000), counted, not timed: 5 s on a busy CI
+# machine once gave a harness 896 inputs; FUZZ_QUICK_SECONDS (120) only
+# bounds a hang.  A harness that executes fewer than FUZZ_MIN_EXECS inputs
+# (1000: one that hangs or stops at once) fails the target.
 # New inputs go to build-fuzz/corpus/<name>, the
 # seeds in tests/fuzz/corpus/<name> are only read; a crash leaves
 # build-fuzz/crash-<name>-* and fails the target.
@@ -132,7 +134,8 @@ FUZZ_CFLAGS    = $(CSTD) $(WARN) -Wno-strict-prototypes -O1 -g $(FUZZ_SAN) $(PKG
 FUZZ_OBJS     := $(filter-out $(FUZZ_BUILD)/main.o,$(SRCS:src/%.c=$(FUZZ_BUILD)/%.o))
 FUZZ_BINS     := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/%)
 FUZZ_SECONDS       ?= 60
-FUZZ_QUICK_SECONDS ?= 5
+FUZZ_QUICK_SECONDS ?= 120
+FUZZ_QUICK_RUNS    ?= 3000
 FUZZ_MIN_EXECS     ?= 1000
 FUZZ_FLAGS    ?= -max_len=65536 -rss_limit_mb=2048 -timeout=20
 .PHONY: fuzz fuzz-quick fuzz-build fuzz-deps
@@ -157,12 +160,13 @@ fuzz-deps:
 fuzz-build: fuzz-deps
 	$(MAKE) $(FUZZ_BINS)
 
-# fuzz_run(seconds): every harness in turn; stops at the first crash.
+# fuzz_run(seconds, runs): every harness in turn, until the time or the
+# number of inputs (-1: no limit) is reached; stops at the first crash.
 define fuzz_run
 	@set -e; for n in $(FUZZ_NAMES); do \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
-	  echo "=== $$n ($(1) s)"; \
-	  QMIG_FUZZ_TMP=$(CURDIR)/$(FUZZ_BUILD)/tmp $(FUZZ_BUILD)/$$n $(FUZZ_FLAGS) -max_total_time=$(1) -print_final_stats=1 \
+	  echo "=== $$n (up to $(1) s, $(2) inputs)"; \
+	  QMIG_FUZZ_TMP=$(CURDIR)/$(FUZZ_BUILD)/tmp $(FUZZ_BUILD)/$$n $(FUZZ_FLAGS) -max_total_time=$(1) -runs=$(2) -print_final_stats=1 \
 	    -artifact_prefix=$(FUZZ_BUILD)/crash-$$n- $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n \
 	    2>$(FUZZ_BUILD)/$$n.log || { tail -n 40 $(FUZZ_BUILD)/$$n.log; exit 1; }; \
 	  execs=$$(sed -n -E 's/^stat::number_of_executed_units: *([0-9]+).*/\1/p' $(FUZZ_BUILD)/$$n.log | tail -n 1); \
@@ -173,10 +177,10 @@ define fuzz_run
 endef
 
 fuzz: fuzz-build
-	$(call fuzz_run,$(FUZZ_SECONDS))
+	$(call fuzz_run,$(FUZZ_SECONDS),-1)
 
 fuzz-quick: fuzz-build
-	$(call fuzz_run,$(FUZZ_QUICK_SECONDS))
+	$(call fuzz_run,$(FUZZ_QUICK_SECONDS),$(FUZZ_QUICK_RUNS))
 # }======
 
 # valgrind memcheck over the demo: check, plan, the whole migration, a second
