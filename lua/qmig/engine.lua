@@ -143,7 +143,7 @@ function Engine:planned(step, item, ctx, key, err, fingerprint)
   local action = VERB[err.method] or err.method
   local rec = self.cache and self.cache:get(step.object, key)
   local target_id = err.target_id or (rec and rec.target_id)
-  if not target_id or (rec and rec.status == "deleted") or overlay.is_placeholder(target_id) then
+  if not target_id or ctx.gone or (rec and rec.status == "deleted") or overlay.is_placeholder(target_id) then
     target_id = action == "create" and overlay.placeholder(step.object, key) or target_id
   end
   local data = type(err.data) == "table" and err.data or nil
@@ -159,6 +159,7 @@ function Engine:planned(step, item, ctx, key, err, fingerprint)
   local outcome = { status = "planned", key = key, action = action, target_id = target_id,
     reason = err.reason or (err.method .. " " .. err.path), write = { method = err.method, path = err.path },
     target_name = type(name) == "string" and name or nil, changes = ctx.changes[1] and ctx.changes or nil }
+  if ctx.gone and action == "create" then outcome.action = "recreate" end
   -- where it would go, by name: the space of its body or of its data
   local space_id = body.spaceId or (data and data.space_id)
   local space = space_id and self.cache and self.cache:find_by_target("space", space_id)
@@ -182,6 +183,68 @@ function Engine:planned(step, item, ctx, key, err, fingerprint)
   return outcome
 end
 
+-- {====== recorded targets deleted in the tenant
+--
+-- A done record is trusted without running its step, so an object
+-- deleted by hand in the tenant would never be looked at again.  A step
+-- that creates target objects declares the read that shows its record's
+-- object is still there (step.target_path(rec) -> path | nil, for records
+-- with a target id), and the engine makes that read for each record it
+-- would leave alone: one GET per record, and a path read once per run
+-- whichever steps ask (an app imported and then published by moving it is
+-- one app).
+M.GONE = "deleted in the tenant"
+
+-- A record reported (step.if_gone = "report") as deleted in the tenant:
+-- it stays reported, without a read, until --force makes it again.
+local function reported_gone(rec)
+  return rec.status == "failed" and rec.last_error == nil and type(rec.reason) == "string"
+    and rec.reason:sub(1, #M.GONE + 1) == M.GONE .. ":"
+end
+
+-- Is path in the tenant?  Memoised per run; concurrent items asking for
+-- the same path wait for the first one's read.
+function Engine:present(path)
+  local reads = self.reads or {}
+  self.reads = reads
+  while reads[path] == "reading" do qmig.sleep(0.01) end
+  if reads[path] ~= nil then return reads[path] end
+  reads[path] = "reading"
+  local ok, err = pcall(self.target.get, self.target, path)
+  if not ok and not (errors.is(err) and (err.status == 404 or err.status == 410)) then
+    reads[path] = nil
+    error(err, 0)
+  end
+  reads[path] = ok
+  self.target_reads = (self.target_reads or 0) + 1
+  return ok
+end
+
+-- The declared path of a done record when its object is gone, or nil.
+function Engine:gone_path(step, rec)
+  if type(step.target_path) ~= "function" or not rec.target_id or not self.target or not self.target.get then
+    return nil
+  end
+  local path = step.target_path(rec)
+  if type(path) ~= "string" or self:present(path) then return nil end
+  return path
+end
+
+-- What was done on a gone object is gone with it (a space's assignments,
+-- an app's reload, scripts, owners): the records of the steps that
+-- require this one, for the same source object (qmig.undo's rule), are
+-- marked deleted so those steps redo them on what replaces it.
+function Engine:forget_dependants(step, key, why)
+  local undo = require "qmig.undo"
+  self.closure = self.closure or undo.requirements(self.job and self.job.steps_path)
+  for _, dep in ipairs(undo.dependants(self.cache, self.closure, step.name, step.object, key)) do
+    if not reported_gone(dep) then
+      self.cache:finish_item(dep.kind, dep.source_id, { status = "deleted", reason = why })
+    end
+  end
+end
+-- }======
+
 -- Runs one item; returns its outcome table {status=, reason=, ...}.
 function Engine:run_item(step, item)
   local kind, cache = step.object, self.cache
@@ -193,8 +256,39 @@ function Engine:run_item(step, item)
   key = tostring(key)
   local fingerprint = M.fingerprint(step, item)
   local rec = cache and cache:get(kind, key)
-  if rec and DONE[rec.status] and rec.fingerprint == fingerprint and not self.force then
-    return { status = "unchanged", key = key, target_id = rec.target_id, cached = true }
+  local gone  -- {target_id =, path =}: the recorded object was deleted in the tenant
+  if rec and reported_gone(rec) then
+    if not self.force then return { status = "failed", key = key, target_id = rec.target_id, reason = rec.reason } end
+    gone, rec = { target_id = rec.target_id }, nil  -- forced: made again, as if never done
+  elseif rec and DONE[rec.status] and rec.fingerprint == fingerprint and not self.force then
+    local ok, path = pcall(self.gone_path, self, step, rec)
+    if not ok then
+      local err = path
+      if errors.is(err) and err.auth then self.aborted = err end
+      if errors.is(err) and err.interrupted then
+        return { status = "interrupted", key = key, reason = "interrupted" }
+      end
+      -- the record stays as it is: the next run looks again
+      return { status = "failed", key = key, target_id = rec.target_id, auth = errors.is(err) and err.auth or nil,
+        reason = "could not check that " .. kind .. " " .. tostring(rec.target_id) .. " is still in the tenant: "
+          .. log.redact(tostring(err)) }
+    end
+    if not path then return { status = "unchanged", key = key, target_id = rec.target_id, cached = true } end
+    local what = string.format("%s %s (GET %s: not found)", kind, tostring(rec.target_id), path)
+    if cache then self:forget_dependants(step, key, "what it was done on was " .. M.GONE .. ": " .. what) end
+    if step.if_gone == "report" then
+      local name = rec.natural_key and ("'" .. rec.natural_key .. "' ") or ""
+      local reason = string.format("%s: %s %s(%s) is gone and is not made again on its own; to make it again: "
+        .. "qmig-lua run %s --step %s --force (or leave it out of the job)", M.GONE, kind, name,
+        tostring(rec.target_id), self.job and self.job.file or "JOB", step.name)
+      if cache then cache:finish_item(kind, key, { status = "failed", reason = reason }) end
+      return { status = "failed", key = key, target_id = rec.target_id, reason = reason }
+    end
+    -- not done any more: the step runs as if it never had (no previous
+    -- record, so nothing reads the gone id again), and ctx.lookup of it
+    -- finds nothing meanwhile
+    if cache then cache:finish_item(kind, key, { status = "deleted", reason = M.GONE .. ": " .. what }) end
+    gone, rec = { target_id = rec.target_id, path = path }, nil
   end
   local undo_entries = {}
   local ctx = self:context(step, {
@@ -205,6 +299,7 @@ function Engine:run_item(step, item)
     undo = function(entry) undo_entries[#undo_entries + 1] = entry end,
     changes = {},
     catalogue_lag = self.job.options and self.job.options.catalogue_lag,
+    gone = gone,
   })
   -- What an update changes, old -> new, for the plan and the item's line:
   -- ctx.change("owner", "CORP\\jdoe", "CORP\\asmith"), called before the write.
@@ -228,6 +323,10 @@ function Engine:run_item(step, item)
       end
       res.key = key
       if res.changes == nil and ctx.changes[1] then res.changes = ctx.changes end
+      if gone and res.reason == nil and res.status ~= "failed" then
+        res.reason = string.format("%s %s was %s%s", kind, tostring(gone.target_id), M.GONE,
+          res.status == "created" and "; made again" or "")
+      end
       if not cache then return res end
       if res.status == "failed" then
         cache:fail_item(kind, key, res.reason, self.run_id)
@@ -367,6 +466,7 @@ end
 -- {counts = {status = n}, items = {outcomes}}.
 function Engine:run_step(step)
   local summary = { step = step.name, counts = {}, outcomes = {} }
+  local reads_before = self.target_reads or 0
   local ctx = self:context(step)
   local ok, items = xpcall(step.items, step_error, ctx)
   if not ok then
@@ -446,6 +546,11 @@ function Engine:run_step(step)
       summary.error = log.redact(tostring(ferr))
       self:emit { kind = "step_failed", step = step.name, reason = summary.error }
     end
+  end
+  if (self.target_reads or 0) > reads_before then
+    -- what checking done records costs (target_path), in the run log
+    log.info("recorded objects looked at in the tenant", { step = step.name,
+      reads = self.target_reads - reads_before })
   end
   self:emit { kind = "step_done", step = step.name, counts = summary.counts }
   return summary

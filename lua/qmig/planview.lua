@@ -17,7 +17,8 @@ function M.action(o)
 end
 
 -- Actions in the order a summary lists them.
-M.ORDER = { "create", "update", "adopt", "delete", "export", "validate", "no change", "skip", "fail", "interrupted" }
+M.ORDER = { "create", "recreate", "update", "adopt", "delete", "export", "validate", "no change", "skip", "fail",
+  "interrupted" }
 
 local function quoted(s) return "'" .. tostring(s) .. "'" end
 
@@ -34,7 +35,9 @@ function M.line(step, o)
   local parts = { string.format("    %s %s: %s", step, label, action) }
   if o.target_name and o.target_name ~= o.name then parts[#parts + 1] = "as " .. quoted(o.target_name) end
   -- where a new object goes (an update's object stays where it is)
-  if o.space_name and o.action == "create" then parts[#parts + 1] = "in space " .. quoted(o.space_name) end
+  if o.space_name and (o.action == "create" or o.action == "recreate") then
+    parts[#parts + 1] = "in space " .. quoted(o.space_name)
+  end
   for _, c in ipairs(o.changes or {}) do
     parts[#parts + 1] = string.format("%s %s -> %s", c.field, quoted(c.old), quoted(c.new))
   end

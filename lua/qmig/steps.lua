@@ -43,6 +43,9 @@ local optional_fields = {
   undo = "function",
   -- planned(item, ctx, write) -> {data, object, target_id}: what a plan records
   planned = "function",
+  -- target_path(record) -> path | nil: the read showing a done record's
+  -- object is still in the tenant; if_gone: what a 404 there means
+  target_path = "function", if_gone = "string",
 }
 
 -- Checks a loaded module against the contract; returns true or nil, why.
@@ -57,6 +60,9 @@ function M.validate(mod, name)
     if mod[field] ~= nil and type(mod[field]) ~= ty then
       return nil, string.format("field '%s' must be a %s, got %s", field, ty, type(mod[field]))
     end
+  end
+  if mod.if_gone ~= nil and mod.if_gone ~= "recreate" and mod.if_gone ~= "report" then
+    return nil, string.format("field 'if_gone' must be \"recreate\" or \"report\", got '%s'", tostring(mod.if_gone))
   end
   if mod.name ~= name then
     return nil, string.format("field 'name' is '%s' but the file provides step '%s'", mod.name, name)

@@ -136,6 +136,9 @@ return {
   items = function(ctx) return scope.list(ctx) end,
   key = function(app) return app.id end,
   fingerprint = scope.definition_fingerprint,
+  -- (an app gone from the tenant is imported again; what later steps did
+  -- on it is redone, as the engine forgets their records)
+  target_path = function(rec) return "apps/" .. rec.target_id end,
   -- what a plan records for later steps: where the app would go
   planned = function(app, ctx)
     local where = placement(ctx, app)

@@ -61,6 +61,8 @@ return {
   fingerprint = function(item)
     return table.concat({ item.app_id, item.import_fp or "", tostring(item.managed), tostring(item.publish) }, "|")
   end,
+  -- (moved, the published app is the imported one: the engine reads it once)
+  target_path = function(rec) return "apps/" .. rec.target_id end,
   -- a plan's publish moves the app it would import: same id, in the
   -- managed space
   planned = function(item, ctx)

@@ -690,6 +690,11 @@ return {
   items = items,
   key = function(item) return item.id end,
   fingerprint = function(item) return hash.sha256(json.encode(definition(item), { sort_keys = true })) end,
+  -- a task deleted in the tenant (or with its app) is made again
+  target_path = function(rec)
+    if T.is_legacy_id(rec.target_id) then return "reload-tasks/" .. rec.target_id end
+    return T.task_path(rec.target_id)
+  end,
   depends = depends,
   run = run,
   undo = undo,

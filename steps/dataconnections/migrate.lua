@@ -103,6 +103,7 @@ return {
   end,
 
   key = function(item) return item.id end,
+  target_path = function(rec) return "data-connections/" .. rec.target_id end,
 
   run = function(ctx, item)
     local mapped, why = classify(item)

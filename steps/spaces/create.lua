@@ -41,6 +41,8 @@ return {
     return table.concat({ tostring(item.name), tostring(item.type), tostring(item.description),
       tostring(item.problem), tostring(item.left_out) }, "|")
   end,
+  -- is the space still in the tenant? (a done record is otherwise not looked at again)
+  target_path = function(rec) return "spaces/" .. rec.target_id end,
   -- what a plan records for later steps (apps.import reads the type)
   planned = function(item) return { data = { name = item.name, type = item.type } } end,
   run = function(ctx, item)

@@ -36,6 +36,12 @@ return {
   end,
   key = function(item) return item.user.id end,
   fingerprint = function(item) return json.encode(item.mapping, { sort_keys = true }) end,
+  -- A user deleted in the tenant is reported, not invited back: a tenant
+  -- admin removing someone (offboarding, a licence taken back) is a
+  -- decision a re-run must not undo behind their back; --force makes it
+  -- again.
+  target_path = function(rec) return "users/" .. rec.target_id end,
+  if_gone = "report",
   run = function(ctx, item)
     local m = item.mapping
     local want = ctx.transform("user", item.user, { subject = m.subject, email = m.email, name = m.name,

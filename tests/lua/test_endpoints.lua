@@ -9,7 +9,8 @@
 -- What counts as a call: target:get/find/each/all/post/put/patch/delete/
 -- remove/request/raw (also through pcall(target.post, target, ...)), and
 -- request tables {method = "POST", path = ...} (undo entries, dry-run
--- refusals, the OAuth token request) the client replays.  A path is read
+-- refusals, the OAuth token request) the client replays, and what a step's
+-- target_path returns (the engine GETs it).  A path is read
 -- from string literals; what is concatenated to them becomes {id};
 -- locals, module constants and one-line module functions (cloudtasks'
 -- task_path) are followed.  A call whose path cannot be read fails the
@@ -34,6 +35,8 @@ local RELAYS = {
   ["lua/qmig/assets/extsteps.lua"] = { fns = { upload = { arg = 4, method = 3 } } },
   ["lua/qmig/undo.lua"] = { entries = true },
   ["steps/apps/schedules.lua"] = { entries = true },
+  -- declared = the paths are what the steps' target_path functions return
+  ["lua/qmig/engine.lua"] = { declared = true },
 }
 
 -- Values the scanner cannot see (a field of a table chosen at run time).
@@ -468,7 +471,7 @@ local function scan(paths)
     if readable then return add(file, tk[i].line, method, alts) end
     local relay = RELAYS[file.path]
     local fn = file.scope.fn_at[i]
-    if relay and (relay.client or relay.entries) then
+    if relay and (relay.client or relay.entries or relay.declared) then
       used[file.path] = true
     elseif relay and relay.fns and fn and relay.fns[fn] then
       used[file.path .. " " .. fn] = true
@@ -521,6 +524,25 @@ local function scan(paths)
       end
     end
   end
+  -- step.target_path = function(rec) ... end: the engine GETs what it
+  -- returns (is a done record's object still in the tenant?)
+  local function declared(file, at)
+    local tk = file.tk
+    local stop = after_close(tk, at) - 1
+    for j = at + 1, stop - 1 do
+      if tk[j].t == "name" and tk[j].v == "return" and tk[j + 1].v ~= "nil" then
+        local alts, after = eval_expr(file, j + 1, stop - 1, {}, 0)
+        local readable = CLOSES[tk[after].v] or tk[after].v == "else" or tk[after].v == "elseif"
+        for _, a in ipairs(alts) do if not endpoint("GET", a) then readable = false end end
+        if readable then
+          add(file, tk[j].line, "GET", alts)
+        else
+          problems[#problems + 1] = string.format("%s:%d: cannot read the path this target_path returns",
+            file.path, tk[j].line)
+        end
+      end
+    end
+  end
   for _, path in ipairs(paths) do
     local file = load(path)
     local tk = file.tk
@@ -538,6 +560,8 @@ local function scan(paths)
         end
       elseif v == "{" and tk[i].t == "punct" then
         request_table(file, i)
+      elseif v == "target_path" and tk[i].t == "name" and tk[i + 1].v == "=" and tk[i + 2].v == "function" then
+        declared(file, i + 2)
       end
     end
   end
@@ -574,7 +598,9 @@ local function scan(paths)
   end
   local stale = {}
   for path, relay in pairs(RELAYS) do
-    if (relay.client or relay.entries) and not used[path] then stale[#stale + 1] = "RELAYS " .. path end
+    if (relay.client or relay.entries or relay.declared) and not used[path] then
+      stale[#stale + 1] = "RELAYS " .. path
+    end
     for fn in pairs(relay.fns or {}) do
       if not used[path .. " " .. fn] then stale[#stale + 1] = "RELAYS " .. path .. " " .. fn end
     end
@@ -717,7 +743,7 @@ T.test("a call the list lacks, an entry nothing calls, a check that does not exi
     "  ctx.target:patch(ctx.somewhere, {})",
     "  return ok, errors",
     "end",
-    "return go" }, "\n"))
+    "return { run = go, target_path = function(rec) return 'gizmos/' .. rec.target_id end }" }, "\n"))
   local found, problems = scan { dir .. "/steps/fake/widgets.lua" }
   t.eq(#problems, 1)
   t.match(problems[1], "widgets%.lua:7: cannot read the endpoint of this patch call")
@@ -731,7 +757,9 @@ T.test("a call the list lacks, an entry nothing calls, a check that does not exi
   t.match(text, "GET /api/v1/gadgets: check 'gadgets' has no gadgets%.getGadgets%(")
   t.match(text, "POST /api/v1/widgets: no check named 'no such check'")
   t.match(text, "DELETE /api/v1/widgets/{id}/parts/{id} %(called at [^)]*widgets%.lua:6%) has no entry")
-  t.eq(#report, 4, text)
+  -- the engine reads what target_path returns
+  t.match(text, "GET /api/v1/gizmos/{id} %(called at [^)]*widgets%.lua:10%) has no entry")
+  t.eq(#report, 5, text)
 end)
 
 -- @qlik/api's own description of each function it calls (its path

@@ -85,6 +85,7 @@ function M.import(kind, meta)
     requires = { meta.export },
     items = function(ctx) return common.extensions(ctx, k.themes) end,
     key = function(x) return x.id end,
+    target_path = function(rec) return k.api .. "/" .. rec.target_id end,
     run = function(ctx, x)
       local zip_path, rec = exported(ctx, kind, x.id)
       local sha = rec and rec.data and rec.data.sha256
