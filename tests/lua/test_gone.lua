@@ -12,9 +12,12 @@ local retrieve = require "qmig.retrieve"
 local simlib = require "sim"
 
 local T = t.suite("gone")
+local started = {}  -- stopped at the end even when a test fails half-way
+T.after_all(function() for _, sim in ipairs(started) do sim:stop() end end)
 
 local function demo()
   local sim = simlib.start { site = "examples/demo/site.json" }
+  started[#started + 1] = sim
   local dir = fs.realpath(t.tmpdir())
   t.write(dir .. "/secrets.yaml", "Finance DB: {username: u, password: pw}\n")
   fs.chmod(dir .. "/secrets.yaml", 384)
