@@ -128,7 +128,7 @@ clean:
 # build-fuzz/crash-<name>-* and fails the target.
 FUZZ_CC       ?= clang
 FUZZ_BUILD    := build-fuzz
-FUZZ_NAMES    := fuzz_yaml fuzz_json fuzz_job fuzz_qrs_filter
+FUZZ_NAMES    := fuzz_yaml fuzz_json fuzz_job fuzz_qrs_filter fuzz_ws
 FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS    = $(CSTD) $(WARN) -Wno-strict-prototypes -O1 -g $(FUZZ_SAN) $(PKG_CFLAGS) -DQMIG_PREFIX='"$(PREFIX)"'
 FUZZ_OBJS     := $(filter-out $(FUZZ_BUILD)/main.o,$(SRCS:src/%.c=$(FUZZ_BUILD)/%.o))

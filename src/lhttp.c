@@ -21,6 +21,7 @@
 #include "http_transfer.h"
 #include "io_worker.h"
 #include "qmig.h"
+#include "ws_loop.h"
 
 #define HTTP_CLIENT "qmig.HttpClient"
 #define HTTP_REQUEST "qmig.HttpRequest"
@@ -747,15 +748,20 @@ static int http_poll(lua_State *L) {
   drain(L, NULL);
   push_done_list(L);
   io_collect(L, -1);
+  ws_loop_collect(L, -1);
   long wait_ms = (long)(timeout * 1000);
   while (lua_rawlen(L, -1) == 0 && wait_ms > 0 && !qmig_interrupted()) {
     long slice = wait_ms > 100 ? 100 : wait_ms;  /* stay responsive to Ctrl-C */
-    curl_multi_poll(multi, NULL, 0, (int)slice, NULL);
+    struct curl_waitfd ws_fds[64];  /* the WebSockets tasks wait on (lws.c) */
+    unsigned nws = ws_loop_waitfds(ws_fds, 64);
+    curl_multi_poll(multi, nws ? ws_fds : NULL, nws, (int)slice, NULL);
     wait_ms -= slice;
     curl_multi_perform(multi, &running);
     drain(L, NULL);
     io_collect(L, -1);
+    ws_loop_collect(L, -1);
   }
+  ws_loop_collect(L, -1);  /* a wait that ended with the last slice (a timeout, Ctrl-C) */
   lua_newtable(L);  /* fresh done list for next time */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &DONE_KEY);
   return 1;
@@ -804,10 +810,11 @@ static int http_is_request(lua_State *L) {
   return 1;
 }
 
-/* http.is_job(x): x is an I/O job a task waits for (see io_worker.h);
-** http.poll hands it back like a finished request. */
+/* http.is_job(x): x is an I/O job (see io_worker.h) or a WebSocket
+** (ws_loop.h) a task waits for; http.poll hands it back like a finished
+** request. */
 static int http_is_job(lua_State *L) {
-  lua_pushboolean(L, io_job_test(L, 1) != NULL);
+  lua_pushboolean(L, io_job_test(L, 1) != NULL || ws_loop_is_wait(L, 1));
   return 1;
 }
 

@@ -308,6 +308,7 @@ static const luaL_Reg preloads[] = {
   {"qmig.sqlite", luaopen_qmig_sqlite},
   {"qmig.fs", luaopen_qmig_fs},
   {"qmig.hash", luaopen_qmig_hash},
+  {"qmig.ws", luaopen_qmig_ws},
   {NULL, NULL}
 };
 

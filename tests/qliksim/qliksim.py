@@ -19,6 +19,7 @@ import threading
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import core  # noqa: E402
+import engine  # noqa: E402
 from cloud import Cloud  # noqa: E402
 from qrs import QRS  # noqa: E402
 
@@ -65,6 +66,7 @@ def main(argv=None):
                          cloud_tls=args.cloud_tls, certs_dir=args.certs,
                          faults=load_json_arg(args.faults), data_dir=args.data_dir,
                          verbose=args.verbose)
+    engine.install(running)  # the engine API (WebSocket) on both listeners: engine.py
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,0 +1,559 @@
+"""The simulated Qlik engine (QIX JSON-RPC over WebSocket) on both halves.
+
+Served on the halves' own listeners (`install`): a request with `Upgrade:
+websocket` to `/app/<appId>` becomes an engine session (wsserver.py), every
+other request goes on to the REST half as before.
+
+- QSEoW: `wss://<qrs listener>/app/<appId>`; the listener's mutual TLS
+  checks the client certificate; `X-Qlik-User: UserDirectory=D; UserId=U` is
+  required (as on port 4747).
+- Qlik Cloud: `ws(s)://<cloud listener>/app/<appId>` with
+  `Authorization: Bearer <API key or OAuth token>`, checked like REST.
+- `/_ws/echo` on both: the WebSocket test endpoint (wsserver.echo_session).
+
+The engine reads the app from the half's state: name, data_model (rows are a
+pure function of it, engine_data.py), its sheets (base and community; private
+ones are hidden) with charts derived from each sheet's id and the data model.
+Objects made over the engine (CreateObject, CreateDimension, CreateMeasure,
+CreateVariableEx) and SetScript live in the engine's per-app state; DoSave
+counts saves.  See README.md, "The engine".
+"""
+import json
+import re
+import threading
+import urllib.parse
+
+import core
+import engine_data
+import wsserver
+
+ENGINE_VERSION = "12.1306.0"
+
+# positional parameter names, for calls that send params as an array
+PARAMS = {
+    "OpenDoc": ["qDocName", "qUserName", "qPassword", "qSerial", "qNoData"],
+    "GetObject": ["qId"], "GetObjects": ["qOptions"], "EvaluateEx": ["qExpression"],
+    "Evaluate": ["qExpression"], "CreateSessionObject": ["qProp"], "CreateObject": ["qProp"],
+    "CreateDimension": ["qProp"], "CreateMeasure": ["qProp"], "CreateVariableEx": ["qProp"],
+    "DestroySessionObject": ["qId"], "SetScript": ["qScript"], "DoSave": ["qFileName"],
+    "GetHyperCubeData": ["qPath", "qPages"], "GetHyperCubePivotData": ["qPath", "qPages"],
+    "GetTablesAndKeys": ["qWindowSize", "qNullSize", "qCellHeight", "qSyntheticMode", "qIncludeSysVars"],
+    "GetDimension": ["qId"], "GetMeasure": ["qId"], "GetVariableById": ["qId"],
+    "GetVariableByName": ["qName"],
+}
+
+
+class RpcError(Exception):
+    def __init__(self, code, message, parameter=""):
+        super().__init__(message)
+        self.code, self.message, self.parameter = code, message, parameter
+
+
+class _AuthRequest:
+    """What Cloud._caller reads of a request."""
+    def __init__(self, headers):
+        self.headers = headers
+
+
+# ------------------------------------------------------------------ the app as the engine sees it
+
+class EngineApp:
+    def __init__(self, app_id, name, data_model, sheets, has_data=True):
+        self.id, self.name = app_id, name
+        self.model = engine_data.model_for(data_model if has_data else {"tables": []})
+        self.sheets = sheets          # [{"id", "title", "approved", "published", "rank"}]
+        self.charts = {}              # chart id -> chart
+        for sheet in sheets:
+            sheet["charts"] = engine_data.charts_for_sheet(sheet["id"], self.model)
+            for c in sheet["charts"]:
+                self.charts[c["id"]] = c
+
+
+def _qrs_app(half, app_id):
+    app = half.db["app"].get(app_id)
+    if app is None:
+        return None
+    extra = half.app_extra.get(app_id) or {}
+    sheets = []
+    for o in half.app_objects.get(app_id, ()):
+        if o["objectType"] != "sheet" or not o["published"]:
+            continue
+        sheets.append({"id": o["engineObjectId"], "title": o["name"], "approved": o["approved"],
+                       "published": True})
+    return EngineApp(app_id, app["name"], extra.get("data_model"), sheets)
+
+
+def _cloud_app(half, app_id):
+    app = half.apps.get(app_id)
+    if app is None:
+        return None
+    sheets = []
+    for o in app["objects"].values():
+        if o["objectType"] != "sheet" or o["state"] == "private":
+            continue
+        sheets.append({"id": o["id"], "title": o.get("name", ""), "approved": o["state"] == "base",
+                       "published": True})
+    return EngineApp(app_id, app["name"], app["data_model"], sheets, app.get("has_data", True))
+
+
+LOADERS = {"qrs": _qrs_app, "cloud": _cloud_app}
+
+
+class AppState:
+    """What engine calls changed in one app (shared by its sessions)."""
+    def __init__(self):
+        self.objects = {}             # id -> properties (CreateObject/Dimension/Measure/VariableEx)
+        self.script = None
+        self.saves = 0
+        self.lock = threading.Lock()
+
+
+class Engine:
+    def __init__(self, sim):
+        self.sim = sim
+        self.states = {}
+        self.lock = threading.Lock()
+        self.sessions = 0
+
+    def state(self, half_name, app_id):
+        with self.lock:
+            return self.states.setdefault((half_name, app_id), AppState())
+
+    def load(self, half_name, app_id):
+        with self.sim.ctx.lock:
+            return LOADERS[half_name](self.sim.half(half_name), app_id)
+
+
+# ------------------------------------------------------------------ one session
+
+def _json_pointer(doc, pointer):
+    cur = doc
+    for part in pointer.split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(cur, dict):
+            cur = cur.get(part)
+        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            return None
+    return cur
+
+
+class Session:
+    def __init__(self, engine, half_name, app_id, ws):
+        self.engine, self.half_name, self.url_app, self.ws = engine, half_name, app_id, ws
+        self.handles = {}             # handle -> ("doc", None) | ("object", props) | ...
+        self.next_handle = 1
+        self.app = None
+        self.session_objects = {}
+
+    def new_handle(self, kind, obj):
+        h = self.next_handle
+        self.next_handle += 1
+        self.handles[h] = (kind, obj)
+        return h
+
+    def run(self):
+        self.ws.send_text(json.dumps({"jsonrpc": "2.0", "method": "OnConnected",
+                                      "params": {"qSessionState": "SESSION_CREATED"}}))
+        while True:
+            try:
+                _, data = self.ws.receive()
+            except wsserver.Closed:
+                return
+            try:
+                req = json.loads(data)
+            except ValueError:
+                self.reply({"jsonrpc": "2.0", "id": None,
+                            "error": {"code": -32700, "parameter": "", "message": "Parse error"}})
+                continue
+            self.reply(self.call(req))
+
+    def reply(self, msg):
+        if msg is not None:
+            self.ws.send_text(json.dumps(msg, separators=(",", ":")))
+
+    def call(self, req):
+        rid = req.get("id")
+        try:
+            method = req.get("method")
+            handle = req.get("handle", -1)
+            params = req.get("params", {})
+            if isinstance(params, list):
+                names = PARAMS.get(method, [])
+                params = {names[i]: v for i, v in enumerate(params) if i < len(names)}
+            result = self.dispatch(handle, method, params or {})
+            out = {"jsonrpc": "2.0", "id": rid, "result": result}
+        except RpcError as err:
+            out = {"jsonrpc": "2.0", "id": rid,
+                   "error": {"code": err.code, "parameter": err.parameter, "message": err.message}}
+        return out if rid is not None else None
+
+    def dispatch(self, handle, method, p):
+        if handle == -1:
+            fn = getattr(self, "g_" + str(method), None)
+            if fn is None:
+                raise RpcError(-32601, "Method not found", str(method))
+            return fn(p)
+        if handle not in self.handles:
+            raise RpcError(-32602, "Invalid handle", str(handle))
+        kind, obj = self.handles[handle]
+        fn = getattr(self, f"{kind}_{method}", None)
+        if fn is None:
+            raise RpcError(-32601, "Method not found", str(method))
+        return fn(obj, p) if kind != "doc" else fn(p)
+
+    # -- Global
+    def g_OpenDoc(self, p):
+        doc = p.get("qDocName")
+        if not doc or doc != self.url_app:
+            raise RpcError(1003, "App not found", str(doc))
+        if self.app is None:
+            self.app = self.engine.load(self.half_name, doc)
+            if self.app is None:
+                raise RpcError(1003, "App not found", str(doc))
+            self.app.state = self.engine.state(self.half_name, doc)
+            self.doc_handle = self.new_handle("doc", None)
+        return {"qReturn": {"qType": "Doc", "qHandle": self.doc_handle, "qGenericId": doc}}
+
+    def g_GetActiveDoc(self, p):
+        if self.app is None:
+            raise RpcError(1007, "App not open")
+        return {"qReturn": {"qType": "Doc", "qHandle": self.doc_handle, "qGenericId": self.app.id}}
+
+    def g_EngineVersion(self, p):
+        return {"qVersion": {"qComponentVersion": ENGINE_VERSION}}
+
+    def g_ProductVersion(self, p):
+        return {"qReturn": ENGINE_VERSION}
+
+    # -- Doc
+    def doc_GetAppLayout(self, p):
+        return {"qLayout": {"qTitle": self.app.name, "qFileName": self.app.id,
+                            "qHasScript": True, "qHasData": bool(self.app.model.tables)}}
+
+    def doc_GetTablesAndKeys(self, p):
+        qtr, qk = self.app.model.tables_and_keys()
+        return {"qtr": qtr, "qk": qk}
+
+    def doc_GetAllInfos(self, p):
+        infos = []
+        for s in self.app.sheets:
+            infos.append({"qId": s["id"], "qType": "sheet"})
+            infos.extend({"qId": c["id"], "qType": c["type"]} for c in s["charts"])
+        with self.app.state.lock:
+            infos.extend({"qId": k, "qType": v["qInfo"]["qType"]} for k, v in self.app.state.objects.items())
+        return {"qInfos": infos}
+
+    def _sheet_props(self, sheet, rank):
+        cells = [{"name": c["id"], "type": c["type"], "col": (i % 2) * 12, "row": (i // 2) * 6,
+                  "colspan": 12, "rowspan": 6, "bounds": {"x": (i % 2) * 50, "y": (i // 2) * 50,
+                                                          "width": 50, "height": 50}}
+                 for i, c in enumerate(sheet["charts"])]
+        return {"qInfo": {"qId": sheet["id"], "qType": "sheet"},
+                "qMetaDef": {"title": sheet["title"], "description": ""},
+                "title": sheet["title"], "description": "", "rank": rank, "columns": 24, "rows": 12,
+                "cells": cells, "showCondition": "", "labelExpression": "", "thumbnail": {}}
+
+    def _sheet_meta(self, sheet):
+        return {"title": sheet["title"], "description": "", "approved": sheet["approved"],
+                "published": sheet["published"]}
+
+    def doc_GetObjects(self, p):
+        types = ((p.get("qOptions") or {}).get("qTypes")) or []
+        out = []
+        for rank, s in enumerate(self.app.sheets):
+            if not types or "sheet" in types:
+                out.append({"qInfo": {"qId": s["id"], "qType": "sheet"}, "qMeta": self._sheet_meta(s),
+                            "qData": {}})
+            for c in s["charts"]:
+                if c["type"] in types:
+                    out.append({"qInfo": {"qId": c["id"], "qType": c["type"]}, "qMeta": {"title": c["title"]},
+                                "qData": {}})
+        return {"qList": out}
+
+    def doc_CreateSessionObject(self, p):
+        prop = p.get("qProp") or {}
+        info = prop.get("qInfo") or {}
+        if not info.get("qType"):
+            raise RpcError(-32602, "Invalid parameters", "qInfo.qType is required")
+        qid = info.get("qId") or f"session-{self.next_handle}"
+        while qid in self.session_objects:
+            qid += "x"
+        prop = dict(prop, qInfo={"qId": qid, "qType": info["qType"]})
+        self.session_objects[qid] = prop
+        h = self.new_handle("object", {"kind": "session", "prop": prop})
+        return {"qReturn": {"qType": "GenericObject", "qHandle": h, "qGenericType": info["qType"],
+                            "qGenericId": qid}}
+
+    def doc_DestroySessionObject(self, p):
+        qid = p.get("qId")
+        if self.session_objects.pop(qid, None) is None:
+            return {"qSuccess": False}
+        for h, (kind, obj) in list(self.handles.items()):
+            if kind == "object" and obj.get("kind") == "session" and obj["prop"]["qInfo"]["qId"] == qid:
+                del self.handles[h]
+        return {"qSuccess": True}
+
+    def doc_GetObject(self, p):
+        qid = p.get("qId")
+        for rank, s in enumerate(self.app.sheets):
+            if s["id"] == qid:
+                return self._object_return({"kind": "sheet", "sheet": s, "rank": rank}, "sheet", qid)
+        chart = self.app.charts.get(qid)
+        if chart is not None:
+            return self._object_return({"kind": "chart", "chart": chart}, chart["type"], qid)
+        with self.app.state.lock:
+            stored = self.app.state.objects.get(qid)
+        if stored is not None and stored["_class"] == "object":
+            return self._object_return({"kind": "stored", "prop": stored}, stored["qInfo"]["qType"], qid)
+        return {"qReturn": {"qType": None, "qHandle": None}}    # as the engine: no error
+
+    def _object_return(self, obj, qtype, qid):
+        h = self.new_handle("object", obj)
+        return {"qReturn": {"qType": "GenericObject", "qHandle": h, "qGenericType": qtype, "qGenericId": qid}}
+
+    def doc_EvaluateEx(self, p):
+        v = self.app.model.evaluate(p.get("qExpression", ""))
+        if v is None:
+            return {"qValue": {"qText": "Error in expression", "qIsNumeric": False, "qNumber": "NaN"}}
+        return {"qValue": {"qText": engine_data.fmt(v), "qIsNumeric": True, "qNumber": v}}
+
+    def doc_Evaluate(self, p):
+        v = self.app.model.evaluate(p.get("qExpression", ""))
+        return {"qReturn": "Error in expression" if v is None else engine_data.fmt(v)}
+
+    def _store(self, cls, qtype, p, id_key="qInfo"):
+        prop = json.loads(json.dumps(p.get("qProp") or {}))
+        info = prop.get("qInfo") or {}
+        qid = info.get("qId")
+        if not qid:
+            with self.engine.sim.ctx.lock:
+                qid = self.engine.sim.ctx.new_hex_id(22)
+        prop["qInfo"] = {"qId": qid, "qType": info.get("qType") or qtype}
+        prop["_class"] = cls
+        with self.app.state.lock:
+            if qid in self.app.state.objects:
+                raise RpcError(11, "Object already exists", qid)
+            self.app.state.objects[qid] = prop
+        return prop
+
+    def doc_CreateObject(self, p):
+        if not ((p.get("qProp") or {}).get("qInfo") or {}).get("qType"):
+            raise RpcError(-32602, "Invalid parameters", "qInfo.qType is required")
+        prop = self._store("object", "generic", p)
+        return self._object_return({"kind": "stored", "prop": prop}, prop["qInfo"]["qType"], prop["qInfo"]["qId"])
+
+    def doc_CreateDimension(self, p):
+        prop = self._store("dimension", "dimension", p)
+        h = self.new_handle("object", {"kind": "stored", "prop": prop})
+        return {"qReturn": {"qType": "GenericDimension", "qHandle": h, "qGenericId": prop["qInfo"]["qId"]},
+                "qInfo": prop["qInfo"]}
+
+    def doc_CreateMeasure(self, p):
+        prop = self._store("measure", "measure", p)
+        h = self.new_handle("object", {"kind": "stored", "prop": prop})
+        return {"qReturn": {"qType": "GenericMeasure", "qHandle": h, "qGenericId": prop["qInfo"]["qId"]},
+                "qInfo": prop["qInfo"]}
+
+    def doc_CreateVariableEx(self, p):
+        name = (p.get("qProp") or {}).get("qName")
+        if not name:
+            raise RpcError(-32602, "Invalid parameters", "qName is required")
+        with self.app.state.lock:
+            if any(o.get("qName") == name for o in self.app.state.objects.values() if o["_class"] == "variable"):
+                raise RpcError(11, "Variable already exists", name)
+        prop = self._store("variable", "variable", p)
+        h = self.new_handle("object", {"kind": "stored", "prop": prop})
+        return {"qReturn": {"qType": "GenericVariable", "qHandle": h, "qGenericId": prop["qInfo"]["qId"]},
+                "qInfo": prop["qInfo"]}
+
+    def doc_SetScript(self, p):
+        with self.app.state.lock:
+            self.app.state.script = p.get("qScript", "")
+        return {}
+
+    def doc_GetScript(self, p):
+        with self.app.state.lock:
+            script = self.app.state.script
+        if script is None:
+            with self.engine.sim.ctx.lock:
+                half = self.engine.sim.half(self.half_name)
+                if self.half_name == "qrs":
+                    script = (half.app_extra.get(self.app.id) or {}).get("script", "")
+                else:
+                    script = half._current_script(half.apps[self.app.id]) if self.app.id in half.apps else ""
+        return {"qScript": script}
+
+    def doc_DoSave(self, p):
+        with self.app.state.lock:
+            self.app.state.saves += 1
+        return {}
+
+    # -- GenericObject and friends
+    def object_GetLayout(self, obj, p):
+        kind = obj["kind"]
+        if kind == "sheet":
+            props = self._sheet_props(obj["sheet"], obj["rank"])
+            return {"qLayout": dict(props, qMeta=self._sheet_meta(obj["sheet"]))}
+        if kind == "chart":
+            return {"qLayout": self._chart_layout(obj["chart"])}
+        prop = obj["prop"]
+        layout = {k: v for k, v in prop.items() if not k.startswith("_") and not k.endswith("Def")}
+        layout["qInfo"] = prop["qInfo"]
+        layout.setdefault("qMeta", {})
+        if "qAppObjectListDef" in prop:
+            layout["qAppObjectList"] = {"qItems": self._object_list(prop["qAppObjectListDef"])}
+        if "qFieldListDef" in prop:
+            layout["qFieldList"] = {"qItems": self.app.model.field_list()}
+        if "qHyperCubeDef" in prop:
+            layout["qHyperCube"] = self._cube_layout(prop["qHyperCubeDef"])
+        return {"qLayout": layout}
+
+    def _object_list(self, definition):
+        items = []
+        if definition.get("qType") != "sheet":
+            return items
+        for rank, s in enumerate(self.app.sheets):
+            props = self._sheet_props(s, rank)
+            data = {k: _json_pointer(props, v) for k, v in (definition.get("qData") or {}).items()
+                    if isinstance(v, str)}
+            items.append({"qInfo": {"qId": s["id"], "qType": "sheet"}, "qMeta": self._sheet_meta(s),
+                          "qData": data})
+        return items
+
+    def _cube_layout(self, hdef):
+        dim_info, meas_info, rows = self.app.model.hypercube(hdef)
+        pages = [self._page(rows, pg, len(dim_info) + len(meas_info))
+                 for pg in hdef.get("qInitialDataFetch") or []]
+        return {"qSize": {"qcx": len(dim_info) + len(meas_info), "qcy": len(rows)},
+                "qDimensionInfo": dim_info, "qMeasureInfo": meas_info, "qMode": "S",
+                "qDataPages": pages, "qGrandTotalRow": [], "qNoOfLeftDims": -1,
+                "qEffectiveInterColumnSortOrder": list(range(len(dim_info) + len(meas_info)))}
+
+    def _chart_layout(self, chart):
+        return {"qInfo": {"qId": chart["id"], "qType": chart["type"]}, "qMeta": {"title": chart["title"]},
+                "title": chart["title"], "visualization": chart["type"], "showTitles": True,
+                "qHyperCube": self._cube_layout(engine_data.hypercube_def(chart))}
+
+    def object_GetProperties(self, obj, p):
+        kind = obj["kind"]
+        if kind == "sheet":
+            return {"qProp": self._sheet_props(obj["sheet"], obj["rank"])}
+        if kind == "chart":
+            c = obj["chart"]
+            return {"qProp": {"qInfo": {"qId": c["id"], "qType": c["type"]}, "qMetaDef": {"title": c["title"]},
+                              "title": c["title"], "visualization": c["type"],
+                              "qHyperCubeDef": engine_data.hypercube_def(c)}}
+        return {"qProp": {k: v for k, v in obj["prop"].items() if not k.startswith("_")}}
+
+    def object_GetInfo(self, obj, p):
+        if obj["kind"] == "sheet":
+            return {"qInfo": {"qId": obj["sheet"]["id"], "qType": "sheet"}}
+        if obj["kind"] == "chart":
+            return {"qInfo": {"qId": obj["chart"]["id"], "qType": obj["chart"]["type"]}}
+        return {"qInfo": obj["prop"]["qInfo"]}
+
+    def object_GetChildInfos(self, obj, p):
+        if obj["kind"] == "sheet":
+            return {"qInfos": [{"qId": c["id"], "qType": c["type"]} for c in obj["sheet"]["charts"]]}
+        return {"qInfos": []}
+
+    def _cube_def(self, obj, path):
+        if path not in ("/qHyperCubeDef", None, ""):
+            raise RpcError(2, "Not found", str(path))
+        if obj["kind"] == "chart":
+            return engine_data.hypercube_def(obj["chart"])
+        hdef = obj.get("prop", {}).get("qHyperCubeDef")
+        if hdef is None:
+            raise RpcError(2, "Not found", str(path))
+        return hdef
+
+    def _page(self, rows, page, width_all):
+        left, top = int(page.get("qLeft", 0)), int(page.get("qTop", 0))
+        width, height = int(page.get("qWidth", 0)), int(page.get("qHeight", 0))
+        matrix = [r[left:left + width] for r in rows[top:top + height]]
+        return {"qMatrix": matrix, "qTails": [], "qArea": {
+            "qLeft": left, "qTop": top, "qWidth": min(width, max(0, width_all - left)),
+            "qHeight": len(matrix)}}
+
+    def object_GetHyperCubeData(self, obj, p):
+        hdef = self._cube_def(obj, p.get("qPath"))
+        pages = p.get("qPages") or []
+        cells = sum(max(0, int(pg.get("qWidth", 0))) * max(0, int(pg.get("qHeight", 0))) for pg in pages)
+        if cells > engine_data.MAX_CELLS:
+            raise RpcError(7009, "Calculation pages too large", "qPages")
+        dim_info, meas_info, rows = self.app.model.hypercube(hdef)
+        return {"qDataPages": [self._page(rows, pg, len(dim_info) + len(meas_info)) for pg in pages]}
+
+
+
+# ------------------------------------------------------------------ HTTP side
+
+QLIK_USER = re.compile(r"^\s*UserDirectory\s*=\s*([^;]+?)\s*;\s*UserId\s*=\s*([^;]+?)\s*;?\s*$", re.I)
+
+
+def _authorize(engine, half_name, headers):
+    """None when the caller may open an engine session, else (status, why)."""
+    if half_name == "qrs":
+        if not QLIK_USER.match(headers.get("X-Qlik-User", "")):
+            return 401, "X-Qlik-User: UserDirectory=...; UserId=... is required"
+        return None
+    try:
+        with engine.sim.ctx.lock:
+            engine.sim.half("cloud")._caller(_AuthRequest(headers))
+    except core.ApiError as err:
+        return err.status, err.detail or err.title
+    return None
+
+
+def serve(handler, engine, half_name):
+    """Handles one upgrade request on a listener's handler, to its end."""
+    handler.close_connection = True
+    headers = handler.headers
+    path = urllib.parse.urlsplit(handler.path).path
+    bad = wsserver.upgrade_error(headers)
+    if bad is None and path != "/_ws/echo":
+        bad = _authorize(engine, half_name, headers)
+    m = re.match(r"^/app/([^/]+)(?:/.*)?$", path)
+    if bad is None and path != "/_ws/echo" and not m:
+        bad = (404, "no engine endpoint at " + path)
+    if bad is not None:
+        status, why = bad
+        body = why.encode()
+        handler.wfile.write(f"HTTP/1.1 {status} {why[:40]}\r\nContent-Type: text/plain\r\n"
+                            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        return
+    handler.wfile.write(wsserver.handshake_reply(headers))
+    handler.wfile.flush()
+    handler.connection.settimeout(None)
+    ws = wsserver.WsConnection(handler.rfile, handler.wfile)
+    try:
+        if path == "/_ws/echo":
+            wsserver.echo_session(ws)
+        else:
+            with engine.lock:
+                engine.sessions += 1
+            Session(engine, half_name, urllib.parse.unquote(m.group(1)), ws).run()
+    except (OSError, ValueError):
+        pass
+
+
+def install(running):
+    """Serves the engine on a started simulator's listeners (core.Running)."""
+    engine = Engine(running.sim)
+
+    class EngineHandler(core.Handler):
+        def dispatch(self):
+            if self.headers.get("Upgrade", "").lower() == "websocket":
+                return serve(self, engine, self.server.half_name)
+            return super().dispatch()
+
+    for listener in running.listeners.values():
+        listener.RequestHandlerClass = EngineHandler
+    info = running.info
+    if "qrs_url" in info:
+        info["qrs_engine_url"] = info["qrs_url"].replace("https://", "wss://")
+    if "cloud_url" in info:
+        info["cloud_engine_url"] = info["cloud_url"].replace("https://", "wss://").replace("http://", "ws://")
+    return engine
