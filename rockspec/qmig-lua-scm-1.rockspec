@@ -59,6 +59,7 @@ build = {
     ["qmig.preflight"] = "lua/qmig/preflight.lua",
     ["qmig.progress"] = "lua/qmig/progress.lua",
     ["qmig.project"] = "lua/qmig/project.lua",
+    ["qmig.qix"] = "lua/qmig/qix.lua",
     ["qmig.qrs"] = "lua/qmig/qrs.lua",
     ["qmig.report"] = "lua/qmig/report.lua",
     ["qmig.retrieve"] = "lua/qmig/retrieve.lua",

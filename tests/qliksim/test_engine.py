@@ -1,0 +1,221 @@
+"""Self-tests of the simulated engine: the WebSocket server (wsserver.py) with
+a raw-socket client written here from RFC 6455, the JSON-RPC engine
+(engine.py) on both halves, and the data it computes (engine_data.py)."""
+import base64
+import json
+import os
+import socket
+import struct
+import unittest
+
+import testlib
+import engine
+import engine_data
+import wsserver
+from cloud import Cloud
+from qrs import QRS
+
+APP = "5a1c7d7e-0000-4000-8000-00000000a001"
+MODEL = {"tables": [{"name": "Orders", "no_of_rows": 3000, "fields": ["OrderID", "Customer", "Amount"]}]}
+OBJECTS = [{"engineObjectId": "sh1", "objectType": "sheet", "name": "Overview", "state": "base"},
+           {"engineObjectId": "sh2", "objectType": "sheet", "name": "Mine", "state": "private"}]
+SITE = {"qrs": {"users": [{"userDirectory": "CORP", "userId": "jdoe"}],
+                "apps": [{"id": APP, "name": "Sales", "owner": "CORP\\jdoe", "data_model": MODEL,
+                          "objects": OBJECTS}]},
+        "cloud": {"api_keys": [{"key": "k1", "user": "admin@acme.com"}],
+                  "users": [{"subject": "auth0|a", "email": "admin@acme.com", "name": "Admin",
+                             "status": "active"}],
+                  "apps": [{"id": APP, "name": "Sales", "data_model": MODEL, "objects": OBJECTS,
+                            "payload_size": 10}]}}
+
+
+class RawClient:
+    """A WebSocket client on a plain socket: masks what it sends."""
+
+    def __init__(self, port, path, headers=None, context=None):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if context is not None:
+            sock = context.wrap_socket(sock, server_hostname="127.0.0.1")
+        self.sock = sock
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
+                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(1)
+            if not chunk:
+                break
+            head += chunk
+        self.status = int(head.split(b" ", 2)[1]) if head else 0
+        self.head = head.decode("latin-1")
+        self.accept_ok = wsserver.accept_key(key) in self.head
+
+    def send(self, opcode, payload, fin=True):
+        self.sock.sendall(wsserver.encode_frame(opcode, payload, fin, mask=os.urandom(4)))
+
+    def _read(self, n):
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise EOFError()
+            data += chunk
+        return data
+
+    def frame(self):
+        b0, b1 = self._read(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self._read(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self._read(8))[0]
+        return bool(b0 & 0x80), b0 & 0x0F, self._read(n)
+
+    def text(self):
+        parts = []
+        while True:
+            fin, op, payload = self.frame()
+            if op in (wsserver.OP_TEXT, wsserver.OP_CONT):
+                parts.append(payload)
+                if fin:
+                    return b"".join(parts).decode()
+
+    def rpc(self, rid, method, handle=-1, params=None):
+        self.send(wsserver.OP_TEXT, json.dumps({"jsonrpc": "2.0", "id": rid, "method": method,
+                                                "handle": handle, "params": params or {}}).encode())
+        return json.loads(self.text())
+
+
+class EngineTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.running = testlib.start(SITE, {"qrs": QRS, "cloud": Cloud})
+        engine.install(cls.running)
+        cls.info = cls.running.info
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.running.stop()
+
+    def cloud(self, path="/app/" + APP, key="k1"):
+        return RawClient(testlib.port_of(self.info["cloud_url"]), path,
+                         {"Authorization": f"Bearer {key}"} if key else {})
+
+    def qrs(self, path="/app/" + APP, user="UserDirectory=INTERNAL; UserId=sa_engine"):
+        return RawClient(testlib.port_of(self.info["qrs_url"]), path,
+                         {"X-Qlik-User": user} if user else {}, testlib.client_context(self.info))
+
+    def test_info_names_the_engine_urls(self):
+        self.assertTrue(self.info["qrs_engine_url"].startswith("wss://127.0.0.1:"))
+        self.assertTrue(self.info["cloud_engine_url"].startswith("ws://127.0.0.1:"))
+
+    def test_upgrade_and_echo_with_fragments_and_pings(self):
+        c = self.cloud("/_ws/echo", key=None)
+        self.assertEqual(c.status, 101)
+        self.assertTrue(c.accept_ok)
+        c.send(wsserver.OP_TEXT, b"Hel", fin=False)
+        c.send(wsserver.OP_PING, b"p1")
+        c.send(wsserver.OP_CONT, b"lo")
+        self.assertEqual(c.frame(), (True, wsserver.OP_PONG, b"p1"))
+        self.assertEqual(c.text(), "Hello")
+        c.send(wsserver.OP_TEXT, b"!frag 2 abcde")
+        fin, op, payload = c.frame()
+        self.assertEqual((fin, op, payload), (False, wsserver.OP_TEXT, b"ab"))
+        self.assertEqual(c.frame()[1], wsserver.OP_PING)
+        self.assertEqual(c.frame(), (False, wsserver.OP_CONT, b"cd"))
+        self.assertEqual(c.frame(), (True, wsserver.OP_CONT, b"e"))
+        c.send(wsserver.OP_CLOSE, struct.pack("!H", 1000))
+        self.assertEqual(c.frame(), (True, wsserver.OP_CLOSE, struct.pack("!H", 1000)))
+
+    def test_unmasked_and_oversized_frames_are_refused(self):
+        c = self.cloud("/_ws/echo", key=None)
+        c.sock.sendall(wsserver.encode_frame(wsserver.OP_TEXT, b"no mask"))
+        fin, op, payload = c.frame()
+        self.assertEqual((op, struct.unpack("!H", payload[:2])[0]), (wsserver.OP_CLOSE, 1002))
+        c = self.cloud("/_ws/echo", key=None)
+        c.sock.sendall(bytes([0x82, 0xFF]) + struct.pack("!Q", 1 << 40) + os.urandom(4))
+        fin, op, payload = c.frame()
+        self.assertEqual((op, struct.unpack("!H", payload[:2])[0]), (wsserver.OP_CLOSE, 1009))
+
+    def test_bad_upgrades(self):
+        sock = socket.create_connection(("127.0.0.1", testlib.port_of(self.info["cloud_url"])))
+        sock.sendall(b"GET /_ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        self.assertIn(b" 400 ", sock.recv(200))
+        self.assertEqual(self.cloud(key=None).status, 401)
+        self.assertEqual(self.cloud(key="wrong").status, 401)
+        self.assertEqual(self.qrs(user=None).status, 401)
+        self.assertEqual(self.cloud("/nothing").status, 404)
+
+    def test_sessions_on_both_halves_compute_the_same_cube(self):
+        cubes = []
+        for c in (self.qrs(), self.cloud()):
+            self.assertEqual(c.status, 101)
+            hello = json.loads(c.text())
+            self.assertEqual(hello["params"]["qSessionState"], "SESSION_CREATED")
+            doc = c.rpc(1, "OpenDoc", params=[APP])["result"]["qReturn"]["qHandle"]
+            qtr = c.rpc(2, "GetTablesAndKeys", doc)["result"]["qtr"]
+            self.assertEqual((qtr[0]["qName"], qtr[0]["qNoOfRows"]), ("Orders", 3000))
+            sheets = c.rpc(3, "GetObjects", doc, {"qOptions": {"qTypes": ["sheet"]}})["result"]["qList"]
+            self.assertEqual([s["qInfo"]["qId"] for s in sheets], ["sh1"])
+            sheet = c.rpc(4, "GetObject", doc, {"qId": "sh1"})["result"]["qReturn"]["qHandle"]
+            cells = c.rpc(5, "GetLayout", sheet)["result"]["qLayout"]["cells"]
+            chart = c.rpc(6, "GetObject", doc, {"qId": cells[0]["name"]})["result"]["qReturn"]["qHandle"]
+            size = c.rpc(7, "GetLayout", chart)["result"]["qLayout"]["qHyperCube"]["qSize"]
+            pages = c.rpc(8, "GetHyperCubeData", chart, {"qPath": "/qHyperCubeDef", "qPages": [
+                {"qLeft": 0, "qTop": 0, "qWidth": size["qcx"], "qHeight": size["qcy"]}]})
+            cubes.append(pages["result"]["qDataPages"][0]["qMatrix"])
+            missing = c.rpc(9, "GetObject", doc, {"qId": "nope"})["result"]["qReturn"]
+            self.assertIsNone(missing["qHandle"])
+            err = c.rpc(10, "OpenDoc", params={"qDocName": "other"})["error"]
+            self.assertEqual(err["code"], 1003)
+        self.assertEqual(cubes[0], cubes[1])
+
+    def test_pages_over_10000_cells_are_error_7009(self):
+        c = self.cloud()
+        c.text()
+        doc = c.rpc(1, "OpenDoc", params=[APP])["result"]["qReturn"]["qHandle"]
+        obj = c.rpc(2, "CreateSessionObject", doc, [{"qInfo": {"qType": "t"}, "qHyperCubeDef": {
+            "qDimensions": [{"qDef": {"qFieldDefs": ["OrderID"]}}],
+            "qMeasures": [{"qDef": {"qDef": "Sum(Amount)"}}]}}])["result"]["qReturn"]["qHandle"]
+        big = c.rpc(3, "GetHyperCubeData", obj, {"qPath": "/qHyperCubeDef", "qPages": [
+            {"qLeft": 0, "qTop": 0, "qWidth": 2, "qHeight": 5001}]})
+        self.assertEqual(big["error"]["code"], 7009)
+        ok = c.rpc(4, "GetHyperCubeData", obj, {"qPath": "/qHyperCubeDef", "qPages": [
+            {"qLeft": 0, "qTop": 2990, "qWidth": 2, "qHeight": 5000}]})
+        matrix = ok["result"]["qDataPages"][0]["qMatrix"]
+        self.assertEqual([r[0]["qText"] for r in matrix], [str(i) for i in range(2991, 3001)])
+
+
+class DataTest(unittest.TestCase):
+    def test_rows_are_a_function_of_the_data_model(self):
+        a = engine_data.DataModel(MODEL)
+        b = engine_data.DataModel(json.loads(json.dumps(MODEL)))
+        other = engine_data.DataModel(dict(MODEL, variant="changed connection"))
+        hdef = engine_data.hypercube_def({"dims": ["Customer"], "measures": ["Sum(Amount)", "Count(OrderID)"]})
+        self.assertEqual(a.hypercube(hdef), b.hypercube(hdef))
+        self.assertNotEqual(a.hypercube(hdef)[2], other.hypercube(hdef)[2])
+        self.assertEqual(a.evaluate("Count(OrderID)"), 3000)
+        self.assertEqual(a.evaluate("NoOfRows('Orders')"), 3000)
+        rows = a.hypercube(hdef)[2]
+        self.assertEqual(sum(r[2]["qNum"] for r in rows), 3000)
+        self.assertEqual([r[0]["qText"] for r in rows], sorted(r[0]["qText"] for r in rows))
+        total = sum(r[1]["qNum"] for r in rows)
+        self.assertAlmostEqual(total, a.evaluate("Sum(Amount)"), places=2)
+
+    def test_aggregates(self):
+        m = engine_data.DataModel({"tables": [{"name": "T", "no_of_rows": 50, "fields": ["Kind", "Amount"]}]})
+        f = m.tables[0].field("Amount")
+        values = [f.value(i) for i in range(50)]
+        self.assertAlmostEqual(m.evaluate("Avg(Amount)"), sum(values) / 50, places=4)
+        self.assertEqual(m.evaluate("Min(Amount)"), min(values))
+        self.assertEqual(m.evaluate("Max(Amount)"), max(values))
+        self.assertEqual(m.evaluate("Count(DISTINCT Kind)"), len({m.tables[0].field("Kind").value(i)
+                                                                  for i in range(50)}))
+        self.assertIsNone(m.evaluate("Bogus(Amount)"))
+
+
+if __name__ == "__main__":
+    unittest.main()
