@@ -50,7 +50,7 @@ typedef struct WsConn {
   long pongs, pings_answered;
   long http_status;
   const char *err_code;            /* once failed: timeout, refused, tls, auth, protocol, too_large, closed, ... */
-  char err[256];
+  char err[512];
   char curl_err[CURL_ERROR_SIZE];
 } WsConn;
 
@@ -81,7 +81,8 @@ const unsigned char *ws_conn_take(WsConn *c, size_t *len, int *opcode);
 /* The sockets to wait for: fills up to max entries, returns how many. */
 unsigned ws_conn_waitfds(WsConn *c, struct curl_waitfd *fds, unsigned max);
 
-void ws_conn_fail(WsConn *c, const char *code, const char *fmt, ...);
+/* Marks the connection failed (the first cause stays). */
+void ws_conn_fail(WsConn *c, const char *code, const char *msg);
 void ws_conn_free(WsConn *c);
 
 #endif
