@@ -265,6 +265,23 @@ function Object:hypercube_data(pages, path)
   return res.qDataPages or {}
 end
 
+-- object:hypercube_pivot_data(pages [, path]) -> NxPivotPage[] ({qLeft, qTop,
+-- qData, qArea}: pivot tables, qMode "P")
+function Object:hypercube_pivot_data(pages, path)
+  local res, err, code, e = self:call("GetHyperCubePivotData", { qPath = path or "/qHyperCubeDef", qPages = pages })
+  if not res then return nil, err, code, e end
+  return res.qDataPages or {}
+end
+
+-- object:hypercube_stack_data(pages [, path [, max_cells = 10000]]) -> NxStackPage[]
+-- (stacked charts, qMode "K")
+function Object:hypercube_stack_data(pages, path, max_cells)
+  local res, err, code, e = self:call("GetHyperCubeStackData", { qPath = path or "/qHyperCubeDef",
+    qPages = pages, qMaxNbrCells = max_cells or M.MAX_CELLS })
+  if not res then return nil, err, code, e end
+  return res.qDataPages or {}
+end
+
 -- object:hypercube_rows{path =, size = {qcx, qcy} (default: from the
 -- layout), page_cells = MAX_CELLS} -> every row of a straight hypercube,
 -- read page after page: width qcx, height floor(page_cells / qcx).

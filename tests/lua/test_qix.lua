@@ -150,6 +150,27 @@ T.test("a hypercube over 10,000 cells: paged by hypercube_rows, one big page is 
   s:close()
 end)
 
+T.test("pivot data of a two-dimension table: customers down, regions times the measure across", function()
+  local s = assert(open_qrs())
+  local doc = assert(s:open_doc())
+  local chart = assert(doc:create_object { qInfo = { qType = "pivot-table" }, qHyperCubeDef = { qMode = "P",
+    qDimensions = { { qDef = { qFieldDefs = { "Customer" } } }, { qDef = { qFieldDefs = { "Region" } } } },
+    qMeasures = { { qDef = { qDef = "Count(OrderID)" } } } } })
+  local pages = assert(chart:hypercube_pivot_data { { qLeft = 0, qTop = 0, qWidth = 50, qHeight = 50 } })
+  local page = pages[1]
+  t.truthy(#page.qLeft > 1 and #page.qTop > 1)
+  t.eq(#page.qData, #page.qLeft)
+  t.match(page.qTop[1].qText, "^Region %d+ / Count%(OrderID%)$")
+  local total = 0
+  for _, row in ipairs(page.qData) do
+    for _, v in ipairs(row) do if type(v.qNum) == "number" then total = total + v.qNum end end
+  end
+  t.eq(total, 6000)
+  local _, _, code, e = chart:hypercube_stack_data { { qLeft = 0, qTop = 0, qWidth = 3, qHeight = 10 } }
+  t.eq({ code, e.code }, { "qix", -32601 }, "the simulator has no stacked cubes")
+  s:close()
+end)
+
 T.test("engine errors and refusals come back as nil, msg, code", function()
   local s = assert(open_cloud())
   local doc, err, code, e = s:open_doc("not-this-app")

@@ -211,4 +211,31 @@ T.test("inside scheduler tasks a receive yields: a waiting task does not hold up
   t.truthy(took >= 0.9 and took < 5, string.format("took %.2f s", took))
 end)
 
+T.test("twelve connections waited on at once by twelve tasks, with HTTP requests in between", function()
+  local s = sched.new { concurrency = 12 }
+  local http = require "qmig.http"
+  local control = http.client { base_url = get_sim().info.cloud_url }
+  local tasks = {}
+  for i = 1, 12 do
+    tasks[i] = s:spawn(function()
+      local c = assert(echo())
+      local got = {}
+      for j = 1, 10 do
+        assert(c:send(("t%d-%d"):format(i, j), { fragment = (j % 3 == 0) and 2 or 0 }))
+        got[#got + 1] = assert(c:receive(10))
+        if j == 5 then assert(control:request { path = "/_sim/counts" }) end
+      end
+      assert(c:close())
+      return table.concat(got, ",")
+    end)
+  end
+  s:run()
+  for i, task in ipairs(tasks) do
+    t.truthy(task.ok, tostring(task.error))
+    local want = {}
+    for j = 1, 10 do want[j] = ("t%d-%d"):format(i, j) end
+    t.eq(task.result, table.concat(want, ","))
+  end
+end)
+
 return T

@@ -487,6 +487,46 @@ class Session:
         return {"qDataPages": [self._page(rows, pg, len(dim_info) + len(meas_info)) for pg in pages]}
 
 
+    def object_GetHyperCubePivotData(self, obj, p):
+        """A pivot view of the cube: the first dimension's values down the left,
+        the second's (if any) times the measures across the top."""
+        hdef = self._cube_def(obj, p.get("qPath"))
+        dim_info, meas_info, rows = self.app.model.hypercube(hdef)
+        nd = len(dim_info)
+        left_keys, top_keys, cells = [], [], {}
+        for r in rows:
+            lk = r[0]["qText"] if nd else ""
+            tk = r[1]["qText"] if nd > 1 else None
+            if lk not in cells:
+                left_keys.append(lk)
+                cells[lk] = {}
+            if tk not in top_keys:
+                top_keys.append(tk)
+            cells[lk][tk] = r[nd:]
+        columns = [(tk, j) for tk in top_keys for j in range(len(meas_info))]
+        pages = []
+        for pg in p.get("qPages") or []:
+            left, top = int(pg.get("qLeft", 0)), int(pg.get("qTop", 0))
+            width, height = int(pg.get("qWidth", 0)), int(pg.get("qHeight", 0))
+            lks, cols = left_keys[top:top + height], columns[left:left + width]
+            data = []
+            for lk in lks:
+                row = []
+                for tk, j in cols:
+                    m = cells[lk].get(tk)
+                    c = m[j] if m else engine_data.measure_cell(None)
+                    row.append({"qLabel": c["qText"], "qText": c["qText"], "qNum": c["qNum"], "qType": "V"})
+                data.append(row)
+            pages.append({
+                "qLeft": [{"qText": lk, "qElemNo": i + top, "qValue": "NaN", "qType": "N", "qCanExpand": False,
+                           "qCanCollapse": False, "qSubNodes": []} for i, lk in enumerate(lks)],
+                "qTop": [{"qText": (f"{tk} / " if tk is not None else "") + meas_info[j]["qFallbackTitle"],
+                          "qElemNo": j, "qValue": "NaN", "qType": "P", "qCanExpand": False,
+                          "qCanCollapse": False, "qSubNodes": []} for tk, j in cols],
+                "qData": data,
+                "qArea": {"qLeft": left, "qTop": top, "qWidth": len(cols), "qHeight": len(lks)}})
+        return {"qDataPages": pages}
+
 
 # ------------------------------------------------------------------ HTTP side
 
