@@ -297,6 +297,16 @@ def step_rows(log_path):
     return rows
 
 
+def sleeps_row(log_path):
+    """The `sleeps` line of bench/steptimes.lua: seconds slept (summed over
+    tasks) per place in the product that slept."""
+    with open(log_path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.startswith("sleeps "):
+                return json.loads(line[len("sleeps "):])
+    return {}
+
+
 def limits_row(log_path):
     """The `limits` line bench/steptimes.lua prints last: 429s this process
     was answered per tier, and its limiter's figures."""
@@ -613,6 +623,8 @@ def part6(ctx, say, seeds):
     base = {row["step"]: row["items_s"] + row["run_s"] for row in clean.steps}
     grown = sorted(((row["items_s"] + row["run_s"] - base.get(row["step"], 0), row) for row in worst.steps),
                    key=lambda x: -x[0])[:3]
+    slept = sorted(sleeps_row(worst.log).items(), key=lambda x: -x[1])[:4]
+    say("   slept most in the worst run (summed over tasks): " + ", ".join(f"{w} {s:.1f} s" for w, s in slept))
     say("   grew most in the worst run: " + ", ".join(
         f"{row['step']} +{g:.1f} s (items() {row['items_s']:.1f} s, {row['n']} items)" for g, row in grown))
 

@@ -45,6 +45,20 @@ do
   end
 end
 
+-- Where the run slept: seconds summed over every task, per the place
+-- that called qmig.sleep (the engine's module and line), on a last line
+-- `sleeps {"file:line": seconds}` (bench.py, part 6, prints the largest).
+local sleeps = {}
+do
+  local sleep = qmig.sleep
+  qmig.sleep = function(s)
+    local info = debug.getinfo(2, "Sl")
+    local where = info and (info.short_src:gsub("^.*/lua/", "") .. ":" .. tostring(info.currentline)) or "?"
+    sleeps[where] = (sleeps[where] or 0) + (tonumber(s) or 0)
+    return sleep(s)
+  end
+end
+
 local function used()
   local out = {}
   for tier, st in pairs(the_limiter and the_limiter:stats() or {}) do out[tier] = st.used end
@@ -111,5 +125,6 @@ for _, r in ipairs(rows) do
 end
 io.stdout:write("limits ", json.encode({ seen429 = seen429, stats = the_limiter and the_limiter:stats() or {} },
   { sort_keys = true }), "\n")
+io.stdout:write("sleeps ", json.encode(sleeps, { sort_keys = true }), "\n")
 io.stdout:flush()
 os.exit(code)

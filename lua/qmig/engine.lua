@@ -58,6 +58,17 @@ function M.fingerprint(step, item)
 end
 
 -- What a step sees (SPEC §5.2).
+-- The witnesses of a step's items (qmig.ensure), one list per step and run.
+function Engine:witnesses(step)
+  self.step_witnesses = self.step_witnesses or {}
+  local ws = self.step_witnesses[step.name]
+  if not ws then
+    ws = {}
+    self.step_witnesses[step.name] = ws
+  end
+  return ws
+end
+
 function Engine:context(step, extra)
   local engine = self
   local ctx = {
@@ -299,6 +310,8 @@ function Engine:run_item(step, item)
     undo = function(entry) undo_entries[#undo_entries + 1] = entry end,
     changes = {},
     catalogue_lag = self.job.options and self.job.options.catalogue_lag,
+    -- what the step's creates made, for the items in doubt (qmig.ensure)
+    witnesses = self:witnesses(step),
     gone = gone,
   })
   -- What an update changes, old -> new, for the plan and the item's line:
@@ -361,6 +374,9 @@ function Engine:run_item(step, item)
       -- again (ctx.resume), so this never duplicates.
       unknown_left = unknown_left - 1
       ctx.resume = true
+      -- (an attempt of an earlier run in doubt has none: every write of
+      -- this run began after it)
+      ctx.doubt_at = qmig.monotonic()
       self:emit { kind = "retry", step = step.name, key = key, reason = tostring(err) }
       qmig.sleep(retry.delay(self.unknown_retries - unknown_left, err))
     else

@@ -142,6 +142,7 @@ return {
         return nil
       end,
       find = function() return retrieve.data_connection(ctx.target, name, space) end,
+      unique = true,  -- a name is, within its space (a 409, below)
       mine = { by = function(c) return c.user == ctx.target:me().id end, created = function(c) return c.created end },
       create = function()
         local post = {}

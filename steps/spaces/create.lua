@@ -62,6 +62,7 @@ return {
         return nil
       end,
       find = function() return retrieve.space(ctx.target, item.name) end,
+      unique = true,  -- space names are (a 409, below)
       mine = { by = function(space) return space.createdBy == ctx.target:me().id end,
         created = function(space) return space.createdAt end },
       create = function()

@@ -35,6 +35,7 @@ end
 local function collection(ctx, name)
   local r = ctx.ensure {
     find = function() return find_collection(ctx, name) end,
+    unique = true,  -- a public collection's name is (a 409, below)
     create = function()
       local ok, created = pcall(ctx.target.post, ctx.target, "collections", {
         name = name, type = "public", description = "Migrated from Qlik Sense Enterprise by qmig-lua" })

@@ -69,6 +69,9 @@ return {
       -- a user carries no creator: one with the subject this item gives,
       -- made since its attempt began, is that attempt's
       mine = { by = function(u) return u.subject == want.subject end, created = function(u) return u.createdAt end },
+      -- a subject or an email is (a 409, below): but a user is looked
+      -- for by several, and created only with create_missing
+      unique = create_missing and true or false,
       create = create_missing and function()
         local ok, user = pcall(ctx.target.post, ctx.target, "users",
           { subject = want.subject, email = want.email, name = want.name, status = want.status or "invited" })

@@ -19,6 +19,7 @@ local function ctx_of(o)
   o = o or {}
   local undo = {}
   local ctx = { resume = o.resume, previous = o.previous, catalogue_lag = o.lag or 1, undo_entries = undo,
+    witnesses = o.witnesses,
     started_at = o.started_at, undo = function(e) undo[#undo + 1] = e end }
   ctx.target = { clock_offset = o.offset or 0, local_time = function(self, stamp)
     local s = clock.parse_iso(stamp)
@@ -111,6 +112,71 @@ T.test("in doubt: not absent until the catalogue's lag passed; the lagging objec
   s, calls = spec { consistent = true }
   t.eq(ensure.run(ctx, s).status, "created")
   t.eq(calls.find, 1)
+end)
+
+T.test("in doubt, with a witness: absent at once once a later create of the step is listed", function()
+  local ws = {}
+  -- another item of the step creates after this one's doubtful write
+  -- ended: its create records a witness, listed by its own find
+  local listed = {}
+  local other = spec { find = function() return listed.w end }
+  other.create = function() listed.w = { id = "w" }; return { id = "w" } end
+  local doubt_at = qmig.monotonic() - ensure.WITNESS_MARGIN - 0.5
+  t.eq(ensure.run(ctx_of { witnesses = ws }, other).status, "created")
+  t.eq(#ws, 1)
+  -- the item in doubt: its object is not listed; the witness is, so it is
+  -- made at once (one look, the witness's, one look again), not after the lag
+  local ctx = ctx_of { resume = true, started_at = iso(qmig.time() - 5), lag = 3, witnesses = ws }
+  ctx.doubt_at = doubt_at
+  local s, calls = spec {}
+  local r = sched.run(function() return ensure.run(ctx, s) end)
+  t.eq(r.status, "created")
+  t.eq(calls.find, 2)
+  t.eq(calls.create, 1)
+  -- the new object is a witness too, the latest
+  t.eq({ #ws, ws[2].id }, { 2, "new" })
+end)
+
+T.test("in doubt: a witness that began before the doubt ended, or is not listed yet, proves nothing", function()
+  -- began before: the doubtful write may come after it in the catalogue's feed
+  local ws = {}
+  local w = spec { find = function() return { id = "w" } end }
+  ws[1] = { spec = w, id = "w", began = qmig.monotonic() }
+  local ctx = ctx_of { resume = true, started_at = iso(qmig.time() - 5), lag = 1, witnesses = ws }
+  ctx.doubt_at = qmig.monotonic()
+  local s, calls = spec {}
+  t.eq(sched.run(function() return ensure.run(ctx, s) end).status, "created")
+  t.truthy(calls.find >= 3, "waited the lag: " .. calls.find)
+  -- later, but not listed (the catalogue lags): waits the lag too, and
+  -- the lagging object of the item in doubt is found, not made again
+  local wcalls
+  w, wcalls = spec {}
+  ws = { { spec = w, id = "w", began = qmig.monotonic() + 10 } }
+  ctx = ctx_of { resume = true, started_at = iso(qmig.time() - 5), lag = 2, witnesses = ws }
+  ctx.doubt_at = qmig.monotonic()
+  s, calls = spec { find = function(n) if n >= 3 then return { id = "x", owner = "bob" } end end }
+  local r = sched.run(function() return ensure.run(ctx, s) end)
+  t.eq({ r.status, r.id, calls.create }, { "adopted", "x", 0 })
+  t.eq(wcalls.find, 1)  -- one look per witness
+end)
+
+T.test("in doubt, unique names: one look, and the create's 409 finds what the attempt made (recovered)", function()
+  local began = qmig.time() - 5
+  local ctx = ctx_of { resume = true, started_at = iso(began), lag = 3 }
+  -- the catalogue does not list it yet; the service knows it (409)
+  local s, calls = spec { consistent = false }
+  s.unique = true
+  s.create = function() calls.create = calls.create + 1
+    return { id = "x", owner = "me", created = iso(began + 1) }, "exists" end
+  local r = sched.run(function() return ensure.run(ctx, s) end)
+  t.eq({ r.status, r.how, r.id }, { "created", "recovered", "x" })
+  t.eq({ calls.find, calls.create }, { 1, 1 })
+  t.eq(ctx.undo_entries, { { method = "DELETE", path = "things/x" } })
+  -- someone else's of that name: adopted, as before
+  ctx = ctx_of { resume = true, started_at = iso(began), lag = 3 }
+  s.create = function() return { id = "y", owner = "bob", created = iso(began + 1) }, "exists" end
+  r = sched.run(function() return ensure.run(ctx, s) end)
+  t.eq({ r.status, r.how, #ctx.undo_entries }, { "adopted", "found", 0 })
 end)
 
 T.test("refused: someone else's object that must not be adopted stops, or is passed over (others = ignore)", function()

@@ -98,6 +98,7 @@ function M.import(kind, meta)
           return ctx.target:find(k.api .. "/" .. id)
         end,
         find = function() return k.find(ctx.target, x.cloud_name) end,
+        unique = true,  -- a name is (a 409, below)
         mine = { by = function(e) return e.userId == ctx.target:me().id end,
           created = function(e) return e.createdAt end },
         create = zip_path and function()
