@@ -147,6 +147,8 @@ function Cloud:raw(method, path, opts)
   if not resp then error(errors.transport(method, msg, code, is_write), 0) end
   if resp.status == 429 and self.limiter then
     self.limiter:pause(tier, tonumber(resp.headers["retry-after"]) or 1)
+  elseif self.limiter then
+    self.limiter:answered(tier)
   end
   if resp.status >= 400 then
     local detail, qcode = describe(resp.body)

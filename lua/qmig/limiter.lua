@@ -65,6 +65,15 @@ M.FLOOR = 0.05
 -- rate, for the rest of the run (16x slower under 5 % random 429s).
 M.UNDER = 0.5
 M.WINDOW = 60
+-- STRAY_CLEAN: a 429 well under the budget (M.UNDER) is cut for as any
+-- other, but when the tier's next answers after its pause are clean (this
+-- many, no 429 among them) it was a stray and the rate it had comes back
+-- at once.  Without this, each random 429 of a lightly used tier cut it,
+-- and the cut rate made the next one look "near the budget": the
+-- special tier of the demo under 5 % 429s fell to a quarter of its rate
+-- (bench/, part 6: 217 s slept over its tasks for 59 requests).  A 429
+-- that comes again before the clean answers keeps the cut.
+M.STRAY_CLEAN = 3
 -- How often the shared budget file (qmig.budget) is read and written: not
 -- per request, and often enough that two processes see each other's load
 -- within a fraction of one (each sync is a flock and a small file: 0.5 s
@@ -246,10 +255,18 @@ function Limiter:pause(tier, seconds)
   refill(b, now)
   local untill = now + (seconds or 1)
   if now >= b.cut_until then
+    local before = b.aimd
     b.aimd = math.max(M.FLOOR * b.ceiling, b.aimd * M.DECREASE)
     b.cuts = b.cuts + 1
     local others = b.others and b.others.n60 or 0
-    if sent_since(b, now - M.WINDOW) + others >= M.UNDER * b.rate * M.WINDOW then b.tokens = 0 end
+    if sent_since(b, now - M.WINDOW) + others >= M.UNDER * b.rate * M.WINDOW then
+      b.tokens = 0
+      b.stray = nil
+    elseif b.stray then
+      b.stray = nil  -- a second one before the clean answers: not a stray
+    else
+      b.stray = { aimd = before, clean = 0 }
+    end
   end
   b.cut_until = math.max(b.cut_until, untill)
   if untill > b.paused_until then
@@ -260,6 +277,22 @@ function Limiter:pause(tier, seconds)
   self:sync(true)
 end
 
+-- A request of the tier was answered, and not with a 429: after a 429
+-- well under the budget, M.STRAY_CLEAN such answers after its pause give
+-- the rate back.
+function Limiter:answered(tier)
+  local b = self.buckets[tier]
+  if not b or not b.stray then return end
+  local now = self.clock()
+  if now < b.paused_until then return end
+  b.stray.clean = b.stray.clean + 1
+  if b.stray.clean >= M.STRAY_CLEAN then
+    b.aimd = math.max(b.aimd, b.stray.aimd)
+    b.strays = (b.strays or 0) + 1
+    b.stray = nil
+  end
+end
+
 -- {tier = {used=, per_minute=, waited=, rate=, cuts=}} for progress and
 -- reports: per_minute is the configured rate; rate the one in force now
 -- (per minute, after 429s and the others' shares).
@@ -267,7 +300,7 @@ function Limiter:stats()
   local out = {}
   for tier, b in pairs(self.buckets) do
     out[tier] = { used = b.used, per_minute = b.ceiling * 60 / M.MARGIN, waited = b.waited,
-      rate = b.rate * 60, cuts = b.cuts }
+      rate = b.rate * 60, cuts = b.cuts, strays = b.strays or 0 }
   end
   return out
 end

@@ -138,6 +138,42 @@ T.test("a stray 429 well under the budget keeps the bucket; one near the budget 
   t.truthy(now2.t - t0 > 2, "bucket emptied: the rate holds")
 end)
 
+T.test("a 429 well under the budget, then clean answers: a stray, the rate comes back; near the budget it stays cut",
+  function()
+  local l, now = fake({ tier2 = 600 })
+  local ceiling = 600 * limiter.MARGIN / 60
+  for _ = 1, 10 do l:acquire("tier2") end
+  l:pause("tier2", 1)
+  t.truthy(math.abs(l.buckets.tier2.aimd - ceiling * limiter.DECREASE) < 1e-6, "cut at first")
+  -- answers that come during the pause say nothing
+  for _ = 1, limiter.STRAY_CLEAN do l:answered("tier2") end
+  now.t = now.t + 1
+  for _ = 1, limiter.STRAY_CLEAN - 1 do l:answered("tier2") end
+  l:acquire("tier2")
+  t.truthy(l.buckets.tier2.aimd < ceiling * 0.8, "not back before the clean answers")
+  l:answered("tier2")
+  l:acquire("tier2")
+  t.eq(l.buckets.tier2.aimd, ceiling, "back at once")
+  t.eq(l:stats().tier2.strays, 1)
+  -- a second 429 before the clean answers: the cut stays
+  l:pause("tier2", 1)
+  now.t = now.t + 1
+  l:answered("tier2")
+  l:pause("tier2", 1)
+  now.t = now.t + 1
+  for _ = 1, 10 do l:answered("tier2") end
+  l:acquire("tier2")
+  t.truthy(l.buckets.tier2.aimd < ceiling * limiter.DECREASE, "cut twice, kept")
+  -- near the budget: clean answers after the pause do not undo the cut
+  local l2, now2 = fake({ tier2 = 100 })
+  for _ = 1, 80 do l2:acquire("tier2") end
+  l2:pause("tier2", 1)
+  now2.t = now2.t + 1
+  for _ = 1, 10 do l2:answered("tier2") end
+  l2:acquire("tier2")
+  t.truthy(l2.buckets.tier2.aimd < 100 * limiter.MARGIN / 60 * 0.8, "an overrun keeps its cut")
+end)
+
 T.test("two limiters on one budget file share the tier and each other's 429 pause", function()
   local budget = require "qmig.budget"
   local dir = os.tmpname(); os.remove(dir)
