@@ -11,6 +11,7 @@
 local json = require "qmig.json"
 local names = require "qmig.names"
 local qmig = require "qmig"
+local validation = require "qmig.validation.section"
 
 local M = {}
 
@@ -245,6 +246,7 @@ function M.html(data)
     end
     w("</table>")
   end
+  w(validation.html(data.validation, esc))
   w("<h2>Per step</h2><table><tr><th>step</th>")
   for _, o in ipairs(OUTCOMES) do w("<th>", o, "</th>") end
   w("</tr>")
@@ -277,6 +279,7 @@ end
 -- Writes reports/report.json and reports/report.html; returns the html path.
 function M.write(project, about)
   local data = M.data(project.cache, about)
+  data.validation = validation.data(project)
   local fs = require "qmig.fs"
   assert(fs.write_file(project:path("reports", "report.json"), json.encode(data, { indent = true, sort_keys = true }),
     { mode = 384, atomic = true }))

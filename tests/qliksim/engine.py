@@ -406,14 +406,32 @@ class Session:
             layout["qAppObjectList"] = {"qItems": self._object_list(prop["qAppObjectListDef"])}
         if "qFieldListDef" in prop:
             layout["qFieldList"] = {"qItems": self.app.model.field_list()}
+        for key, cls in (("qDimensionList", "dimension"), ("qMeasureList", "measure"),
+                         ("qVariableList", "variable")):
+            if key + "Def" in prop:
+                layout[key] = {"qItems": self._stored_items(cls)}
         if "qHyperCubeDef" in prop:
             layout["qHyperCube"] = self._cube_layout(prop["qHyperCubeDef"])
         return {"qLayout": layout}
 
-    def _object_list(self, definition):
+    def _stored_items(self, cls, qtype=None):
+        """The list items of what CreateDimension/Measure/VariableEx/Object
+        stored in this app (of one qType for objects)."""
+        with self.app.state.lock:
+            stored = [o for o in self.app.state.objects.values()
+                      if o["_class"] == cls and (qtype is None or o["qInfo"]["qType"] == qtype)]
         items = []
+        for o in stored:
+            item = {"qInfo": o["qInfo"], "qMeta": o.get("qMetaDef") or {}, "qData": {}}
+            if cls == "variable":
+                item.update(qName=o.get("qName"), qDefinition=o.get("qDefinition", ""))
+            items.append(item)
+        return items
+
+    def _object_list(self, definition):
         if definition.get("qType") != "sheet":
-            return items
+            return self._stored_items("object", definition.get("qType"))
+        items = []
         for rank, s in enumerate(self.app.sheets):
             props = self._sheet_props(s, rank)
             data = {k: _json_pointer(props, v) for k, v in (definition.get("qData") or {}).items()

@@ -11,6 +11,7 @@ import unittest
 import testlib
 import engine
 import engine_data
+import lineage
 import wsserver
 from cloud import Cloud
 from qrs import QRS
@@ -215,6 +216,36 @@ class DataTest(unittest.TestCase):
         self.assertEqual(m.evaluate("Count(DISTINCT Kind)"), len({m.tables[0].field("Kind").value(i)
                                                                   for i in range(50)}))
         self.assertIsNone(m.evaluate("Bogus(Amount)"))
+
+
+class LineageTest(unittest.TestCase):
+    STATEMENTS = {"ERP": "OLEDB CONNECT TO [Data Source=erp01]", "Finance:Finance DB": "ODBC CONNECT TO [Fin]",
+                  "Finance DB (CORP_a)": "ODBC CONNECT TO [Fin]"}
+
+    def resolve(self, name):
+        return self.STATEMENTS.get(name)
+
+    def test_sources_of_a_script(self):
+        script = ("// LIB CONNECT TO 'Commented';\nLIB CONNECT TO 'ERP';\nT: SQL SELECT * FROM t;\n"
+                  "LOAD * FROM [lib://Shared Files/sub/a.qvd] (qvd);\nLIB CONNECT TO 'Gone';\n")
+        self.assertEqual(lineage.sources(script, self.resolve),
+                         ["connect:?Gone", "connect:OLEDB CONNECT TO [Data Source=erp01]", "file:sub/a.qvd"])
+
+    def test_a_reload_reading_other_sources_loads_other_values(self):
+        model = dict(MODEL, lineage=lineage.sources("LIB CONNECT TO 'ERP';", self.resolve))
+        same = lineage.reloaded(model, lineage.sources("lib connect to 'ERP';\n", self.resolve))
+        self.assertIs(same, model)
+        moved = lineage.reloaded(model, lineage.sources("LIB CONNECT TO 'Finance:Finance DB';", self.resolve))
+        self.assertEqual(moved["tables"], model["tables"])
+        self.assertNotEqual(moved.get("variant"), model.get("variant"))
+        hdef = engine_data.hypercube_def({"dims": ["Customer"], "measures": ["Sum(Amount)"]})
+        self.assertNotEqual(engine_data.DataModel(moved).hypercube(hdef)[2],
+                            engine_data.DataModel(model).hypercube(hdef)[2])
+        # files move with the migration: another library, the same file
+        files = dict(MODEL, lineage=["file:a.qvd"])
+        self.assertIs(lineage.reloaded(files, lineage.sources("LOAD * FROM [lib://Space:DataFiles/a.qvd];",
+                                                              self.resolve)), files)
+        self.assertIs(lineage.reloaded(MODEL, ["connect:x"]), MODEL)   # unknown lineage: unchanged
 
 
 if __name__ == "__main__":
