@@ -76,7 +76,9 @@ local function pipeline(records, index)
       if cell and not OK[cell.status] and cell.status ~= "skipped" then done = false end
     end
     local import, validate = row.stages.import, row.stages.validate
-    row.done = done and import ~= nil and OK[import.status] ~= nil and (validate == nil or OK[validate.status] ~= nil)
+    -- a validation skipped (no data on either side: nothing to compare) leaves the app done
+    row.done = done and import ~= nil and OK[import.status] ~= nil
+      and (validate == nil or OK[validate.status] ~= nil or validate.status == "skipped")
     rows[#rows + 1] = row
   end
   table.sort(rows, function(a, b) return a.name < b.name end)

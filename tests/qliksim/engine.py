@@ -43,6 +43,9 @@ PARAMS = {
 }
 
 
+_UNSENT = object()
+
+
 class RpcError(Exception):
     def __init__(self, code, message, parameter=""):
         super().__init__(message)
@@ -146,6 +149,7 @@ class Session:
         self.next_handle = 1
         self.app = None
         self.session_objects = {}
+        self.sent = {}                # (handle, method, out key) -> last value sent (delta)
 
     def new_handle(self, kind, obj):
         h = self.next_handle
@@ -184,10 +188,28 @@ class Session:
                 params = {names[i]: v for i, v in enumerate(params) if i < len(names)}
             result = self.dispatch(handle, method, params or {})
             out = {"jsonrpc": "2.0", "id": rid, "result": result}
+            if req.get("delta") is True and isinstance(result, dict):
+                out = {"jsonrpc": "2.0", "id": rid, "delta": True, "result": self.delta(handle, method, result)}
         except RpcError as err:
             out = {"jsonrpc": "2.0", "id": rid,
                    "error": {"code": err.code, "parameter": err.parameter, "message": err.message}}
         return out if rid is not None else None
+
+    def delta(self, handle, method, result):
+        """A delta response (the request said `delta: true`, as enigma.js
+        does by default): each out value as JSON patches against the value
+        this handle's method sent last -- none when it is unchanged, else
+        one that replaces the root (a valid patch, if not the smallest)."""
+        out = {}
+        for key, value in result.items():
+            slot = (handle, method, key)
+            old = self.sent.get(slot, _UNSENT)
+            if old is not _UNSENT and old == value:
+                out[key] = []
+            else:
+                out[key] = [{"op": "add" if old is _UNSENT else "replace", "path": "/", "value": value}]
+            self.sent[slot] = json.loads(json.dumps(value))
+        return out
 
     def dispatch(self, handle, method, p):
         if handle == -1:

@@ -83,9 +83,9 @@ class RawClient:
                 if fin:
                     return b"".join(parts).decode()
 
-    def rpc(self, rid, method, handle=-1, params=None):
-        self.send(wsserver.OP_TEXT, json.dumps({"jsonrpc": "2.0", "id": rid, "method": method,
-                                                "handle": handle, "params": params or {}}).encode())
+    def rpc(self, rid, method, handle=-1, params=None, **extra):
+        self.send(wsserver.OP_TEXT, json.dumps(dict({"jsonrpc": "2.0", "id": rid, "method": method,
+                                                     "handle": handle, "params": params or {}}, **extra)).encode())
         return json.loads(self.text())
 
 
@@ -173,6 +173,22 @@ class EngineTest(unittest.TestCase):
             err = c.rpc(10, "OpenDoc", params={"qDocName": "other"})["error"]
             self.assertEqual(err["code"], 1003)
         self.assertEqual(cubes[0], cubes[1])
+
+    def test_delta_requests_get_patches(self):
+        # enigma.js (and so @qlik/api) sends delta: true by default
+        c = self.cloud()
+        c.text()
+        doc = c.rpc(1, "OpenDoc", params=[APP])["result"]["qReturn"]["qHandle"]
+        sheet = c.rpc(2, "GetObject", doc, {"qId": "sh1"})["result"]["qReturn"]["qHandle"]
+        full = c.rpc(3, "GetLayout", sheet)["result"]["qLayout"]
+        first = c.rpc(4, "GetLayout", sheet, delta=True)
+        self.assertIs(first["delta"], True)
+        self.assertEqual(first["result"]["qLayout"], [{"op": "add", "path": "/", "value": full}])
+        again = c.rpc(5, "GetLayout", sheet, delta=True)
+        self.assertEqual(again["result"]["qLayout"], [], "unchanged: no patch")
+        plain = c.rpc(6, "GetLayout", sheet)
+        self.assertNotIn("delta", plain)
+        self.assertEqual(plain["result"]["qLayout"], full)
 
     def test_pages_over_10000_cells_are_error_7009(self):
         c = self.cloud()
