@@ -1,6 +1,6 @@
 # qmig-lua — build, test, install.  See README.md.
 PREFIX    ?= /usr/local
-PKGS      := lua5.4 libcurl sqlite3 yaml-0.1 lua5.4-cjson libcrypto
+PKGS      := lua5.4 libcurl sqlite3 yaml-0.1 lua5.4-cjson libcrypto xlsxwriter
 CC        ?= cc
 CSTD      := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
@@ -37,7 +37,7 @@ $(TEST_C): tests/c/test_host.c $(filter-out $(BUILD)/main.o,$(OBJS))
 # The demo needs only the first line (build and simulator): `make demo`
 # checks those alone, so it works offline and without npm once they are in.
 DEMO_PKGS := build-essential pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-dev \
-            libsqlite3-dev libyaml-dev lua-cjson-dev libssl-dev openssl python3
+            libsqlite3-dev libyaml-dev lua-cjson-dev libssl-dev libxlsxwriter-dev openssl python3
 DEB_PKGS := $(DEMO_PKGS) lua-check luarocks cppcheck clang-tidy shellcheck valgrind chromium
 demo-deps:
 	@missing=$$(for p in $(DEMO_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -629,6 +629,80 @@ def part6(ctx, say, seeds):
         f"{row['step']} +{g:.1f} s (items() {row['items_s']:.1f} s, {row['n']} items)" for g, row in grown))
 
 
+def demo_env(ctx, d, sim):
+    secrets = os.path.join(d, "secrets.yaml")
+    with open(os.open(secrets, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        fh.write("Finance DB: {username: qlik_reader, password: demo-finance-password}\n"
+                 "Sales DB (CORP_jdoe): {username: qlik_reader, password: demo-sales-password}\n")
+    return dict(os.environ, QMIG_DEMO_QRS_URL=sim.info["qrs_url"], QMIG_DEMO_CLOUD_URL=sim.info["cloud_url"],
+                QMIG_DEMO_API_KEY=sim.info["api_key"], QMIG_DEMO_CERTS=os.path.join(ctx.work, "certs"),
+                QMIG_DEMO_PROJECT=os.path.join(d, "project"), QMIG_DEMO_DIR=d,
+                BENCH_SIM_URL=sim.info["cloud_url"])
+
+
+def app_rows(app):
+    return sum(int(t.get("no_of_rows", 0)) for t in (app.get("data_model") or {}).get("tables") or [])
+
+
+def part7(ctx, say):
+    """apps.validate over both engines: the demo site migrated at
+    concurrency 4 (rate limits off), then `--step apps.validate --force`
+    timed; and a site of the demo's largest app alone (the one whose
+    validation reads the most cells), validated the same way, for the peak
+    RSS of validating it."""
+    with open(DEMO_SITE, encoding="utf-8") as fh:
+        demo = json.load(fh)
+    with open(DEMO_JOB, encoding="utf-8") as fh:
+        text = fh.read()
+    assert "options: {concurrency: 8}" in text, "examples/demo/job.yaml: its options line changed"
+    job_text = text.replace("options: {concurrency: 8}", "options: {concurrency: 4, rate_limits: false}")
+    figures, largest = {}, None
+    for tag in ("all", "largest"):
+        # the largest app: the one whose validation reads the most cells
+        apps = demo["qrs"]["apps"] if tag == "all" else [largest]
+        names = {a["name"] for a in apps}
+        site = dict(demo, qrs=dict(demo["qrs"], apps=apps, reload_tasks=[
+            t for t in demo["qrs"].get("reload_tasks", []) if t.get("app") in names]))
+        d = os.path.join(ctx.work, f"validate-{tag}")
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        site_path = os.path.join(d, "site.json")
+        with open(site_path, "w", encoding="utf-8") as fh:
+            json.dump(site, fh)
+        sim = Sim(ctx.work, f"validate-{tag}-sim", site_path, {})
+        job = os.path.join(d, "job.yaml")
+        with open(job, "w", encoding="utf-8") as fh:
+            fh.write(job_text)
+        env = demo_env(ctx, d, sim)
+        log(f"part 7: migrating ({tag})")
+        first = run_qmig(ctx.bin, ["run", job, "--quiet"], os.path.join(d, "run.log"), env)
+        log(f"part 7: validating ({tag})")
+        r = run_qmig(ctx.bin, ["bench/steptimes.lua", "run", job, "--quiet", "--step", "apps.validate", "--force"],
+                     os.path.join(d, "validate.log"), env)
+        sim.stop()
+        row = next((x for x in step_rows(r.log) if x["step"] == "apps.validate"), {"run_s": 0, "n": 0})
+        with open(os.path.join(d, "project", "reports", "validation.json"), encoding="utf-8") as fh:
+            v = json.load(fh)
+        outcomes = {}
+        for a in v["apps"]:
+            outcomes[a["outcome"]] = outcomes.get(a["outcome"], 0) + 1
+        figures[tag] = (r, row, outcomes, first.status, sum(a.get("cells") or 0 for a in v["apps"]))
+        if tag == "all":
+            heaviest = max(v["apps"], key=lambda a: a.get("cells") or 0)["name"]
+            largest = next(a for a in demo["qrs"]["apps"] if a["name"] == heaviest)
+    say("")
+    say("7. apps.validate over both engines (the demo site, concurrency 4, rate limits off; "
+        "one session per app and side, at most 4 per host)")
+    r, row, outcomes, _, cells = figures["all"]
+    secs = row["run_s"] or r.wall
+    say(f"   {len(demo['qrs']['apps'])} apps in {secs:.2f} s: {len(demo['qrs']['apps']) / secs:.1f} apps validated/s, "
+        f"{cells / secs:.0f} cells/s; outcomes {json.dumps(outcomes, sort_keys=True)} "
+        f"(exit {r.status}: 1 is the app the demo site makes differ)")
+    r, row, outcomes, _, cells = figures["largest"]
+    say(f"   the largest app alone ('{largest['name']}', {app_rows(largest)} rows, {cells} cells compared): "
+        f"peak RSS {r.maxrss / MiB:.1f} MiB, {row['run_s']:.2f} s (target: peak RSS <= 40 MiB)")
+
+
 # --------------------------------------------------------------------------- main
 
 class Ctx:
@@ -668,7 +742,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="the small variant (make bench-quick)")
     p.add_argument("--bin", default=os.environ.get("QMIG_BIN", "./qmig-lua"))
     p.add_argument("--work", default=os.path.join(ROOT, "bench", "work"))
-    p.add_argument("--only", default="1,2,3,4,5,6", help="parts to run, e.g. 1,4")
+    p.add_argument("--only", default="1,2,3,4,5,6,7", help="parts to run, e.g. 1,4")
     p.add_argument("--fault-seeds", default=None,
                    help="part 6: one faulted run per seed of the simulator's random faults "
                         "(default: quick 1, full 1,2,3)")
@@ -827,6 +901,9 @@ def main(argv=None):
 
     if "6" in parts:
         part6(ctx, say, a.fault_seeds or ("1" if quick else "1,2,3"))
+
+    if "7" in parts:
+        part7(ctx, say)
 
     if "3" in parts:
         log(f"part 3: one {big // MiB} MiB app")

@@ -69,6 +69,11 @@ build = {
     ["qmig.schema"] = "lua/qmig/schema.lua",
     ["qmig.steps"] = "lua/qmig/steps.lua",
     ["qmig.undo"] = "lua/qmig/undo.lua",
+    ["qmig.validation.compare"] = "lua/qmig/validation/compare.lua",
+    ["qmig.validation.engines"] = "lua/qmig/validation/engines.lua",
+    ["qmig.validation.read"] = "lua/qmig/validation/read.lua",
+    ["qmig.validation.section"] = "lua/qmig/validation/section.lua",
+    ["qmig.validation.workbook"] = "lua/qmig/validation/workbook.lua",
     -- the built-in steps: steps/<category>/<action>.lua
     ["qmig.steps.apps.delete"] = "steps/apps/delete.lua",
     ["qmig.steps.apps.export"] = "steps/apps/export.lua",

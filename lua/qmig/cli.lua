@@ -261,6 +261,7 @@ function M.run(opts)
   local scheduled = {}
   for _, j in ipairs(selection) do
     show:say("job %s", j.name)
+    eng.job_name = j.name
     for _, step in ipairs(j.steps) do
       if eng.aborted or qmig.interrupted() then break end
       for _, req in ipairs(step.requires or {}) do

@@ -75,6 +75,7 @@ function Engine:context(step, extra)
     source = self.source, target = self.target, plan = self.job.plan, job = self.job,
     cache = self.cache, project = self.project, transforms = self.transforms or {},
     dry_run = self.dry_run or false, force = self.force or false, run_id = self.run_id, step = step.name,
+    job_name = self.job_name,
     log = log.with { step = step.name },
   }
   -- True for the target id of an object this plan would create (it has

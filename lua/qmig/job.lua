@@ -108,6 +108,14 @@ local function http_url(url)
   return false, "must be an http:// or https:// URL, got '" .. url:sub(1, 100) .. "'"
 end
 
+local function engine_url(url)
+  local scheme = url:match("^(%a+)://[^/%s?#]+")
+  if scheme and not url:find("%s") and ({ http = true, https = true, ws = true, wss = true })[scheme:lower()] then
+    return true
+  end
+  return false, "must be a wss://, ws:// or https:// URL, got '" .. url:sub(1, 100) .. "'"
+end
+
 -- The QRS user: sent as X-Qlik-User: UserDirectory=DIR; UserId=ID, so
 -- a value without DIR\ used to raise inside qrs.new (a traceback).
 local function qrs_user(user)
@@ -132,6 +140,9 @@ M.schema = S.record {
     key_password = S.string { secret = true },
     header = S.string(),          -- header authentication through a virtual proxy
     jwt = S.string { secret = true },
+    -- the engine (apps.validate): default the QRS host on port 4747 when the
+    -- QRS is on 4242, else the QRS URL's origin (qmig.validation.engines)
+    engine_url = S.string { nonempty = true, validate = engine_url },
   }, { required = true }),
   target = S.record({
     type = S.enum({ "cloud" }, { required = true }),
@@ -151,6 +162,7 @@ M.schema = S.record {
     end }),
     ca = S.path { exists = true },
     insecure = S.boolean { default = false },
+    engine_url = S.string { nonempty = true, validate = engine_url },  -- default: url as wss://
   }, { required = true }),
   plan = S.record({
     apps = S.record {
@@ -208,6 +220,8 @@ M.schema = S.record {
     -- connections per host (the QRS or the tenant) at most; more requests
     -- to one host wait for a free connection.  Unset: only concurrency bounds them.
     max_per_host = S.integer { min = 1, max = 256 },
+    -- engine sessions (apps.validate) open to one host at most
+    engine_sessions = S.integer { min = 1, max = 64, default = 4 },
     -- requests per minute per Qlik Cloud rate tier; false turns limiting off
     rate_limits = S.oneof({
       S.boolean { accepts = function(v) return v == false end },

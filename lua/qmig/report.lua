@@ -11,6 +11,7 @@
 local json = require "qmig.json"
 local names = require "qmig.names"
 local qmig = require "qmig"
+local validation = require "qmig.validation.section"
 
 local M = {}
 
@@ -75,7 +76,9 @@ local function pipeline(records, index)
       if cell and not OK[cell.status] and cell.status ~= "skipped" then done = false end
     end
     local import, validate = row.stages.import, row.stages.validate
-    row.done = done and import ~= nil and OK[import.status] ~= nil and (validate == nil or OK[validate.status] ~= nil)
+    -- a validation skipped (no data on either side: nothing to compare) leaves the app done
+    row.done = done and import ~= nil and OK[import.status] ~= nil
+      and (validate == nil or OK[validate.status] ~= nil or validate.status == "skipped")
     rows[#rows + 1] = row
   end
   table.sort(rows, function(a, b) return a.name < b.name end)
@@ -245,6 +248,7 @@ function M.html(data)
     end
     w("</table>")
   end
+  w(validation.html(data.validation, esc))
   w("<h2>Per step</h2><table><tr><th>step</th>")
   for _, o in ipairs(OUTCOMES) do w("<th>", o, "</th>") end
   w("</tr>")
@@ -277,6 +281,7 @@ end
 -- Writes reports/report.json and reports/report.html; returns the html path.
 function M.write(project, about)
   local data = M.data(project.cache, about)
+  data.validation = validation.data(project)
   local fs = require "qmig.fs"
   assert(fs.write_file(project:path("reports", "report.json"), json.encode(data, { indent = true, sort_keys = true }),
     { mode = 384, atomic = true }))

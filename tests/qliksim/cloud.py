@@ -26,6 +26,7 @@ import zipfile
 import zoneinfo
 from datetime import datetime, timedelta, timezone
 
+import lineage
 import qvf
 from core import ApiError, Response
 from oauth import OAUTH_ROUTES, OAuthMixin
@@ -2374,26 +2375,31 @@ class Cloud(SchedulingMixin, OAuthMixin):
 
     # ================================================================== RELOADS
 
-    def _conn_exists_for_app(self, app, ref):
+    def _conn_for_app(self, app, ref):
+        """The data connection a script's reference names for an app (a
+        space's DataFiles as {"qConnectStatement": ""}), or None."""
         if ":" in ref:
             sname, cname = ref.split(":", 1)
             sp = self._space_by_name(sname)
             if not sp:
-                return False
+                return None
             space_id, owner = sp["id"], None
         else:
             cname = ref
             space_id, owner = app["spaceId"], app["ownerId"]
         if cname == "DataFiles":
-            return True
+            return {"qConnectStatement": ""}
         for d in self.dconns.values():
             if d["qName"] != cname:
                 continue
             if space_id and d.get("space") == space_id:
-                return True
+                return d
             if not space_id and not d.get("space") and d["user"] == owner:
-                return True
-        return False
+                return d
+        return None
+
+    def _conn_exists_for_app(self, app, ref):
+        return self._conn_for_app(app, ref) is not None
 
     def _finish_reload(self, r):
         app = self.apps.get(r["appId"])
@@ -2427,6 +2433,9 @@ class Cloud(SchedulingMixin, OAuthMixin):
         else:
             r["status"] = "SUCCEEDED"
             app["lastReloadTime"] = r["endTime"]
+            # what this script reads now, against what made the imported data
+            app["data_model"] = lineage.reloaded(app["data_model"], lineage.sources(
+                r["_script"], lambda ref: (self._conn_for_app(app, ref) or {}).get("qConnectStatement")))
             if app["data_model"].get("tables"):
                 app["has_data"] = True
             log.append("App saved")

@@ -43,6 +43,9 @@ PARAMS = {
 }
 
 
+_UNSENT = object()
+
+
 class RpcError(Exception):
     def __init__(self, code, message, parameter=""):
         super().__init__(message)
@@ -146,6 +149,7 @@ class Session:
         self.next_handle = 1
         self.app = None
         self.session_objects = {}
+        self.sent = {}                # (handle, method, out key) -> last value sent (delta)
 
     def new_handle(self, kind, obj):
         h = self.next_handle
@@ -184,10 +188,28 @@ class Session:
                 params = {names[i]: v for i, v in enumerate(params) if i < len(names)}
             result = self.dispatch(handle, method, params or {})
             out = {"jsonrpc": "2.0", "id": rid, "result": result}
+            if req.get("delta") is True and isinstance(result, dict):
+                out = {"jsonrpc": "2.0", "id": rid, "delta": True, "result": self.delta(handle, method, result)}
         except RpcError as err:
             out = {"jsonrpc": "2.0", "id": rid,
                    "error": {"code": err.code, "parameter": err.parameter, "message": err.message}}
         return out if rid is not None else None
+
+    def delta(self, handle, method, result):
+        """A delta response (the request said `delta: true`, as enigma.js
+        does by default): each out value as JSON patches against the value
+        this handle's method sent last -- none when it is unchanged, else
+        one that replaces the root (a valid patch, if not the smallest)."""
+        out = {}
+        for key, value in result.items():
+            slot = (handle, method, key)
+            old = self.sent.get(slot, _UNSENT)
+            if old is not _UNSENT and old == value:
+                out[key] = []
+            else:
+                out[key] = [{"op": "add" if old is _UNSENT else "replace", "path": "/", "value": value}]
+            self.sent[slot] = json.loads(json.dumps(value))
+        return out
 
     def dispatch(self, handle, method, p):
         if handle == -1:
@@ -406,14 +428,32 @@ class Session:
             layout["qAppObjectList"] = {"qItems": self._object_list(prop["qAppObjectListDef"])}
         if "qFieldListDef" in prop:
             layout["qFieldList"] = {"qItems": self.app.model.field_list()}
+        for key, cls in (("qDimensionList", "dimension"), ("qMeasureList", "measure"),
+                         ("qVariableList", "variable")):
+            if key + "Def" in prop:
+                layout[key] = {"qItems": self._stored_items(cls)}
         if "qHyperCubeDef" in prop:
             layout["qHyperCube"] = self._cube_layout(prop["qHyperCubeDef"])
         return {"qLayout": layout}
 
-    def _object_list(self, definition):
+    def _stored_items(self, cls, qtype=None):
+        """The list items of what CreateDimension/Measure/VariableEx/Object
+        stored in this app (of one qType for objects)."""
+        with self.app.state.lock:
+            stored = [o for o in self.app.state.objects.values()
+                      if o["_class"] == cls and (qtype is None or o["qInfo"]["qType"] == qtype)]
         items = []
+        for o in stored:
+            item = {"qInfo": o["qInfo"], "qMeta": o.get("qMetaDef") or {}, "qData": {}}
+            if cls == "variable":
+                item.update(qName=o.get("qName"), qDefinition=o.get("qDefinition", ""))
+            items.append(item)
+        return items
+
+    def _object_list(self, definition):
         if definition.get("qType") != "sheet":
-            return items
+            return self._stored_items("object", definition.get("qType"))
+        items = []
         for rank, s in enumerate(self.app.sheets):
             props = self._sheet_props(s, rank)
             data = {k: _json_pointer(props, v) for k, v in (definition.get("qData") or {}).items()

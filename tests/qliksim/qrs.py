@@ -11,6 +11,7 @@ import re
 import urllib.parse
 import uuid
 
+import lineage
 import qrs_filter
 import qvf
 from core import ApiError, Response
@@ -455,7 +456,9 @@ class QRS:
         meta = {"format": 1, "source": "qrs", "app_id": app["id"], "name": app["name"],
                 "description": app["description"], "script": extra["script"],
                 "objects": [o for o in objects if o["state"] in states],
-                "data_model": extra["data_model"], "has_data": not record["skipData"],
+                "data_model": dict(extra["data_model"],
+                                   lineage=lineage.sources(extra["script"], self.connect_statement)),
+                "has_data": not record["skipData"],
                 "payload_size": 0,
                 "payload_seed": f"qrs:{app['id']}:{'nodata' if record['skipData'] else 'data'}"}
         for _ in range(4):          # header length depends on the digits of payload_size
@@ -464,6 +467,14 @@ class QRS:
                 break
             meta["payload_size"] = payload
         return meta, meta["payload_size"]
+
+    def connect_statement(self, name):
+        """A data connection's connect statement by the name a script uses
+        (QSEoW appends " (DIR_user)" to a user's connection)."""
+        for dc in self.db["dataconnection"].values():
+            if dc["name"] == name or dc["name"].startswith(name + " ("):
+                return dc.get("connectionstring", "")
+        return None
 
     @staticmethod
     def qvf_object(obj):

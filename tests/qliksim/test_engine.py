@@ -11,6 +11,7 @@ import unittest
 import testlib
 import engine
 import engine_data
+import lineage
 import wsserver
 from cloud import Cloud
 from qrs import QRS
@@ -82,9 +83,9 @@ class RawClient:
                 if fin:
                     return b"".join(parts).decode()
 
-    def rpc(self, rid, method, handle=-1, params=None):
-        self.send(wsserver.OP_TEXT, json.dumps({"jsonrpc": "2.0", "id": rid, "method": method,
-                                                "handle": handle, "params": params or {}}).encode())
+    def rpc(self, rid, method, handle=-1, params=None, **extra):
+        self.send(wsserver.OP_TEXT, json.dumps(dict({"jsonrpc": "2.0", "id": rid, "method": method,
+                                                     "handle": handle, "params": params or {}}, **extra)).encode())
         return json.loads(self.text())
 
 
@@ -173,6 +174,22 @@ class EngineTest(unittest.TestCase):
             self.assertEqual(err["code"], 1003)
         self.assertEqual(cubes[0], cubes[1])
 
+    def test_delta_requests_get_patches(self):
+        # enigma.js (and so @qlik/api) sends delta: true by default
+        c = self.cloud()
+        c.text()
+        doc = c.rpc(1, "OpenDoc", params=[APP])["result"]["qReturn"]["qHandle"]
+        sheet = c.rpc(2, "GetObject", doc, {"qId": "sh1"})["result"]["qReturn"]["qHandle"]
+        full = c.rpc(3, "GetLayout", sheet)["result"]["qLayout"]
+        first = c.rpc(4, "GetLayout", sheet, delta=True)
+        self.assertIs(first["delta"], True)
+        self.assertEqual(first["result"]["qLayout"], [{"op": "add", "path": "/", "value": full}])
+        again = c.rpc(5, "GetLayout", sheet, delta=True)
+        self.assertEqual(again["result"]["qLayout"], [], "unchanged: no patch")
+        plain = c.rpc(6, "GetLayout", sheet)
+        self.assertNotIn("delta", plain)
+        self.assertEqual(plain["result"]["qLayout"], full)
+
     def test_pages_over_10000_cells_are_error_7009(self):
         c = self.cloud()
         c.text()
@@ -215,6 +232,36 @@ class DataTest(unittest.TestCase):
         self.assertEqual(m.evaluate("Count(DISTINCT Kind)"), len({m.tables[0].field("Kind").value(i)
                                                                   for i in range(50)}))
         self.assertIsNone(m.evaluate("Bogus(Amount)"))
+
+
+class LineageTest(unittest.TestCase):
+    STATEMENTS = {"ERP": "OLEDB CONNECT TO [Data Source=erp01]", "Finance:Finance DB": "ODBC CONNECT TO [Fin]",
+                  "Finance DB (CORP_a)": "ODBC CONNECT TO [Fin]"}
+
+    def resolve(self, name):
+        return self.STATEMENTS.get(name)
+
+    def test_sources_of_a_script(self):
+        script = ("// LIB CONNECT TO 'Commented';\nLIB CONNECT TO 'ERP';\nT: SQL SELECT * FROM t;\n"
+                  "LOAD * FROM [lib://Shared Files/sub/a.qvd] (qvd);\nLIB CONNECT TO 'Gone';\n")
+        self.assertEqual(lineage.sources(script, self.resolve),
+                         ["connect:?Gone", "connect:OLEDB CONNECT TO [Data Source=erp01]", "file:sub/a.qvd"])
+
+    def test_a_reload_reading_other_sources_loads_other_values(self):
+        model = dict(MODEL, lineage=lineage.sources("LIB CONNECT TO 'ERP';", self.resolve))
+        same = lineage.reloaded(model, lineage.sources("lib connect to 'ERP';\n", self.resolve))
+        self.assertIs(same, model)
+        moved = lineage.reloaded(model, lineage.sources("LIB CONNECT TO 'Finance:Finance DB';", self.resolve))
+        self.assertEqual(moved["tables"], model["tables"])
+        self.assertNotEqual(moved.get("variant"), model.get("variant"))
+        hdef = engine_data.hypercube_def({"dims": ["Customer"], "measures": ["Sum(Amount)"]})
+        self.assertNotEqual(engine_data.DataModel(moved).hypercube(hdef)[2],
+                            engine_data.DataModel(model).hypercube(hdef)[2])
+        # files move with the migration: another library, the same file
+        files = dict(MODEL, lineage=["file:a.qvd"])
+        self.assertIs(lineage.reloaded(files, lineage.sources("LOAD * FROM [lib://Space:DataFiles/a.qvd];",
+                                                              self.resolve)), files)
+        self.assertIs(lineage.reloaded(MODEL, ["connect:x"]), MODEL)   # unknown lineage: unchanged
 
 
 if __name__ == "__main__":
