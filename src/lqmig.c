@@ -309,6 +309,7 @@ static const luaL_Reg preloads[] = {
   {"qmig.fs", luaopen_qmig_fs},
   {"qmig.hash", luaopen_qmig_hash},
   {"qmig.ws", luaopen_qmig_ws},
+  {"qmig.xml", luaopen_qmig_xml},
   {NULL, NULL}
 };
 
