@@ -34,7 +34,7 @@ local entries = {
   { 260, "apps.schedules", "Add Reload Schedules To Applications" },
   { 270, "apps.validate", "Validate Applications" },
   { 280, "apps.owners", "Update Application Owners" },
-  { 290, "qvapps.convert", "Convert QlikView Applications", reserved = true },
+  { 290, "qvapps.convert", "Convert QlikView Applications" },
   { 300, "qvapps.import", "Import QlikView Applications", reserved = true },
   { 310, "qvapps.scripts", "Update QlikView Application Scripts", reserved = true },
   { 320, "qvapps.reload", "Reload QlikView Applications", reserved = true },

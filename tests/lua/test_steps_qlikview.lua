@@ -1,0 +1,196 @@
+-- The QlikView pipeline through the qmig-lua binary: qvapps.convert over
+-- the demo's QlikView share (examples/demo/qlikview: two documents with
+-- -prj folders, one without), copied to a temporary folder so a test can
+-- change or poison a document.
+local t = require "testing"
+local cli = require "cli"
+local fs = require "qmig.fs"
+local json = require "qmig.json"
+local simlib = require "sim"
+
+local T = t.suite("qlikview")
+
+-- A Lua pattern matching s literally.
+local function lit(s) return (s:gsub("%p", "%%%0")) end
+local SHARE = fs.realpath("examples/demo/qlikview")
+local sim
+
+local function the_sim()
+  if not sim then sim = simlib.start {} end
+  return sim
+end
+T.after_all(function() if sim then sim:stop() end end)
+
+local function copy_tree(from, to)
+  assert(fs.mkdirs(to, 448))
+  for _, n in ipairs(assert(fs.dir(from))) do
+    local st = fs.stat(from .. "/" .. n)
+    if st.type == "directory" then copy_tree(from .. "/" .. n, to .. "/" .. n)
+    else t.write(to .. "/" .. n, t.read(from .. "/" .. n)) end
+  end
+end
+
+-- A fresh project with its own copy of the share.
+local function job(steps, plan)
+  local s = the_sim()
+  local dir = fs.realpath(t.tmpdir())
+  copy_tree(SHARE, dir .. "/share")
+  local c = s.info.certs
+  t.write(dir .. "/job.yaml", table.concat({
+    "version: 1",
+    "project: {name: qv, dir: " .. dir .. "/project}",
+    "source:",
+    "  type: qrs",
+    "  url: " .. s.info.qrs_url,
+    "  cert: " .. c.client_cert, "  key: " .. c.client_key, "  ca: " .. c.ca,
+    "  user: 'INTERNAL\\sa_api'",
+    "  qlikview: {folder: share}",
+    "target: {type: cloud, url: " .. s.info.cloud_url .. ", api_key: " .. s.info.api_key .. "}",
+    plan or "",
+    "options: {concurrency: 4, catalogue_lag: " .. simlib.CATALOGUE_LAG .. "}",
+    "jobs:",
+    "  - {name: qv, steps: [" .. steps .. "]}",
+  }, "\n") .. "\n")
+  return dir .. "/job.yaml", dir
+end
+
+local function status(file)
+  local code, out, err = cli.run { "status", file, "--json" }
+  assert(code == 0, err)
+  local by = {}
+  for _, r in ipairs(json.decode(out)) do by[r.kind .. " " .. r.source_id] = r end
+  return by
+end
+
+local SALES, INVENTORY, LEGACY = "Finance/Sales Dashboard.qvw", "Operations/Inventory.qvw",
+  "Operations/Legacy Archive.qvw"
+
+local function conversion(dir, rec)
+  return json.decode(t.read(dir .. "/project/" .. rec.target_id .. "/conversion.json"))
+end
+
+local function by(list, field)
+  local out = {}
+  for _, x in ipairs(list) do out[x[field]] = x end
+  return out
+end
+
+T.test("qvapps.convert: script, variables, master items and what was not carried, per document", function()
+  local file, dir = job "qvapps.convert"
+  local code, out, err = cli.run { "run", file }
+  t.eq(code, 0, out .. err)
+  local st = status(file)
+  local sales, inv, legacy = st["qvapp.convert " .. SALES], st["qvapp.convert " .. INVENTORY],
+    st["qvapp.convert " .. LEGACY]
+  t.eq({ sales.status, inv.status, legacy.status }, { "created", "created", "skipped" })
+  t.match(legacy.reason, "no 'Legacy Archive%-prj' folder beside it")
+  t.match(sales.target_id, "^converted/%x+%-%x+%-%x+%-%x+%-%x+$", "the folder is the id generated at retrieval")
+
+  local c = conversion(dir, sales)
+  t.eq(c.doc, SALES)
+  t.eq(c.script, t.read(SHARE .. "/Finance/Sales Dashboard-prj/LoadScript.txt"))
+  t.eq(t.read(dir .. "/project/" .. sales.target_id .. "/script.qvs"), c.script)
+  t.eq(c.variables, { { name = "vCurrentYear", definition = "=Year(Today())", comment = "The year shown by default" },
+    { name = "vTarget", definition = "1300000", comment = "" } })
+  local dims = by(c.dimensions, "title")
+  t.eq({ dims.Geography.grouping, dims.Geography.fields, dims.Geography.from },
+    { "H", { "Region", "Country" }, "group Geography" })
+  t.eq({ dims["Product line"].fields, dims["Product line"].grouping }, { { "ProductLine" }, "N" })
+  t.eq(#c.dimensions, 3, "Geography, Product line, Country: the group used by CH01 is not repeated")
+  local measures = by(c.measures, "title")
+  t.eq(measures.Revenue.expression, "Sum(Sales)", "the leading '=' dropped")
+  t.eq(measures.Orders.expression, "Count(DISTINCT OrderID)")
+  t.eq(measures["Target attainment"].expression, "Sum(Sales) / vTarget")
+  t.eq(#c.measures, 3, "Revenue is in three charts and is one master measure")
+  local vis = by(c.visualizations, "from")
+  t.eq({ vis.CH01.type, vis.CH02.type, vis.CH03.type, vis.CH04.type }, { "barchart", "piechart", "table", "kpi" })
+  t.eq(vis.CH01.dimensions, { dims.Geography.id }, "a chart on a group uses the group's master dimension")
+  t.eq(vis.CH03.measures, { measures.Revenue.id, measures.Orders.id })
+  t.eq(vis.CH03.title, "Orders by country")
+  local skipped = by(c.not_carried, "object")
+  t.truthy(skipped.LB01 and skipped.TX01 and skipped["2 sheet(s)"], json.encode(c.not_carried))
+
+  -- the document with what Qlik Sense cannot take
+  local ci = conversion(dir, inv)
+  local vi = by(ci.visualizations, "from")
+  t.eq({ vi.CH01.type, vi.CH02.type, vi.CH03 }, { "linechart", "pivot-table", nil })
+  t.eq(by(ci.dimensions, "title").Period.grouping, "C", "a cyclic group")
+  local ni = by(ci.not_carried, "object")
+  t.match(ni.CH03.type, "scatter")
+  t.match(ni.CH03.reason, "its dimensions and measures are carried")
+  t.eq({ ni.BU01.type, ni.CT01.type, ni["Module.txt"].type }, { "button", "container", "macros" })
+  t.match(ni.triggers.reason, "OnOpenActions")
+  t.truthy(ni.bookmarks and ni["Section Access"], json.encode(ci.not_carried))
+  t.match(t.read(dir .. "/project/" .. inv.target_id .. "/not-carried.txt"), "%- Module%.txt %(macros%): ")
+  local csv = t.read(dir .. "/project/reports/qlikview-not-carried.csv")
+  t.match(csv, "^document,qv_id,object,type,reason\r\n")
+  t.match(csv, "\r\nOperations/Inventory%.qvw," .. lit(inv.target_id:match("[^/]+$")) .. ",CH03,")
+  t.match(csv, "\r\nFinance/Sales Dashboard%.qvw,[^\r]*,LB01,list box,")
+end)
+
+T.test("qvapps.convert: a re-run converts nothing; a saved document is converted again under its id", function()
+  local file, dir = job "qvapps.convert"
+  t.eq((cli.run { "run", file }), 0)
+  local first = status(file)
+  local sales_json = dir .. "/project/" .. first["qvapp.convert " .. SALES].target_id .. "/conversion.json"
+  local before = t.read(sales_json)
+  local code, out = cli.run { "run", file }
+  t.eq(code, 0)
+  t.match(out, "qvapps%.convert%s+2 unchanged, 1 skipped\n")
+  local again = status(file)
+  t.eq(again["qvapp.convert " .. SALES].run_id, first["qvapp.convert " .. SALES].run_id, "not run again")
+  -- QlikView Desktop saves the inventory document with a new expression
+  local ch = dir .. "/share/Operations/Inventory-prj/CH01.xml"
+  t.write(ch, (t.read(ch):gsub("Sum%(OnHand%)", "Avg(OnHand)")))
+  t.eq((cli.run { "run", file }), 0)
+  local third = status(file)
+  local inv = third["qvapp.convert " .. INVENTORY]
+  t.eq(inv.status, "updated")
+  t.eq(inv.target_id, first["qvapp.convert " .. INVENTORY].target_id, "the same generated id")
+  t.eq(third["qvapp.convert " .. SALES].run_id, first["qvapp.convert " .. SALES].run_id)
+  t.eq(t.read(sales_json), before)
+  t.eq(by(conversion(dir, inv).measures, "from")["chart CH01"].expression, "Avg(OnHand)")
+end)
+
+T.test("qvapps.convert: a hostile -prj fails its document with file:line:col and writes nothing", function()
+  local file, dir = job "qvapps.convert"
+  local ch = dir .. "/share/Finance/Sales Dashboard-prj/CH02.xml"
+  t.write(ch, '<?xml version="1.0"?>\n<!DOCTYPE g [\n <!ENTITY a "aaaaaaaaaa">\n <!ENTITY b "&a;&a;&a;&a;">\n]>\n'
+    .. "<GraphProperties>&b;</GraphProperties>\n")
+  local deep = dir .. "/share/Operations/Inventory-prj/CH02.xml"
+  t.write(deep, ("<a>"):rep(1000) .. ("</a>"):rep(1000))
+  local code, out, err = cli.run { "run", file }
+  t.eq(code, 1, out .. err)
+  local st = status(file)
+  local sales, inv = st["qvapp.convert " .. SALES], st["qvapp.convert " .. INVENTORY]
+  t.eq({ sales.status, inv.status }, { "failed", "failed" })
+  t.match(sales.last_error, lit(ch) .. ":3:%d+: DTD declares entity 'a': entity declarations are refused")
+  t.match(inv.last_error, lit(deep) .. ":1:%d+: elements nested deeper than 256 levels")
+  t.eq(fs.dir(dir .. "/project/converted") or {}, {}, "nothing written for a refused document")
+end)
+
+T.test("plan filters by folder and name; the plan shows each document by name and writes nothing", function()
+  local file, dir = job("qvapps.convert", "plan:\n  qlikview:\n    folders: [Operations]\n"
+    .. "    exclude: {names: ['Legacy*']}")
+  local code, out, err = cli.run { "plan", file }
+  t.eq(code, 0, out .. err)
+  t.match(out, "'Inventory' %(Operations/Inventory%.qvw%)[^\n]*would convert")
+  t.truthy(not out:find("Sales Dashboard", 1, true) and not out:find("Legacy", 1, true), out)
+  t.truthy(not fs.exists(dir .. "/project/converted") or #fs.dir(dir .. "/project/converted") == 0)
+  file = job("qvapps.convert", "plan:\n  qlikview:\n    names: ['Sales*']")
+  code, out = cli.run { "plan", file }
+  t.eq(code, 0)
+  t.match(out, "'Sales Dashboard' %(Finance/Sales Dashboard%.qvw%)")
+  t.truthy(not out:find("Inventory", 1, true), out)
+end)
+
+T.test("job file: a QlikView folder that does not exist is a configuration error naming the line", function()
+  local file, dir = job "qvapps.convert"
+  t.write(file, (t.read(file):gsub("qlikview: {folder: share}", "qlikview: {folder: nowhere}")))
+  local code, out, err = cli.run { "check", file }
+  t.eq(code, 2, out .. err)
+  t.match(err, lit(file) .. ":%d+: source%.qlikview%.folder: file 'nowhere' does not exist")
+  t.truthy(dir)
+end)
+
+return T
