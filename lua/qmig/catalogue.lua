@@ -35,7 +35,7 @@ local entries = {
   { 270, "apps.validate", "Validate Applications" },
   { 280, "apps.owners", "Update Application Owners" },
   { 290, "qvapps.convert", "Convert QlikView Applications" },
-  { 300, "qvapps.import", "Import QlikView Applications", reserved = true },
+  { 300, "qvapps.import", "Import QlikView Applications" },
   { 310, "qvapps.scripts", "Update QlikView Application Scripts", reserved = true },
   { 320, "qvapps.reload", "Reload QlikView Applications", reserved = true },
   { 330, "qvapps.publish", "Publish QlikView Applications", reserved = true },
