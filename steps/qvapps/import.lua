@@ -9,8 +9,10 @@
 -- Where: plan.qlikview.spaces maps a folder of the share (the longest
 -- mapped prefix of the document's folder) to a shared space, found by
 -- name; documents of unmapped folders go to the staging space
--- (spaces.create's "@staging", else plan.spaces.staging by name).  A
--- missing space skips the document with the reason.
+-- (spaces.create's "@staging", else plan.spaces.staging by name).
+-- plan.qlikview.publish maps folders to the managed space qvapps.publish
+-- moves the app to (recorded as data.bound_for).  A missing space skips
+-- the document with the reason.
 --
 -- Never a duplicate: ctx.ensure finds the app recorded in the cache, else
 -- the app carrying the document's marker in that space (an earlier
@@ -26,16 +28,21 @@ local retrieve = require "qmig.retrieve"
 
 local function marker_id(qv_id) return "qlikview:" .. qv_id end
 
--- The space of a document: {space_id, name} or nil, why.
-local function placement(ctx, item)
-  local map = ctx.plan.qlikview and ctx.plan.qlikview.spaces or {}
+-- The value of the longest folder prefix of the document's folder in map.
+local function mapped(map, folder)
   local best
-  for folder, space in pairs(map) do
-    local f = folder:gsub("^/+", ""):gsub("/+$", "")
-    if (f == "" or item.folder == f or item.folder:sub(1, #f + 1) == f .. "/") and (not best or #f > #best.f) then
-      best = { f = f, space = space }
+  for f, v in pairs(map or {}) do
+    f = f:gsub("^/+", ""):gsub("/+$", "")
+    if (f == "" or folder == f or folder:sub(1, #f + 1) == f .. "/") and (not best or #f > #best.f) then
+      best = { f = f, space = v }
     end
   end
+  return best
+end
+
+-- The space of a document: {space_id, name, bound_for} or nil, why.
+local function placement(ctx, item)
+  local best = mapped(ctx.plan.qlikview and ctx.plan.qlikview.spaces, item.folder)
   if best then
     local s = retrieve.space(ctx.target, best.space)
     if not s then return nil, "space '" .. best.space .. "' is not in the tenant (create it first)" end
@@ -68,6 +75,13 @@ return {
     if not conv then return { status = "skipped", reason = why } end
     local where, wwhy = placement(ctx, item)
     if not where then return { status = "skipped", reason = wwhy } end
+    -- plan.qlikview.publish: the managed space qvapps.publish moves it to
+    local pub = mapped(ctx.plan.qlikview and ctx.plan.qlikview.publish, item.folder)
+    local managed = pub and retrieve.space(ctx.target, pub.space)
+    if pub and not (managed and managed.type == "managed") then
+      return { status = "skipped", reason = "managed space '" .. pub.space .. "' (plan.qlikview.publish) is not "
+        .. "in the tenant" }
+    end
     local mid = marker_id(item.qv_id)
     local r = ctx.ensure {
       get = function(id)
@@ -83,7 +97,8 @@ return {
       id = function(o) return o.resourceId or o.id end,
       undo = function(id) return { method = "DELETE", path = "apps/" .. id } end,
     }
-    local data = { qv_id = item.qv_id, space_id = where.space_id, name = item.name }
+    local data = { qv_id = item.qv_id, space_id = where.space_id, name = item.name,
+      bound_for = managed and managed.id or nil }
     if ctx.dry_run or ctx.is_planned(r.id) then
       error(setmetatable({ method = "engine", path = "apps/" .. r.id, target_id = r.id, data = data,
         reason = "would set the script and write the master items" }, errors.DryRun), 0)

@@ -315,6 +315,122 @@ T.test("qvapps.import: a mapped space missing from the tenant skips the document
   t.match(st["qvapp " .. SALES].reason, "space 'Finance QV' is not in the tenant")
   t.eq(st["qvapp " .. INVENTORY].status, "created")
 end)
+
+-- {====== the steps after the import: the Qlik Sense app steps, reused
+
+local PIPELINE = "qvapps.convert, qvapps.import, qvapps.scripts, qvapps.reload, qvapps.publish, qvapps.owners"
+local PIPELINE_PLAN = [[
+plan:
+  qlikview:
+    spaces: {Finance: Finance QV}
+    publish: {Finance: Finance Reports}
+    owners: {'Finance/Sales Dashboard.qvw': jane@acme.com, Inventory: nobody@acme.com}
+  spaces: {staging: QV staging}
+  scripts:
+    replace:
+      - {find: "ODBC CONNECT TO 'Warehouse ODBC'", replace: "LIB CONNECT TO 'QV staging:Warehouse'"}
+      - {find: 'lib://Shared Files/', replace: 'lib://QV staging:DataFiles/'}]]
+
+local function pipeline_tenant()
+  the_sim():reset()
+  local ids = { finance = space("Finance QV"), staging = space("QV staging") }
+  local st, m = api("POST", "spaces", { name = "Finance Reports", type = "managed" })
+  assert(st == 201, st)
+  ids.managed = m.id
+  for _, c in ipairs { { "Sales DB", ids.finance }, { "Warehouse", ids.staging } } do
+    st = api("POST", "data-connections", { qName = c[1], datasourceID = "ODBC", qType = "QvOdbcConnectorPackage.exe",
+      qConnectStatement = "CUSTOM CONNECT TO \"provider=x;\"", space = c[2] })
+    assert(st == 201, "data connection " .. c[1] .. ": " .. st)
+  end
+  local u
+  st, u = api("POST", "users", { subject = "auth0|jane", email = "jane@acme.com", name = "Jane", status = "active" })
+  assert(st == 201, "user: " .. st)
+  ids.jane = u.id
+  return ids
+end
+
+local function app_by_id(id)
+  for _, a in ipairs(the_sim():state().cloud.apps) do if a.id == id then return a end end
+end
+
+T.test("qvapps.scripts, reload, publish, owners: the apps.* steps on the QlikView apps; a re-run writes nothing",
+  function()
+  local ids = pipeline_tenant()
+  local file, dir = job(PIPELINE, PIPELINE_PLAN)
+  local code, out, err = cli.run { "run", file }
+  t.eq(code, 0, out .. err)
+  local st = status(file)
+  local sales_id, inv_id = st["qvapp " .. SALES].target_id, st["qvapp " .. INVENTORY].target_id
+  -- scripts: the plan's replacements, with a backup of the script as imported
+  t.eq(st["qvapp.script " .. INVENTORY].status, "updated")
+  local inv = app_by_id(inv_id)
+  t.match(inv.script, "LIB CONNECT TO 'QV staging:Warehouse';")
+  t.match(inv.script, "lib://QV staging:DataFiles/rates%.qvd")
+  t.eq(t.read(dir .. "/project/backups/scripts/" .. fs.safe_name(INVENTORY) .. ".qvs"),
+    t.read(SHARE .. "/Operations/Inventory-prj/LoadScript.txt"))
+  t.eq(st["qvapp.script " .. SALES].status, "unchanged", "nothing to rewrite")
+  -- reload: both succeed now that their connections resolve
+  t.eq({ st["qvapp.reload " .. SALES].status, st["qvapp.reload " .. INVENTORY].status }, { "created", "created" })
+  -- publish: the Finance folder's app moved into its managed space
+  t.eq(st["qvapp.published " .. SALES].status, "created")
+  t.eq(app_by_id(sales_id).spaceId, ids.managed)
+  t.eq(st["qvapp.published " .. INVENTORY].status, "skipped")
+  -- owners: from the plan's mapping
+  t.eq(st["qvapp.owner " .. SALES].status, "updated")
+  t.eq(app_by_id(sales_id).ownerId, ids.jane)
+  t.eq(st["qvapp.owner " .. INVENTORY].status, "skipped")
+  t.match(st["qvapp.owner " .. INVENTORY].reason, "owner nobody@acme%.com has no Cloud user")
+
+  the_sim():reset_counters()
+  code, out = cli.run { "run", file }
+  t.eq(code, 0, out)
+  t.eq(the_sim():counts().total_writes, 0, "an identical re-run writes nothing")
+end)
+
+T.test("qvapps.delete and post.reset_qv_descriptions: only this project's QlikView apps, markers and all", function()
+  pipeline_tenant()
+  local file = job("qvapps.convert, qvapps.import", IMPORT_PLAN)
+  t.eq((cli.run { "run", file }), 0)
+  local st = status(file)
+  local sales_id = st["qvapp " .. SALES].target_id
+  -- a Qlik Sense app with its own marker, and an unmarked app: never touched
+  api("POST", "apps", { attributes = { name = "Other", description = "[qmig-lua:1:1234]" } })
+  api("POST", "apps", { attributes = { name = "Plain" } })
+  -- reset: the description loses its marker, and undo would put it back
+  t.write(file, (t.read(file):gsub("steps: %[qvapps.convert, qvapps.import%]",
+    "steps: [qvapps.convert, qvapps.import, post.reset_qv_descriptions]")))
+  local code, out, err = cli.run { "run", file }
+  t.eq(code, 0, out .. err)
+  t.eq(app_by_id(sales_id).description, "")
+  t.eq(status(file)["qvapp.description " .. SALES].status, "updated")
+  -- delete: this project's two apps, found through the cache
+  t.write(file, (t.read(file):gsub("post.reset_qv_descriptions", "qvapps.delete")))
+  code, out, err = cli.run { "run", file, "--step", "qvapps.delete", "--yes" }
+  t.eq(code, 0, out .. err)
+  local names = {}
+  for _, a in ipairs(the_sim():state().cloud.apps) do names[#names + 1] = a.name end
+  table.sort(names)
+  t.eq(names, { "Other", "Plain" })
+  st = status(file)
+  t.eq({ st["qvapp " .. SALES].status, st["qvapp.delete " .. SALES].status }, { "deleted", "deleted" })
+  -- and the next import makes them again
+  code, out = cli.run { "run", file, "--step", "qvapps.import" }
+  t.eq(code, 0, out)
+  t.eq(#apps_named("Sales Dashboard"), 1)
+end)
+
+T.test("qvapps.delete finds a marked app the cache does not know (a lost project database)", function()
+  pipeline_tenant()
+  local file, dir = job("qvapps.convert, qvapps.import, qvapps.delete", IMPORT_PLAN)
+  t.eq((cli.run { "run", file, "--step", "qvapps.convert", "--step", "qvapps.import" }), 0)
+  local conn = assert(require("qmig.sqlite").open(dir .. "/project/qmig.db"))
+  conn:exec("DELETE FROM items WHERE kind = 'qvapp'")
+  conn:close()
+  local code, out, err = cli.run { "run", file, "--step", "qvapps.delete", "--yes" }
+  t.eq(code, 0, out .. err)
+  t.eq(apps_named("Sales Dashboard"), {})
+  t.eq(apps_named("Inventory"), {})
+end)
 -- }======
 
 return T

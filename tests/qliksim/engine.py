@@ -116,8 +116,14 @@ class Engine:
         self.sessions = 0
 
     def state(self, half_name, app_id):
+        # per half instance: a reset makes new halves (and may hand out the same
+        # app ids again), and the apps of a reset tenant have no engine state
+        half = self.sim.half(half_name)
         with self.lock:
-            return self.states.setdefault((half_name, app_id), AppState())
+            cur = self.states.get((half_name, app_id))
+            if cur is None or cur[0] is not half:
+                cur = self.states[(half_name, app_id)] = (half, AppState())
+            return cur[1]
 
     def load(self, half_name, app_id):
         with self.sim.ctx.lock:

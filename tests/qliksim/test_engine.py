@@ -220,6 +220,17 @@ class EngineTest(unittest.TestCase):
                                               ("GetVariableByName", {"qName": "nope"}))):
             self.assertIsNone(c.rpc(30 + i, method, doc, params)["result"]["qReturn"]["qHandle"])
 
+    def test_a_reset_tenant_has_no_engine_state(self):
+        c = self.cloud()
+        c.text()
+        doc = c.rpc(1, "OpenDoc", params=[APP])["result"]["qReturn"]["qHandle"]
+        c.rpc(2, "CreateVariableEx", doc, [{"qInfo": {"qType": "variable"}, "qName": "vReset", "qDefinition": "1"}])
+        self.running.sim.build_halves()   # what POST /_sim/reset does
+        c = self.cloud()
+        c.text()
+        doc = c.rpc(1, "OpenDoc", params=[APP])["result"]["qReturn"]["qHandle"]
+        self.assertIsNone(c.rpc(2, "GetVariableByName", doc, {"qName": "vReset"})["result"]["qReturn"]["qHandle"])
+
     def test_pages_over_10000_cells_are_error_7009(self):
         c = self.cloud()
         c.text()
