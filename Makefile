@@ -1,6 +1,6 @@
 # qmig-lua — build, test, install.  See README.md.
 PREFIX    ?= /usr/local
-PKGS      := lua5.4 libcurl sqlite3 yaml-0.1 lua5.4-cjson libcrypto xlsxwriter
+PKGS      := lua5.4 libcurl sqlite3 yaml-0.1 lua5.4-cjson libcrypto xlsxwriter expat
 CC        ?= cc
 CSTD      := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
@@ -37,7 +37,7 @@ $(TEST_C): tests/c/test_host.c $(filter-out $(BUILD)/main.o,$(OBJS))
 # The demo needs only the first line (build and simulator): `make demo`
 # checks those alone, so it works offline and without npm once they are in.
 DEMO_PKGS := build-essential pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-dev \
-            libsqlite3-dev libyaml-dev lua-cjson-dev libssl-dev libxlsxwriter-dev openssl python3
+            libsqlite3-dev libyaml-dev lua-cjson-dev libssl-dev libxlsxwriter-dev libexpat1-dev openssl python3
 DEB_PKGS := $(DEMO_PKGS) lua-check luarocks cppcheck clang-tidy shellcheck valgrind chromium
 demo-deps:
 	@missing=$$(for p in $(DEMO_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -128,7 +128,7 @@ clean:
 # build-fuzz/crash-<name>-* and fails the target.
 FUZZ_CC       ?= clang
 FUZZ_BUILD    := build-fuzz
-FUZZ_NAMES    := fuzz_yaml fuzz_json fuzz_job fuzz_qrs_filter fuzz_ws
+FUZZ_NAMES    := fuzz_yaml fuzz_json fuzz_job fuzz_qrs_filter fuzz_ws fuzz_xml
 FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS    = $(CSTD) $(WARN) -Wno-strict-prototypes -O1 -g $(FUZZ_SAN) $(PKG_CFLAGS) -DQMIG_PREFIX='"$(PREFIX)"'
 FUZZ_OBJS     := $(filter-out $(FUZZ_BUILD)/main.o,$(SRCS:src/%.c=$(FUZZ_BUILD)/%.o))

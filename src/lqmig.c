@@ -310,6 +310,7 @@ static const luaL_Reg preloads[] = {
   {"qmig.hash", luaopen_qmig_hash},
   {"qmig.ws", luaopen_qmig_ws},
   {"qmig.xlsx", luaopen_qmig_xlsx},
+  {"qmig.xml", luaopen_qmig_xml},
   {NULL, NULL}
 };
 

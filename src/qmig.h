@@ -21,6 +21,7 @@ int luaopen_qmig_fs(lua_State *L);
 int luaopen_qmig_hash(lua_State *L);
 int luaopen_qmig_ws(lua_State *L);
 int luaopen_qmig_xlsx(lua_State *L);
+int luaopen_qmig_xml(lua_State *L);
 
 /* Opens the standard libraries, preloads every qmig library, sets the
 ** global `qmig` and points package.path at the host's Lua folder. */

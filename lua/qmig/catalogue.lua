@@ -7,7 +7,7 @@ local M = {}
 local entries = {
   { 10, "users.delete", "Delete Users" },
   { 20, "apps.delete", "Delete Applications" },
-  { 30, "qvapps.delete", "Delete QlikView Applications", reserved = true },
+  { 30, "qvapps.delete", "Delete QlikView Applications" },
   { 40, "dataconnections.delete", "Delete Data Connections" },
   { 50, "nprinting.delete_reports", "Delete NPrinting Reports", reserved = true },
   { 60, "spaces.delete", "Delete Spaces" },
@@ -34,14 +34,14 @@ local entries = {
   { 260, "apps.schedules", "Add Reload Schedules To Applications" },
   { 270, "apps.validate", "Validate Applications" },
   { 280, "apps.owners", "Update Application Owners" },
-  { 290, "qvapps.convert", "Convert QlikView Applications", reserved = true },
-  { 300, "qvapps.import", "Import QlikView Applications", reserved = true },
-  { 310, "qvapps.scripts", "Update QlikView Application Scripts", reserved = true },
-  { 320, "qvapps.reload", "Reload QlikView Applications", reserved = true },
-  { 330, "qvapps.publish", "Publish QlikView Applications", reserved = true },
-  { 340, "qvapps.owners", "Update QlikView Application Owners", reserved = true },
+  { 290, "qvapps.convert", "Convert QlikView Applications" },
+  { 300, "qvapps.import", "Import QlikView Applications" },
+  { 310, "qvapps.scripts", "Update QlikView Application Scripts" },
+  { 320, "qvapps.reload", "Reload QlikView Applications" },
+  { 330, "qvapps.publish", "Publish QlikView Applications" },
+  { 340, "qvapps.owners", "Update QlikView Application Owners" },
   { 350, "post.reset_descriptions", "Reset App Descriptions" },
-  { 360, "post.reset_qv_descriptions", "Reset QlikView App Descriptions", reserved = true },
+  { 360, "post.reset_qv_descriptions", "Reset QlikView App Descriptions" },
 }
 
 M.by_name = {}

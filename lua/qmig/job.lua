@@ -143,6 +143,9 @@ M.schema = S.record {
     -- the engine (apps.validate): default the QRS host on port 4747 when the
     -- QRS is on 4242, else the QRS URL's origin (qmig.validation.engines)
     engine_url = S.string { nonempty = true, validate = engine_url },
+    -- QlikView documents: a folder (a mounted share) of .qvw files, each
+    -- read through its -prj folder (docs/qlikview.md)
+    qlikview = S.record { folder = S.path { required = true, exists = true } },
   }, { required = true }),
   target = S.record({
     type = S.enum({ "cloud" }, { required = true }),
@@ -193,6 +196,13 @@ M.schema = S.record {
       names = strings,
       map = S.map(S.record { space = S.string(), name = S.string() }),
       credentials = S.path { exists = true, private = true },
+    },
+    -- which QlikView documents, and where they go (docs/qlikview.md)
+    qlikview = S.record {
+      folders = strings, names = strings, exclude = S.record { names = strings },
+      spaces = S.map(S.string()),   -- folder -> target space name (default: the staging space)
+      owners = S.map(S.string()),   -- document (folder/name.qvw or name) -> owner (email or subject)
+      publish = S.map(S.string()),  -- folder -> managed space name the converted app is published to
     },
     scripts = S.record {
       replace = S.list(S.record({ find = S.string(), pattern = S.string(), replace = S.string { required = true } }, {

@@ -351,6 +351,14 @@ async function run(base) {
     shape(r.data.attributes, { id: "uuid", name: "string", description: "string", ownerId: "string", spaceId: "string", originAppId: "string", published: "boolean", publishTime: "string", createdDate: "iso", modifiedDate: "iso", lastReloadTime: "string", _resourcetype: "string", usage: "string", custom: "object" }, "attributes");
     ctx.app = r.data.attributes.id;
   });
+  await check("apps.createApp (empty app, shared space) -> NxApp", async () => {
+    const r = await apps.createApp({ attributes: { name: "From QlikView", description: "[qmig-lua:1:qlikview:x]", spaceId: ctx.shared } }, opt);
+    eq(r.status, 200);
+    shape(r.data, { attributes: "object", privileges: "array", create: "array" }, "NxApp");
+    shape(r.data.attributes, { id: "uuid", name: "string", description: "string", ownerId: "string", spaceId: "string", usage: "string" }, "attributes");
+    eq(r.data.attributes.description, "[qmig-lua:1:qlikview:x]");
+    await expectStatus(apps.createApp({ attributes: { name: "x", spaceId: ctx.managed } }, opt), 403);
+  });
   await check("apps.importApp refused into managed space (403), personal import", async () => {
     await expectStatus(apps.importApp({ spaceId: ctx.managed }, qvf, opt), 403);
     const p = await apps.importApp({ fileId: ctx.tempId }, new Uint8Array(0), opt);

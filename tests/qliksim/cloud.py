@@ -967,7 +967,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
         ("GET", "/spaces/{spaceId}/shares"), ("POST", "/spaces/{spaceId}/shares"),
         ("GET", "/spaces/{spaceId}/shares/{shareId}"),
         ("DELETE", "/spaces/{spaceId}/shares/{shareId}"),
-        ("POST", "/apps/import"), ("GET", "/apps/privileges"),
+        ("POST", "/apps"), ("POST", "/apps/import"), ("GET", "/apps/privileges"),
         ("GET", "/apps/{appId}"), ("PUT", "/apps/{appId}"), ("DELETE", "/apps/{appId}"),
         ("POST", "/apps/{appId}/export"), ("PUT", "/apps/{appId}/space"),
         ("DELETE", "/apps/{appId}/space"), ("PUT", "/apps/{appId}/owner"),
@@ -1847,6 +1847,29 @@ class Cloud(SchedulingMixin, OAuthMixin):
             for k in ("_born", "_versions"):
                 if k in old["item"]:
                     app["item"][k] = old["item"][k]
+        return self._ok(self._nxapp(app))
+
+    def h_post_apps(self, req, me):
+        """Create an empty app (qlik.dev, Apps: "Creates a new app"; body {attributes:
+        {name, usage, locale, spaceId, description}}, 200 with the NxApp, tier 2)."""
+        b = self._json(req)
+        at = b.get("attributes") or {}
+        if not isinstance(at, dict):
+            raise self.err(400, "APPS-400", "Bad Request", "attributes must be an object")
+        space_id = at.get("spaceId") or None
+        if space_id:
+            sp = self.spaces.get(space_id)
+            if not sp:
+                raise self.err(404, "APPS-404", "Not Found", "space %s not found" % space_id)
+            if sp["type"] != "shared":
+                raise self.err(403, "APPS-403", "Forbidden", "apps cannot be created in a %s space" % sp["type"])
+        usage = at.get("usage") or "ANALYTICS"
+        if usage not in ("ANALYTICS", "DATA_PREPARATION", "DATAFLOW_PREP", "SINGLE_TABLE_PREP"):
+            raise self.err(400, "APPS-400", "Bad Request", "usage %s is not allowed" % usage)
+        meta = {"name": at.get("name") or "Untitled", "description": at.get("description") or "",
+                "has_data": False, "source": "cloud"}
+        app = self._create_app(meta, 0, "", space_id, me["id"], name=meta["name"])
+        app["usage"] = usage
         return self._ok(self._nxapp(app))
 
     @staticmethod

@@ -119,8 +119,14 @@ class Engine:
         self.sessions = 0
 
     def state(self, half_name, app_id):
+        # per half instance: a reset makes new halves (and may hand out the same
+        # app ids again), and the apps of a reset tenant have no engine state
+        half = self.sim.half(half_name)
         with self.lock:
-            return self.states.setdefault((half_name, app_id), AppState())
+            cur = self.states.get((half_name, app_id))
+            if cur is None or cur[0] is not half:
+                cur = self.states[(half_name, app_id)] = (half, AppState())
+            return cur[1]
 
     def load(self, half_name, app_id):
         with self.sim.ctx.lock:
@@ -390,6 +396,25 @@ class Session:
         return {"qReturn": {"qType": "GenericVariable", "qHandle": h, "qGenericId": prop["qInfo"]["qId"]},
                 "qInfo": prop["qInfo"]}
 
+    # Get{Dimension,Measure,VariableByName}: the engine's answer for an id or
+    # name it does not know is a null handle, as GetObject's (no RPC error)
+    def _stored_return(self, cls, qtype, pred):
+        with self.app.state.lock:
+            found = next((o for o in self.app.state.objects.values() if o["_class"] == cls and pred(o)), None)
+        if found is None:
+            return {"qReturn": {"qType": None, "qHandle": None}}
+        h = self.new_handle("object", {"kind": "stored", "prop": found})
+        return {"qReturn": {"qType": qtype, "qHandle": h, "qGenericId": found["qInfo"]["qId"]}}
+
+    def doc_GetDimension(self, p):
+        return self._stored_return("dimension", "GenericDimension", lambda o: o["qInfo"]["qId"] == p.get("qId"))
+
+    def doc_GetMeasure(self, p):
+        return self._stored_return("measure", "GenericMeasure", lambda o: o["qInfo"]["qId"] == p.get("qId"))
+
+    def doc_GetVariableByName(self, p):
+        return self._stored_return("variable", "GenericVariable", lambda o: o.get("qName") == p.get("qName"))
+
     def doc_SetScript(self, p):
         with self.app.state.lock:
             self.app.state.script = p.get("qScript", "")
@@ -408,8 +433,18 @@ class Session:
         return {"qScript": script}
 
     def doc_DoSave(self, p):
+        # DoSave persists the session's script into the app: a reload (which
+        # reads the app, not a session) then runs it, and GetScript in a later
+        # session, or the REST script history, show it
         with self.app.state.lock:
             self.app.state.saves += 1
+            script, self.app.state.script = self.app.state.script, None
+        if self.half_name == "cloud" and script is not None:
+            with self.engine.sim.ctx.lock:
+                half = self.engine.sim.half("cloud")
+                app = half.apps.get(self.app.id)
+                if app is not None and half._current_script(app) != script:
+                    half._add_script_version(app, script, "", app["ownerId"])
         return {}
 
     # -- GenericObject and friends

@@ -469,6 +469,25 @@ class AppTests(CloudTestBase):
         self.assertEqual(self.import_app(b"", spaceId=self.existing).status, 400)
         self.assertFalse(self.cloud.apps)
 
+    def test_create_empty_app(self):
+        body = {"attributes": {"name": "From QlikView", "description": "d", "spaceId": self.existing}}
+        app = self.ok(self.c.call("POST", "/apps", body))
+        at = app["attributes"]
+        self.assertEqual((at["name"], at["description"], at["spaceId"], at["usage"]),
+                         ("From QlikView", "d", self.existing, "ANALYTICS"))
+        self.assertEqual(self.c.last_endpoint, "POST /api/v1/apps")
+        self.assertEqual(self.cloud.tier("POST", "/api/v1/apps"), "tier2")
+        st = next(a for a in self.cloud.state()["apps"] if a["id"] == at["id"])
+        self.assertEqual(st["script"], "")
+        self.assertFalse(self.cloud.apps[at["id"]]["has_data"])
+        personal = self.ok(self.c.call("POST", "/apps", {"attributes": {"name": "Mine"}}, key=ALICE))["attributes"]
+        self.assertNotIn("spaceId", personal)
+        self.assertEqual(personal["ownerId"], self.users["alice@acme.com"])
+        m = self.space("Gov", "managed")
+        self.assertEqual(self.c.call("POST", "/apps", {"attributes": {"name": "x", "spaceId": m}}).status, 403)
+        self.assertEqual(self.c.call("POST", "/apps", {"attributes": {"name": "x", "spaceId": "nope"}}).status, 404)
+        self.assertEqual(self.c.call("POST", "/apps", {"attributes": {"name": "x", "usage": "NOPE"}}).status, 400)
+
     def test_personal_import_and_attributes(self):
         app = self.ok(self.import_app(key=ALICE, name="Renamed"))
         at = app["attributes"]

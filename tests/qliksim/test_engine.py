@@ -190,6 +190,64 @@ class EngineTest(unittest.TestCase):
         self.assertNotIn("delta", plain)
         self.assertEqual(plain["result"]["qLayout"], full)
 
+    def test_do_save_persists_the_script_into_the_app(self):
+        c = self.cloud()
+        c.text()
+        doc = c.rpc(1, "OpenDoc", params=[APP])["result"]["qReturn"]["qHandle"]
+        self.assertIn("result", c.rpc(2, "SetScript", doc, ["LOAD 7 AS seven AUTOGENERATE 1;"]))
+        cloud = self.running.sim.half("cloud")
+        with self.running.sim.ctx.lock:
+            before = cloud._current_script(cloud.apps[APP])
+        self.assertNotEqual(before, "LOAD 7 AS seven AUTOGENERATE 1;", "not in the app before DoSave")
+        self.assertIn("result", c.rpc(3, "DoSave", doc, []))
+        with self.running.sim.ctx.lock:
+            self.assertEqual(cloud._current_script(cloud.apps[APP]), "LOAD 7 AS seven AUTOGENERATE 1;")
+            versions = len(cloud.apps[APP]["scripts"])
+        c.rpc(4, "DoSave", doc, [])
+        with self.running.sim.ctx.lock:
+            self.assertEqual(len(cloud.apps[APP]["scripts"]), versions, "an unchanged script adds no version")
+            cloud._add_script_version(cloud.apps[APP], "LOAD 8 AS eight AUTOGENERATE 1;", "REST", "x")
+        again = self.cloud()
+        again.text()
+        d2 = again.rpc(1, "OpenDoc", params=[APP])["result"]["qReturn"]["qHandle"]
+        self.assertEqual(again.rpc(2, "GetScript", d2, [])["result"]["qScript"], "LOAD 8 AS eight AUTOGENERATE 1;",
+                         "a later session reads the app's script, not an old session's")
+        with self.running.sim.ctx.lock:
+            cloud._add_script_version(cloud.apps[APP], before, "restore", "x")
+
+    def test_master_items_and_variables_are_found_again_by_id_and_name(self):
+        c = self.cloud()
+        c.text()
+        doc = c.rpc(1, "OpenDoc", params=[APP])["result"]["qReturn"]["qHandle"]
+        c.rpc(2, "CreateDimension", doc, [{"qInfo": {"qId": "dimA", "qType": "dimension"},
+                                           "qDim": {"qGrouping": "N", "qFieldDefs": ["Customer"]}}])
+        c.rpc(3, "CreateMeasure", doc, [{"qInfo": {"qId": "mesA", "qType": "measure"},
+                                         "qMeasure": {"qDef": "Sum(Amount)", "qLabel": "Amount"}}])
+        c.rpc(4, "CreateVariableEx", doc, [{"qInfo": {"qType": "variable"}, "qName": "vX", "qDefinition": "1"}])
+        again = c.rpc(5, "CreateDimension", doc, [{"qInfo": {"qId": "dimA", "qType": "dimension"}}])
+        self.assertEqual(again["error"]["code"], 11)
+        for i, (method, params, qtype) in enumerate((("GetDimension", {"qId": "dimA"}, "GenericDimension"),
+                                                     ("GetMeasure", {"qId": "mesA"}, "GenericMeasure"),
+                                                     ("GetVariableByName", {"qName": "vX"}, "GenericVariable"))):
+            r = c.rpc(10 + i, method, doc, params)["result"]["qReturn"]
+            self.assertEqual(r["qType"], qtype)
+            props = c.rpc(20 + i, "GetProperties", r["qHandle"], [])["result"]["qProp"]
+            self.assertIn(props["qInfo"]["qType"], ("dimension", "measure", "variable"))
+        for i, (method, params) in enumerate((("GetDimension", {"qId": "nope"}), ("GetMeasure", {"qId": "nope"}),
+                                              ("GetVariableByName", {"qName": "nope"}))):
+            self.assertIsNone(c.rpc(30 + i, method, doc, params)["result"]["qReturn"]["qHandle"])
+
+    def test_a_reset_tenant_has_no_engine_state(self):
+        c = self.cloud()
+        c.text()
+        doc = c.rpc(1, "OpenDoc", params=[APP])["result"]["qReturn"]["qHandle"]
+        c.rpc(2, "CreateVariableEx", doc, [{"qInfo": {"qType": "variable"}, "qName": "vReset", "qDefinition": "1"}])
+        self.running.sim.build_halves()   # what POST /_sim/reset does
+        c = self.cloud()
+        c.text()
+        doc = c.rpc(1, "OpenDoc", params=[APP])["result"]["qReturn"]["qHandle"]
+        self.assertIsNone(c.rpc(2, "GetVariableByName", doc, {"qName": "vReset"})["result"]["qReturn"]["qHandle"])
+
     def test_pages_over_10000_cells_are_error_7009(self):
         c = self.cloud()
         c.text()

@@ -1,0 +1,121 @@
+-- Import QlikView Applications (QAMT "Import QlikView Applications"): a
+-- Qlik Sense app per converted document (qvapps.convert), created empty
+-- over REST (POST /apps, named after the document, its description marked
+-- "[qmig-lua:1:qlikview:<qv id>]" in the same call), then filled over the
+-- engine (qmig.qlikview.engine): SetScript, CreateVariableEx,
+-- CreateDimension, CreateMeasure, CreateObject for the master
+-- visualizations, DoSave.
+--
+-- Where: plan.qlikview.spaces maps a folder of the share (the longest
+-- mapped prefix of the document's folder) to a shared space, found by
+-- name; documents of unmapped folders go to the staging space
+-- (spaces.create's "@staging", else plan.spaces.staging by name).
+-- plan.qlikview.publish maps folders to the managed space qvapps.publish
+-- moves the app to (recorded as data.bound_for).  A missing space skips
+-- the document with the reason.
+--
+-- Never a duplicate: ctx.ensure finds the app recorded in the cache, else
+-- the app carrying the document's marker in that space (an earlier
+-- attempt whose reply was lost, or a lost cache), before it creates one;
+-- the master items keep the ids of the conversion, so filling an app
+-- again adds only what is missing.  The fingerprint is the document's: a
+-- document converted again is filled again (new master items are added;
+-- the script follows the document).  Undo deletes the apps it created.
+local conversion = require "qmig.qlikview.conversion"
+local errors = require "qmig.errors"
+local qvengine = require "qmig.qlikview.engine"
+local retrieve = require "qmig.retrieve"
+
+local function marker_id(qv_id) return "qlikview:" .. qv_id end
+
+-- The value of the longest folder prefix of the document's folder in map.
+local function mapped(map, folder)
+  local best
+  for f, v in pairs(map or {}) do
+    f = f:gsub("^/+", ""):gsub("/+$", "")
+    if (f == "" or folder == f or folder:sub(1, #f + 1) == f .. "/") and (not best or #f > #best.f) then
+      best = { f = f, space = v }
+    end
+  end
+  return best
+end
+
+-- The space of a document: {space_id, name, bound_for} or nil, why.
+local function placement(ctx, item)
+  local best = mapped(ctx.plan.qlikview and ctx.plan.qlikview.spaces, item.folder)
+  if best then
+    local s = retrieve.space(ctx.target, best.space)
+    if not s then return nil, "space '" .. best.space .. "' is not in the tenant (create it first)" end
+    return { space_id = s.id, name = s.name }
+  end
+  local staging = ctx.lookup("space", "@staging")
+  if staging then return { space_id = staging, name = ctx.plan.spaces and ctx.plan.spaces.staging } end
+  local name = ctx.plan.spaces and ctx.plan.spaces.staging or "Migration staging"
+  local s = retrieve.space(ctx.target, name)
+  if not s then return nil, "no space for folder '" .. item.folder .. "' and no staging space '" .. name .. "'" end
+  return { space_id = s.id, name = s.name }
+end
+
+return {
+  name = "qvapps.import", title = "Import QlikView Applications", order = 300, object = "qvapp",
+  requires = { "qvapps.convert" },
+  items = function(ctx)
+    local items = conversion.converted(ctx)
+    for _, item in ipairs(items) do
+      local rec = ctx.cache:get("qvapp.convert", item.id)
+      item.fp = rec and rec.fingerprint or ""
+    end
+    return items
+  end,
+  key = function(item) return item.id end,
+  fingerprint = function(item) return item.fp end,
+  target_path = function(rec) return "apps/" .. rec.target_id end,
+  run = function(ctx, item)
+    local conv, why = conversion.load(ctx, item.qv_id)
+    if not conv then return { status = "skipped", reason = why } end
+    local where, wwhy = placement(ctx, item)
+    if not where then return { status = "skipped", reason = wwhy } end
+    -- plan.qlikview.publish: the managed space qvapps.publish moves it to
+    local pub = mapped(ctx.plan.qlikview and ctx.plan.qlikview.publish, item.folder)
+    local managed = pub and retrieve.space(ctx.target, pub.space)
+    if pub and not (managed and managed.type == "managed") then
+      return { status = "skipped", reason = "managed space '" .. pub.space .. "' (plan.qlikview.publish) is not "
+        .. "in the tenant" }
+    end
+    local mid = marker_id(item.qv_id)
+    local r = ctx.ensure {
+      get = function(id)
+        local reply = ctx.target:find("apps/" .. id)
+        return type(reply) == "table" and type(reply.attributes) == "table" and reply.attributes or nil
+      end,
+      candidates = function() return retrieve.apps_by_marker(ctx.target, mid, { spaceId = where.space_id }) end,
+      create = function()
+        local reply = ctx.target:post("apps", { attributes = { name = item.name, usage = "ANALYTICS",
+          description = retrieve.mark("", mid), spaceId = where.space_id } })
+        return reply.attributes
+      end,
+      id = function(o) return o.resourceId or o.id end,
+      undo = function(id) return { method = "DELETE", path = "apps/" .. id } end,
+    }
+    local data = { qv_id = item.qv_id, space_id = where.space_id, name = item.name,
+      bound_for = managed and managed.id or nil }
+    if ctx.dry_run or ctx.is_planned(r.id) then
+      error(setmetatable({ method = "engine", path = "apps/" .. r.id, target_id = r.id, data = data,
+        reason = "would set the script and write the master items" }, errors.DryRun), 0)
+    end
+    local session, doc = qvengine.open(ctx, r.id)
+    local ok, counts = pcall(qvengine.write, doc, conv)
+    session:close()
+    if not ok then error(counts, 0) end
+    data.written = counts
+    local made = (counts.variable or 0) + (counts.dimension or 0) + (counts.measure or 0)
+      + (counts.visualization or 0)
+    local reason = string.format("%d variable(s), %d dimension(s), %d measure(s), %d visualization(s) written%s%s",
+      counts.variable or 0, counts.dimension or 0, counts.measure or 0, counts.visualization or 0,
+      counts.existing and (", " .. counts.existing .. " already there") or "", counts.script and ", script set" or "")
+    local status = r.status
+    if status == "unchanged" and (made > 0 or counts.script) then status = "updated" end
+    return { status = status, target_id = r.id, natural_key = retrieve.marker_token(mid), data = data,
+      reason = reason }
+  end,
+}

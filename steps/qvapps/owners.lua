@@ -1,0 +1,38 @@
+-- Update QlikView Application Owners: QlikView has no app owner as Qlik
+-- Sense does, so the owner comes from plan.qlikview.owners (the document's
+-- path below the share, or its name -> an email or subject), found among
+-- the tenant's users; then apps.owners changes the owner of the app users
+-- open (qmig.qlikview.variant).  A document without a mapping, or whose
+-- owner has no Cloud user, is skipped with the reason.
+local variant = require "qmig.qlikview.variant"
+local retrieve = require "qmig.retrieve"
+local base = require "qmig.steps.apps.owners"
+
+return variant.of(base, {
+  name = "qvapps.owners", title = "Update QlikView Application Owners", order = 340, object = "qvapp.owner",
+  requires = { "qvapps.import" },
+  items = function(ctx)
+    local map = ctx.plan.qlikview and ctx.plan.qlikview.owners or {}
+    local qv = variant.ctx(ctx)
+    local items = require("qmig.apps2.common").imported(qv)
+    for _, item in ipairs(items) do
+      item.open_id = qv.app_for(item.id) or item.app_id
+      local who = map[item.id] or map[item.name]
+      item.owner = { userDirectory = "QlikView", userId = who or "(none)" }
+      local user = who and retrieve.user(ctx.target, { email = who:find("@", 1, true) and who or nil, subject = who })
+      item.owner_to = user and user.id or false
+      item.mapped = who ~= nil
+    end
+    return items
+  end,
+  run = function(ctx, item)
+    if not item.mapped then
+      return { status = "skipped", target_id = item.open_id, reason = "no owner for it in plan.qlikview.owners" }
+    end
+    if not item.owner_to then
+      return { status = "skipped", target_id = item.open_id,
+        reason = "owner " .. item.owner.userId .. " has no Cloud user" }
+    end
+    return base.run(variant.ctx(ctx), item)
+  end,
+})

@@ -1,0 +1,11 @@
+-- Reload QlikView Applications: apps.reload (POST /reloads, followed to
+-- its end; a lost attempt's reload is found again) on the app of each
+-- imported QlikView document (qmig.qlikview.variant): its published copy
+-- once qvapps.publish made one.
+local variant = require "qmig.qlikview.variant"
+
+return variant.of(require "qmig.steps.apps.reload", {
+  name = "qvapps.reload", title = "Reload QlikView Applications", order = 320, object = "qvapp.reload",
+  requires = { "qvapps.import" },
+  items = function(ctx) return variant.documents(ctx) end,
+})
