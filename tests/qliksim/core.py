@@ -1062,7 +1062,7 @@ class Running:
 
 
 def start(site, half_classes, qrs_port=0, cloud_port=0, cloud_tls=False, certs_dir=None,
-          faults=None, data_dir=None, verbose=False):
+          faults=None, data_dir=None, verbose=False, nprinting_port=0):
     """Build the simulator and start its listeners. Returns a Running."""
     temp_dirs = []
     if not certs_dir:
@@ -1079,7 +1079,16 @@ def start(site, half_classes, qrs_port=0, cloud_port=0, cloud_tls=False, certs_d
     if "cloud" in half_classes:
         tls = server_ssl_context(certs, False) if cloud_tls else None
         listeners["cloud"] = Listener(sim, "cloud", cloud_port, tls, verbose)
+    if "nprinting" in half_classes and site.get("nprinting"):
+        # NPrinting's web console and API listen on 4993 over TLS (the sim CA signs it)
+        listeners["nprinting"] = Listener(sim, "nprinting", nprinting_port,
+                                          server_ssl_context(certs, False), verbose)
     info = {}
+    if "nprinting" in listeners:
+        np = sim.half("nprinting")
+        info["nprinting_url"] = f"https://127.0.0.1:{listeners['nprinting'].port}"
+        info["nprinting_jwt"] = np.admin_token()
+        info["nprinting_export"] = np.export_dir
     if "qrs" in listeners:
         info["qrs_url"] = f"https://127.0.0.1:{listeners['qrs'].port}"
     if "cloud" in listeners:
