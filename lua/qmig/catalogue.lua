@@ -30,7 +30,7 @@ local entries = {
   { 230, "apps.shares", "Add Shares To Applications" },
   { 235, "tags.migrate", "Migrate Tags And Custom Properties" },
   { 240, "nprinting.reports", "Migrate NPrinting Reports", reserved = true },
-  { 250, "nprinting.filters", "Migrate NPrinting Filters", reserved = true },
+  { 250, "nprinting.filters", "Migrate NPrinting Filters" },
   { 260, "apps.schedules", "Add Reload Schedules To Applications" },
   { 270, "apps.validate", "Validate Applications" },
   { 280, "apps.owners", "Update Application Owners" },

@@ -654,6 +654,32 @@ async function run(base) {
     await expectStatus(themes.getTheme(ctx.theme, opt), 404);
   });
 
+  // ---- reporting: report filters (nprinting.filters)
+  await check("apps report filters: create / list / get / patch / delete, REP-4xx", async () => {
+    const body = (name, field) => ({
+      name, description: "d", filterType: "REP", filterVersion: "filter-1.0",
+      filterV1_0: { fieldsByState: { $: [{ name: field, overrideValues: false, selectExcluded: false,
+        values: [{ valueAsText: "North", valueType: "string" }, { valueAsText: "4000", valueAsNumber: 4000, valueType: "number" }] }] } },
+    });
+    const r = await apps.createAppReportFilter(ctx.app, body("North", "Region"), opt);
+    eq(r.status, 201, "create");
+    const id = r.data.id;
+    assert(typeof id === "string" && r.data.filterV1_0.fieldsByState.$[0].name === "Region", "created filter");
+    await expectStatus(apps.createAppReportFilter(ctx.app, body("North", "Region"), opt), 409);
+    await expectStatus(apps.createAppReportFilter(ctx.app, body("Other", "NoSuchField"), opt), 400);
+    await expectStatus(apps.createAppReportFilter("00000000-0000-4000-8000-00000000dead", body("x", "Region"), opt), 404);
+    const list = await apps.getAppReportFilters(ctx.app, { filterTypes: ["REP"] }, opt);
+    eq(list.data.data.map((f) => f.name), ["North"], "listed");
+    assert(list.data.data[0].filterV1_0 === undefined, "a listing has no definition");
+    eq((await apps.getAppReportFilter(ctx.app, id, opt)).data.description, "d");
+    const p = await apps.patchAppReportFilter(ctx.app, id,
+      [{ op: "replace", path: "/filter", value: { Filter: { description: "e" } } }], opt);
+    eq(p.status, 204, "patch");
+    eq((await apps.getAppReportFilter(ctx.app, id, opt)).data.description, "e");
+    eq((await apps.deleteAppReportFilter(ctx.app, id, opt)).status, 204, "delete");
+    await expectStatus(apps.getAppReportFilter(ctx.app, id, opt), 404);
+  });
+
   // ---- cleanup rules
   await check("spaces.deleteSpace 412 when not empty, 204 when empty", async () => {
     await expectStatus(spaces.deleteSpace(ctx.shared, opt), 412);
