@@ -517,6 +517,7 @@ class Cloud(SchedulingMixin, OAuthMixin, ReportingMixin):
     # for scheduling.py, which cannot import this module (this module imports it)
     _rrule_problem = staticmethod(validate_rrule)
     _tz_ok = staticmethod(valid_timezone)
+    _task_datetime = staticmethod(parse_task_datetime)
     _scim = staticmethod(parse_scim)
     _FilterError = FilterError
 
@@ -579,6 +580,7 @@ class Cloud(SchedulingMixin, OAuthMixin, ReportingMixin):
         self._load_seed(seed)
         self._oauth_init(seed)
         self._sched_init(seed)
+        self._reporting_init()
         self._seeding = False
 
     # ------------------------------------------------------------------ infrastructure

@@ -16,9 +16,19 @@ Filter, FilterList and FilterError types; docs/nprinting.md):
     says; GET one has it.  PATCH [{op: replace, path: /filter, value: {Filter: {...}}}]
     -> 204; DELETE -> 204.  A deleted app takes its filters with it.
 """
+import json
+import os
+import shutil
+from datetime import timedelta
+
 from core import Response
 
 REPORTING_ROUTES = [
+    ("GET", "/report-templates"), ("POST", "/report-templates"),
+    ("GET", "/report-templates/{id}"), ("DELETE", "/report-templates/{id}"),
+    ("POST", "/report-templates/{id}/actions/download"),
+    ("GET", "/sharing-tasks"), ("POST", "/sharing-tasks"),
+    ("GET", "/sharing-tasks/{taskId}"), ("DELETE", "/sharing-tasks/{taskId}"),
     ("GET", "/apps/{appId}/report-filters"), ("POST", "/apps/{appId}/report-filters"),
     ("GET", "/apps/{appId}/report-filters/actions/count"),
     ("GET", "/apps/{appId}/report-filters/{id}"), ("PATCH", "/apps/{appId}/report-filters/{id}"),
@@ -29,10 +39,22 @@ FILTER_TYPES = ("REP", "SUB")
 VERSIONS = ("filter-1.0", "filter-2.0")
 VALUE_TYPES = ("string", "number", "evaluate", "search")
 MAX_STATES, MAX_FIELDS, MAX_VALUES = 125, 125, 150000
+# a template file's type (as NPrinting names it) -> the report template type
+TEMPLATE_TYPES = {"excel": "excel", "word": "word", "powerpoint": "powerPoint", "html": "html",
+                  "pixelperfect": "pixelPerfect"}
+# a report template type -> the type a sharing task's template entry names
+SHARING_TEMPLATE_TYPES = {"excel": "excel", "word": "word", "powerPoint": "powerpoint", "html": "html",
+                          "pixelPerfect": "pixel-perfect"}
+TASK_TYPES = ("chart-monitoring", "chart-sharing", "sheet-sharing", "template-sharing")
 
 
 class ReportingMixin:
-    """Report filters; needs the Cloud half's _app, _json, _page, err, _hex, _now, _scim."""
+    """Report filters, templates and sharing tasks; needs the Cloud half's _json, _page, err,
+    _hex, _now, _scim, _rrule_problem, _tz_ok, temp."""
+
+    def _reporting_init(self):
+        self.report_templates = {}
+        self.sharing_tasks = {}
 
     def _rep_err(self, status, code, title, detail=None):
         return self.err(status, code, title, detail)
@@ -198,9 +220,200 @@ class ReportingMixin:
         del a["_report_filters"][id]
         return Response(204)
 
+    # ================================================================ report templates
+    #
+    # The template file is read from the temporary content: the sim's template files are
+    # JSON {type, fields, sourceAppId?, ...} (what its NPrinting half exports).  No
+    # sourceAppId in the body -> the file's; "validate" -> they must be equal; "replace"
+    # -> the body's.  An unknown app -> 404; a field the app does not have -> 400
+    # REP-400044; a file that is not a template, or of a type reporting has no template
+    # for -> 400.
+
+    def _template_file(self, tid):
+        t = self.temp.get(tid) if isinstance(tid, str) else None
+        if t is None:
+            raise self._rep_err(400, "REP-400000", "Bad request", "temporary content %s not found" % tid)
+        try:
+            with open(t["path"], encoding="utf-8") as fh:
+                doc = json.load(fh)
+        except (OSError, ValueError, UnicodeDecodeError):
+            doc = None
+        if not isinstance(doc, dict) or not isinstance(doc.get("type"), str):
+            raise self._rep_err(400, "REP-400000", "Bad request", "the file is not a report template")
+        typ = TEMPLATE_TYPES.get(doc["type"].lower())
+        if typ is None:
+            raise self._rep_err(400, "REP-400000", "Bad request",
+                                "template type %s is not supported" % doc["type"])
+        return t, doc, typ
+
+    def h_post_report_templates(self, req, me):
+        body = self._json(req)
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise self._rep_err(400, "REP-400000", "Bad request", "name is required")
+        action = body.get("sourceAppAction")
+        if action not in (None, "validate", "replace"):
+            raise self._rep_err(400, "REP-400000", "Bad request", "sourceAppAction must be validate or replace")
+        t, doc, typ = self._template_file(body.get("temporaryContentId"))
+        app_id = body.get("sourceAppId") or doc.get("sourceAppId")
+        if not app_id:
+            raise self._rep_err(400, "REP-400000", "Bad request", "the template names no source app")
+        if action == "validate" and doc.get("sourceAppId") != app_id:
+            raise self._rep_err(400, "REP-400000", "Bad request", "the template's source app is not %s" % app_id)
+        a = self._rep_app(app_id)
+        known = self._app_fields(a)
+        for f in doc.get("fields") or []:
+            if f not in known:
+                raise self._rep_err(400, "REP-400044", "Missing or renamed field",
+                                    "template field %s does not exist in app %s" % (f, app_id))
+        now = self._now()
+        rid = self.ctx.new_id()
+        path = os.path.join(self.data_dir, "template-" + rid)
+        shutil.copyfile(t["path"], path)
+        rec = {"_seq": self._next_seq(), "_path": path, "id": rid, "name": name,
+               "description": body.get("description") or "", "type": typ, "sourceAppId": app_id,
+               "sourceAppName": a["name"], "ownerId": me["id"], "createdBy": me["id"], "updatedBy": me["id"],
+               "createdAt": now, "updatedAt": now, "metadataVersion": 1}
+        self.report_templates[rid] = rec
+        return self._ok(self._pub(rec), 201)
+
+    def _report_template(self, rid):
+        rec = self.report_templates.get(rid)
+        if rec is None:
+            raise self._rep_err(404, "REP-404000", "Not found", "template %s not found" % rid)
+        return rec
+
+    def h_get_report_templates(self, req, me):
+        recs = list(self.report_templates.values())
+        app = req.query.get("sourceAppId")
+        if app:
+            recs = [r for r in recs if r["sourceAppId"] == app]
+        name = (req.query.get("name") or "").lower()
+        if name:
+            recs = [r for r in recs if name in r["name"].lower()]
+        page, links, _ = self._page(req, recs, default_limit=20)
+        return self._ok({"data": [self._pub(r) for r in page], "links": links})
+
+    def h_get_report_templates_x(self, req, me, id):
+        return self._ok(self._pub(self._report_template(id)))
+
+    def h_delete_report_templates_x(self, req, me, id):
+        rec = self._report_template(id)
+        del self.report_templates[id]
+        try:
+            os.remove(rec["_path"])
+        except OSError:
+            pass
+        return Response(204)
+
+    def h_post_report_templates_x_actions_download(self, req, me, id):
+        rec = self._report_template(id)
+        return Response(200, file=rec["_path"], content_type="application/octet-stream")
+
+    # ================================================================ sharing tasks
+    #
+    # POST {name, type, templates: [{type, templateId, fileName?}], state, scheduleOptions:
+    # {recurrence: [RRULE...] (1..5, no DTSTART/UNTIL), timezone, startDateTime (local, no
+    # offset, not older than a year), endDateTime?}, recipients: {userIds: [{value}],
+    # groupIds?, emailAddresses?}, description?, enabled?} -> 201.  A template-sharing task
+    # needs templates naming existing report templates of one app; recipients must be users
+    # of the tenant.  Errors: 400 {"errors": [{code, title, detail}]} (codes inferred).
+    # The listing is {"sharingTasks": [...], "links"}, filtered by ?appid.
+
+    def _share_err(self, detail):
+        return self.err(400, "SHARING-400", "Bad request", detail)
+
+    def h_post_sharing_tasks(self, req, me):
+        b = self._json(req)
+        if not isinstance(b.get("name"), str) or not b["name"].strip():
+            raise self._share_err("name is required")
+        if b.get("type") not in TASK_TYPES:
+            raise self._share_err("type must be one of %s" % ", ".join(TASK_TYPES))
+        if not isinstance(b.get("state"), dict):
+            raise self._share_err("state is required")
+        templates = b.get("templates")
+        if not isinstance(templates, list) or not templates:
+            raise self._share_err("templates is required")
+        app_ids = set()
+        for t in templates:
+            if not isinstance(t, dict) or t.get("type") not in SHARING_TEMPLATE_TYPES.values():
+                raise self._share_err("a template entry needs a type of a report template")
+            rec = self.report_templates.get(t.get("templateId"))
+            if rec is None:
+                raise self._share_err("template %s not found" % t.get("templateId"))
+            if SHARING_TEMPLATE_TYPES[rec["type"]] != t["type"]:
+                raise self._share_err("template %s is of type %s" % (rec["id"], rec["type"]))
+            app_ids.add(rec["sourceAppId"])
+        if len(app_ids) != 1:
+            raise self._share_err("the templates of a task must use one app")
+        so = b.get("scheduleOptions") or {}
+        rec_rules = so.get("recurrence")
+        if not isinstance(rec_rules, list) or not 1 <= len(rec_rules) <= 5:
+            raise self._share_err("scheduleOptions.recurrence must hold 1 to 5 rules")
+        for line in rec_rules:
+            why = self._rrule_problem(line)
+            if why or "UNTIL" in str(line).upper():
+                raise self._share_err("scheduleOptions.recurrence: %s" % (why or "UNTIL is not allowed"))
+        tz = so.get("timezone") or "UTC"
+        if not self._tz_ok(tz):
+            raise self._share_err("unknown timezone %s" % tz)
+        start = so.get("startDateTime")
+        if start:
+            try:
+                dt = self._task_datetime(start, True)
+            except ValueError as exc:
+                raise self._share_err("scheduleOptions.startDateTime %s" % exc)
+            if dt < self.ctx.now().replace(tzinfo=None) - timedelta(days=366):
+                raise self._share_err("scheduleOptions.startDateTime must not be older than 1 year")
+        recipients = b.get("recipients") or {}
+        for r in recipients.get("userIds") or []:
+            if not isinstance(r, dict) or r.get("value") not in self.users:
+                raise self._share_err("recipient user %s not found" % (r or {}).get("value"))
+        now = self._now()
+        tid = self._hex()
+        task = {"_seq": self._next_seq(), "id": tid, "name": b["name"], "description": b.get("description") or "",
+                "type": b["type"], "templates": templates, "state": b["state"],
+                "scheduleOptions": {"recurrence": list(rec_rules), "timezone": tz,
+                                    "startDateTime": start or self.ctx.now().strftime("%Y-%m-%dT%H:%M:%S"),
+                                    "endDateTime": so.get("endDateTime") or "",
+                                    "chronosJobID": self._hex()},
+                "recipients": {"userIds": [{"value": r["value"], "enabled": True}
+                                           for r in recipients.get("userIds") or []],
+                               "groupIds": list(recipients.get("groupIds") or []),
+                               "emailAddresses": list(recipients.get("emailAddresses") or [])},
+                "enabled": b.get("enabled", True) is not False, "appId": app_ids.pop(), "owner": me["id"],
+                "ownerName": me.get("name", ""), "createdBy": me["id"], "dateCreated": now, "lastUpdated": now,
+                "status": "active"}
+        self.sharing_tasks[tid] = task
+        return self._ok(self._pub(task), 201)
+
+    def _sharing_task(self, tid):
+        t = self.sharing_tasks.get(tid)
+        if t is None:
+            raise self.err(404, "SHARING-404", "Not found", "sharing task %s not found" % tid)
+        return t
+
+    def h_get_sharing_tasks(self, req, me):
+        recs = list(self.sharing_tasks.values())
+        app = req.query.get("appid")
+        if app:
+            recs = [t for t in recs if t["appId"] == app]
+        page, links, _ = self._page(req, recs, default_limit=10)
+        return self._ok({"sharingTasks": [self._pub(t) for t in page], "links": links})
+
+    def h_get_sharing_tasks_x(self, req, me, taskId):
+        return self._ok(self._pub(self._sharing_task(taskId)))
+
+    def h_delete_sharing_tasks_x(self, req, me, taskId):
+        self._sharing_task(taskId)
+        del self.sharing_tasks[taskId]
+        return Response(204)
+
     def reporting_state(self):
         out = []
         for a in self.apps.values():
             for f in (a.get("_report_filters") or {}).values():
                 out.append(self._filter_out(f))
-        return {"report_filters": out}
+        return {"report_filters": out,
+                "report_templates": [self._pub(r) for r in self.report_templates.values()],
+                "sharing_tasks": [self._pub(t) for t in self.sharing_tasks.values()]}

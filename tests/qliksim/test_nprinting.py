@@ -137,6 +137,60 @@ class NPrintingTest(unittest.TestCase):
         self.assertEqual(self.rf("DELETE", "/" + fid).status, 204)
         self.assertEqual(self.rf("GET", "/" + fid).status, 404)
 
+    # ---------------------------------------------------------------- report templates, sharing tasks
+
+    def upload(self, doc):
+        r = cloud_call(self.cloud, "POST", "/api/v1/temp-contents?filename=t.xlsx", json.dumps(doc).encode(),
+                       key=ADMIN, ctype="application/octet-stream")
+        self.assertEqual(r.status, 201, r)
+        return r.headers["Location"].rsplit("/", 1)[1]
+
+    def template(self, doc, **body):
+        b = {"name": "Weekly", "temporaryContentId": self.upload(doc)}
+        b.update(body)
+        return cloud_call(self.cloud, "POST", "/api/v1/report-templates", b, key=ADMIN)
+
+    def test_report_templates(self):
+        doc = {"type": "excel", "fields": ["Region"]}
+        self.assertEqual(self.template(doc).status, 400)                 # no source app anywhere
+        r = self.template(doc, sourceAppId=APP, sourceAppAction="replace")
+        self.assertEqual((r.status, r.json["type"], r.json["sourceAppId"]), (201, "excel", APP), r)
+        self.assertEqual(self.template(doc, sourceAppId=APP, sourceAppAction="validate").status, 400)
+        bad = self.template({"type": "excel", "fields": ["Nope"]}, sourceAppId=APP, sourceAppAction="replace")
+        self.assertEqual((bad.status, bad.json["errors"][0]["code"]), (400, "REP-400044"))
+        self.assertEqual(self.template({"type": "qlikentity"}, sourceAppId=APP).status, 400)
+        self.assertEqual(self.template(doc, sourceAppId="b" * 8, sourceAppAction="replace").status, 404)
+        listed = cloud_call(self.cloud, "GET", "/api/v1/report-templates?sourceAppId=" + APP, key=ADMIN)
+        self.assertIn(r.json["id"], [t["id"] for t in listed.json["data"]])
+        dl = cloud_call(self.cloud, "POST", "/api/v1/report-templates/%s/actions/download" % r.json["id"], key=ADMIN)
+        self.assertEqual(json.loads(dl.raw)["fields"], ["Region"])
+        # a sharing task over it
+        admin = next(iter(self.running.sim.half("cloud").users))
+        task = {"name": "Mondays", "type": "template-sharing", "state": {"selections": []},
+                "templates": [{"type": "excel", "templateId": r.json["id"]}],
+                "scheduleOptions": {"recurrence": ["RRULE:FREQ=WEEKLY;BYDAY=MO;BYHOUR=7;BYMINUTE=0"],
+                                    "timezone": "Europe/Rome", "startDateTime": "2099-01-01T07:00:00"},
+                "recipients": {"userIds": [{"value": admin}]}}
+        t = cloud_call(self.cloud, "POST", "/api/v1/sharing-tasks", task, key=ADMIN)
+        self.assertEqual(t.status, 201, t)
+        for change, why in ((("scheduleOptions", "startDateTime"), "2020-01-01T07:00:00"),
+                            (("scheduleOptions", "startDateTime"), "2099-01-01T07:00:00Z"),
+                            (("scheduleOptions", "timezone"), "Mars/Olympus"),
+                            (("scheduleOptions", "recurrence"), ["DTSTART:20990101T000000"])):
+            bad = json.loads(json.dumps(task))
+            bad[change[0]][change[1]] = why
+            self.assertEqual(cloud_call(self.cloud, "POST", "/api/v1/sharing-tasks", bad, key=ADMIN).status, 400, why)
+        bad = json.loads(json.dumps(task))
+        bad["recipients"]["userIds"] = [{"value": "nobody"}]
+        self.assertEqual(cloud_call(self.cloud, "POST", "/api/v1/sharing-tasks", bad, key=ADMIN).status, 400)
+        bad["templates"] = [{"type": "excel", "templateId": "missing"}]
+        self.assertEqual(cloud_call(self.cloud, "POST", "/api/v1/sharing-tasks", bad, key=ADMIN).status, 400)
+        listed = cloud_call(self.cloud, "GET", "/api/v1/sharing-tasks?appid=" + APP, key=ADMIN)
+        self.assertEqual([x["id"] for x in listed.json["sharingTasks"]], [t.json["id"]])
+        self.assertEqual(cloud_call(self.cloud, "DELETE", "/api/v1/sharing-tasks/" + t.json["id"], key=ADMIN).status, 204)
+        self.assertEqual(cloud_call(self.cloud, "DELETE", "/api/v1/report-templates/" + r.json["id"], key=ADMIN).status,
+                         204)
+
 
 if __name__ == "__main__":
     unittest.main()
