@@ -29,7 +29,7 @@ local entries = {
   { 220, "apps.publish", "Publish Applications" },
   { 230, "apps.shares", "Add Shares To Applications" },
   { 235, "tags.migrate", "Migrate Tags And Custom Properties" },
-  { 240, "nprinting.reports", "Migrate NPrinting Reports", reserved = true },
+  { 240, "nprinting.reports", "Migrate NPrinting Reports" },
   { 250, "nprinting.filters", "Migrate NPrinting Filters" },
   { 260, "apps.schedules", "Add Reload Schedules To Applications" },
   { 270, "apps.validate", "Validate Applications" },

@@ -158,6 +158,8 @@ M.schema = S.record {
     jwt = S.string { secret = true, required = true, nonempty = true },  -- NPrinting JWT authentication
     ca = S.path { exists = true },
     insecure = S.boolean { default = false },
+    -- the folder of report templates exported from NPrinting's web console (<report id>.<ext>)
+    export = S.path(),
   }),
   plan = S.record({
     -- which NPrinting apps and reports: names (globs), report tags

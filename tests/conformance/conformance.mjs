@@ -24,7 +24,9 @@ import * as items from "@qlik/api/items";
 import * as quotas from "@qlik/api/quotas";
 import * as reloadTasks from "@qlik/api/reload-tasks";
 import * as reloads from "@qlik/api/reloads";
+import * as reportTemplates from "@qlik/api/report-templates";
 import * as schedulingTasks from "@qlik/api/scheduling/tasks";
+import * as sharingTasks from "@qlik/api/sharing-tasks";
 import * as spaces from "@qlik/api/spaces";
 import * as tempContents from "@qlik/api/temp-contents";
 import * as tenants from "@qlik/api/tenants";
@@ -678,6 +680,41 @@ async function run(base) {
     eq((await apps.getAppReportFilter(ctx.app, id, opt)).data.description, "e");
     eq((await apps.deleteAppReportFilter(ctx.app, id, opt)).status, 204, "delete");
     await expectStatus(apps.getAppReportFilter(ctx.app, id, opt), 404);
+  });
+
+  await check("reportTemplates + sharingTasks: a template from temp-contents, a template-sharing task on it", async () => {
+    const file = new TextEncoder().encode(JSON.stringify({ type: "excel", fields: ["Region"] }));
+    const up = await tempContents.uploadTempFile({ filename: "Weekly.xlsx" }, file, opt);
+    const tid = up.headers.get("location").split("/").pop();
+    const r = await reportTemplates.createReportTemplate({ name: "Weekly", description: "m", temporaryContentId: tid,
+      sourceAppId: ctx.app, sourceAppAction: "replace" }, opt);
+    eq(r.status, 201, "template");
+    shape(r.data, { id: "string", name: "string", type: "string", sourceAppId: "string", createdAt: "iso" }, "template");
+    eq(r.data.type, "excel");
+    const bad = new TextEncoder().encode(JSON.stringify({ type: "excel", fields: ["Nope"] }));
+    const up2 = await tempContents.uploadTempFile({ filename: "Bad.xlsx" }, bad, opt);
+    await expectStatus(reportTemplates.createReportTemplate({ name: "Bad", sourceAppId: ctx.app, sourceAppAction: "replace",
+      temporaryContentId: up2.headers.get("location").split("/").pop() }, opt), 400);
+    const listed = await reportTemplates.getReportTemplates({ sourceAppId: ctx.app }, opt);
+    assert(listed.data.data.some((x) => x.id === r.data.id), "listed");
+    eq((await reportTemplates.getReportTemplate(r.data.id, opt)).data.name, "Weekly");
+    const me = (await users.getMyUser(opt)).data.id;
+    const body = { name: "Mondays", description: "m", type: "template-sharing", state: { selections: [] },
+      templates: [{ type: "excel", templateId: r.data.id, fileName: "Weekly" }], transportChannels: ["email"],
+      scheduleOptions: { recurrence: ["RRULE:FREQ=WEEKLY;INTERVAL=1;BYDAY=MO;BYHOUR=7;BYMINUTE=30"],
+        timezone: "Europe/Rome", startDateTime: "2099-01-04T07:30:00" },
+      recipients: { userIds: [{ value: me }] } };
+    const t = await sharingTasks.createSharingTask(body, opt);
+    eq(t.status, 201, "task");
+    await expectStatus(sharingTasks.createSharingTask({ ...body, scheduleOptions: { ...body.scheduleOptions,
+      startDateTime: "2099-01-04T07:30:00Z" } }, opt), 400);
+    const tasks = await sharingTasks.getSharingTasks({ appid: ctx.app, limit: 100 }, opt);
+    eq(tasks.data.sharingTasks.map((x) => x.id), [t.data.id], "tasks of the app");
+    eq((await sharingTasks.getSharingTask(t.data.id, {}, opt)).data.name, "Mondays");
+    eq((await sharingTasks.deleteSharingTask(t.data.id, opt)).status, 204);
+    await expectStatus(sharingTasks.getSharingTask(t.data.id, {}, opt), 404);
+    eq((await reportTemplates.deleteReportTemplate(r.data.id, opt)).status, 204);
+    await expectStatus(reportTemplates.getReportTemplate(r.data.id, opt), 404);
   });
 
   // ---- cleanup rules

@@ -33,12 +33,13 @@ local function job(opts)
     "  url: " .. s.info.nprinting_url,
     "  jwt: '" .. (opts.jwt or s.info.nprinting_jwt) .. "'",
     "  ca: " .. s.info.certs.ca,
+    "  export: " .. s.info.nprinting_export,
     -- the drafts app holds a filter naming a field the app does not have: only where asked
     opts.plan or "plan: {nprinting: {apps: ['NP Sales', 'NP Ops']}}",
   }, "\n")
   t.write(dir .. "/job.yaml", s:job_yaml {
     project_dir = dir .. "/project", concurrency = opts.concurrency or 4, extra = extra,
-    jobs = "  - {name: np, steps: [fixture22.apps, nprinting.filters]}",
+    jobs = "  - {name: np, steps: [" .. (opts.steps or "fixture22.apps, nprinting.filters") .. "]}",
   })
   return dir .. "/job.yaml", dir
 end
@@ -128,9 +129,11 @@ T.test("a reply lost after the server made the filter, and a kill, never duplica
   t.eq(cli.run { "run", file, "--step", "fixture22.apps" }, 0)
   the_sim():faults { rules = { { match = "~^POST /api/v1/apps/[^/]+/report-filters$", nth = 1,
     action = "drop_after_apply" } } }
-  t.eq(cli.run { "run", file }, 0)
+  local c1, o1, e1 = cli.run { "run", file }
+  t.eq(c1, 0, o1 .. e1)
   t.eq(the_sim():counts().injected.drop_after_apply, 1)
   t.eq(filters(), EXPECTED)
+  t.match(o1, "nprinting%.filters%s+3 created")   -- the one whose reply was lost is ours, found by its marker
   clean()
   file = job { concurrency = 1 }
   t.eq(cli.run { "run", file, "--step", "fixture22.apps" }, 0)
@@ -226,5 +229,129 @@ T.test("a bad NPrinting token stops the run before anything is written", functio
   t.match(out .. err, "HTTP 401")
   t.eq(filters(), {})
 end)
+
+-- {====== nprinting.reports
+
+local REPORT_STEPS = "fixture22.apps, nprinting.reports"
+
+-- Report templates as "app | name | type" and sharing tasks as "app | name | rule | zone | start-time |
+-- recipients | selections" rows, sorted.
+local function reporting()
+  local st = the_sim():state().cloud
+  local names, users = {}, {}
+  for _, a in ipairs(st.apps) do names[a.id] = a.name end
+  for _, u in ipairs(st.users) do users[u.id] = u.email end
+  local rows, templates = {}, {}
+  for _, tp in ipairs(st.report_templates) do
+    templates[tp.id] = tp.name
+    rows[#rows + 1] = table.concat({ "template", names[tp.sourceAppId] or tp.sourceAppId, tp.name, tp.type }, " | ")
+  end
+  for _, k in ipairs(st.sharing_tasks) do
+    local who, sel = {}, {}
+    for _, r in ipairs(k.recipients.userIds) do who[#who + 1] = users[r.value] or r.value end
+    table.sort(who)
+    for _, s in ipairs(k.state.selections) do sel[#sel + 1] = s.name .. "=" .. table.concat(s.values, ",") end
+    table.sort(sel)
+    rows[#rows + 1] = table.concat({ "task", names[k.appId] or k.appId, k.name, templates[k.templates[1].templateId]
+      or "?", k.scheduleOptions.recurrence[1], k.scheduleOptions.timezone, k.scheduleOptions.startDateTime:sub(12),
+      table.concat(who, ","), table.concat(sel, ";") }, " | ")
+  end
+  table.sort(rows)
+  return rows
+end
+
+local REPORTS = {
+  "task | Sales | Monday mail (Sales deck) | Sales deck | RRULE:FREQ=WEEKLY;INTERVAL=1;BYDAY=MO;BYHOUR=7;BYMINUTE=30"
+    .. " | Europe/Rome | 07:30:00 | ann@corp.example,jdoe@corp.example | Amount=>=10000",
+  "task | Sales | Monday mail (Weekly sales) | Weekly sales | RRULE:FREQ=WEEKLY;INTERVAL=1;BYDAY=MO;BYHOUR=7;"
+    .. "BYMINUTE=30 | Europe/Rome | 07:30:00 | ann@corp.example,jdoe@corp.example | Amount=>=10000;Region=North,"
+    .. "North-East",
+  "template | Finance | Finance pack | pixelPerfect",
+  "template | Sales | Sales deck | powerPoint",
+  "template | Sales | Weekly sales | excel",
+}
+
+local function np_report(file)
+  return json.decode(t.read(file:match("^(.*)/job.yaml$") .. "/project/reports/nprinting.json")).reports
+end
+
+T.test("reports: templates on the migrated apps, publish tasks as sharing tasks, each report's outcome said", function()
+  clean()
+  local file = job { steps = REPORT_STEPS }
+  local code, out, err = cli.run { "run", file }
+  t.eq(code, 1, out .. err)   -- "Broken" names a field the app does not have
+  t.eq(reporting(), REPORTS)
+  local why = not_done(file)
+  t.match(why, "Entity report: a qlikentity report: Qlik Cloud reporting has no template of that kind")
+  t.match(why, "Ops shifts: QSEoW app [%x-]+ is not migrated")
+  t.match(why, "Month end #1: no recipient maps to a Cloud user %(npadmin@corp%.example%)")
+  t.match(why, "Month end #2: its trigger cannot be converted: runs every 5 minute%(s%)")
+  t.match(why, "On demand: the publish task has no trigger")
+  t.match(why, "failed: [^\n]*report%-templates: HTTP 400 Missing or renamed field %(template field Gone")
+  local by_title = {}
+  for _, r in ipairs(np_report(file)) do by_title[r.title] = r end
+  t.eq(by_title["Weekly sales"].template.status, "created")
+  t.match(by_title["Weekly sales"].notes[1], "levels %(Region%)")
+  t.eq(#by_title["Weekly sales"].tasks, 2)
+  t.eq(by_title["Entity report"].template.status, "skipped")
+  t.eq(by_title["Broken"].template.status, "failed")
+  -- the old start moved to today, and said so
+  for _, k in ipairs(the_sim():state().cloud.sharing_tasks) do
+    t.eq(k.scheduleOptions.startDateTime:sub(1, 10), os.date("!%Y-%m-%d"))
+    t.match(k.description, "%[qmig%-lua:1:task:")
+  end
+end)
+
+T.test("reports: the re-run writes nothing; a kill leaves no duplicate; undo removes everything", function()
+  clean()
+  local file = job { steps = REPORT_STEPS, concurrency = 1 }
+  cli.run { "run", file }
+  the_sim():reset_counters()
+  cli.run { "run", file }
+  local writes = the_sim():counts().writes
+  -- only "Broken" (failed) is tried again: one upload, one create refused
+  t.eq(writes, { ["POST /api/v1/temp-contents"] = 1, ["POST /api/v1/report-templates"] = 1 })
+  t.eq(reporting(), REPORTS)
+  for _, nth in ipairs { 1, 2 } do
+    for _, what in ipairs { "~^POST /api/v1/report%-templates$", "~^POST /api/v1/sharing%-tasks$" } do
+      clean()
+      file = job { steps = REPORT_STEPS, concurrency = 1 }
+      t.eq(cli.run { "run", file, "--step", "fixture22.apps" }, 0)
+      local pid, release = cli.spawn_held { "run", file }
+      the_sim():faults { rules = { { match = what:gsub("%%", ""), nth = nth, action = "kill", pid = pid,
+        signal = 9 } } }
+      t.eq(release(), 137, what .. " #" .. nth)
+      the_sim():faults {}
+      cli.run { "run", file }
+      t.eq(reporting(), REPORTS, "after a kill at " .. what .. " #" .. nth)
+      local cu, ou, eu = cli.run { "undo", file }
+      t.eq(cu, 0, ou .. eu)
+      t.eq(reporting(), {}, "undo after a kill at " .. what .. " #" .. nth)
+    end
+  end
+end)
+
+T.test("reports: plan names each report and writes nothing; plan.nprinting.reports and tags narrow", function()
+  clean()
+  local file = job { steps = REPORT_STEPS }
+  t.eq(cli.run { "run", file, "--step", "fixture22.apps" }, 0)
+  the_sim():reset_counters()
+  local code, out, err = cli.run { "plan", file }
+  t.eq(code, 0, out .. err)
+  t.match(out, "nprinting%.reports 'Weekly sales'[^\n]*would create")
+  t.match(out, "nprinting%.reports 'Monday mail %(Weekly sales%)'[^\n]*would create")
+  t.eq(the_sim():counts().total_writes, 0)
+  file = job { steps = REPORT_STEPS, plan = "plan: {nprinting: {apps: ['NP Sales'], tags: [Finance]}}" }
+  code, out, err = cli.run { "plan", file }
+  t.eq(code, 0, out .. err)
+  t.eq(out:find("Weekly sales", 1, true), nil, out)
+  t.match(out, "Finance pack")
+  file = job { steps = REPORT_STEPS, plan = "plan: {nprinting: {reports: ['Sales*']}}" }
+  code, out, err = cli.run { "plan", file }
+  t.eq(code, 0, out .. err)
+  t.eq(out:find("Finance pack", 1, true), nil, out)
+  t.match(out, "Sales deck")
+end)
+-- }======
 
 return T

@@ -398,7 +398,7 @@ class ReportingMixin:
         app = req.query.get("appid")
         if app:
             recs = [t for t in recs if t["appId"] == app]
-        page, links, _ = self._page(req, recs, default_limit=10)
+        page, links, _ = self._page(req, recs, default_limit=10, param="page")
         return self._ok({"sharingTasks": [self._pub(t) for t in page], "links": links})
 
     def h_get_sharing_tasks_x(self, req, me, taskId):
