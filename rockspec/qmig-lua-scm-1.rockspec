@@ -88,6 +88,7 @@ build = {
     ["qmig.steps.dataconnections.migrate"] = "steps/dataconnections/migrate.lua",
     ["qmig.steps.extensions.export"] = "steps/extensions/export.lua",
     ["qmig.steps.extensions.import"] = "steps/extensions/import.lua",
+    ["qmig.steps.nprinting.delete_reports"] = "steps/nprinting/delete_reports.lua",
     ["qmig.steps.nprinting.filters"] = "steps/nprinting/filters.lua",
     ["qmig.steps.nprinting.reports"] = "steps/nprinting/reports.lua",
     ["qmig.steps.post.reset_descriptions"] = "steps/post/reset_descriptions.lua",

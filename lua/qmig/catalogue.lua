@@ -9,7 +9,7 @@ local entries = {
   { 20, "apps.delete", "Delete Applications" },
   { 30, "qvapps.delete", "Delete QlikView Applications", reserved = true },
   { 40, "dataconnections.delete", "Delete Data Connections" },
-  { 50, "nprinting.delete_reports", "Delete NPrinting Reports", reserved = true },
+  { 50, "nprinting.delete_reports", "Delete NPrinting Reports" },
   { 60, "spaces.delete", "Delete Spaces" },
   { 70, "users.export", "Export Users" },
   { 80, "users.import", "Import Users" },

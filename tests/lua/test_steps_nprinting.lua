@@ -352,6 +352,47 @@ T.test("reports: plan names each report and writes nothing; plan.nprinting.repor
   t.eq(out:find("Finance pack", 1, true), nil, out)
   t.match(out, "Sales deck")
 end)
+T.test("delete_reports: needs --yes, deletes what nprinting.reports made (also a killed attempt's), nothing else",
+function()
+  clean()
+  local file = job { steps = REPORT_STEPS, concurrency = 1 }
+  t.eq(cli.run { "run", file, "--step", "fixture22.apps" }, 0)
+  -- a run killed right after the server made its first sharing task, before it was recorded
+  local pid, release = cli.spawn_held { "run", file }
+  the_sim():faults { rules = { { match = "~^POST /api/v1/sharing-tasks$", nth = 1, action = "kill", pid = pid,
+    signal = 9 } } }
+  t.eq(release(), 137)
+  the_sim():faults {}
+  t.eq(#the_sim():state().cloud.sharing_tasks, 1)
+  -- and someone's own template on the same app
+  local s = the_sim()
+  local admin = require("qmig.http").client { base_url = s.info.cloud_url,
+    headers = { Authorization = "Bearer " .. s.info.api_key } }
+  local sales
+  for _, a in ipairs(s:state().cloud.apps) do if a.name == "Sales" then sales = a.id end end
+  local up = admin:request { method = "POST", path = "/api/v1/temp-contents", query = { filename = "mine.xlsx" },
+    body = json.encode { type = "excel", fields = { "Region" } },
+    headers = { ["Content-Type"] = "application/octet-stream" } }
+  local tid = up.headers.location:match("([^/]+)$")
+  local mine = admin:request { method = "POST", path = "/api/v1/report-templates", json = { name = "Mine",
+    temporaryContentId = tid, sourceAppId = sales, sourceAppAction = "replace" } }
+  t.eq(mine.status, 201, mine.body)
+  local before = #reporting()
+  local dfile = file:gsub("job%.yaml$", "delete.yaml")
+  t.write(dfile, t.read(file):gsub("steps: %[[^%]]*%]", "steps: [nprinting.delete_reports]"))
+  local code, out, err = cli.run { "run", dfile }
+  t.eq(code, 2, out .. err)
+  t.match(err, "nprinting%.delete_reports deletes objects in the target; run it with %-%-yes")
+  t.eq(#reporting(), before)
+  code, out, err = cli.run { "run", dfile, "--yes" }
+  t.eq(code, 0, out .. err)
+  t.eq(reporting(), { "template | Sales | Mine | excel" })
+  -- nprinting.reports makes them again afterwards
+  code, out, err = cli.run { "run", file }
+  t.eq(code, 1, out .. err)
+  local again = reporting()
+  t.eq(#again, #REPORTS + 1)
+end)
 -- }======
 
 return T
