@@ -525,10 +525,11 @@ class Counters:
 class Simulator:
     """Holds the site, both halves, the counters and the fault config."""
 
-    def __init__(self, site, half_classes, data_dir, faults=None):
+    def __init__(self, site, half_classes, data_dir, faults=None, certs_dir=None):
         self.site = site
         self.half_classes = half_classes
         self.ctx = SimContext(data_dir, seed=site.get("seed", 0))
+        self.ctx.certs_dir = certs_dir   # key material a half keeps across runs (nprinting.py)
         self.counters = Counters()
         self.faults = Faults(faults)
         # the Cloud half reads faults.raw["catalogue_lag_ms"] and counts its lagged listings
@@ -1072,7 +1073,7 @@ def start(site, half_classes, qrs_port=0, cloud_port=0, cloud_tls=False, certs_d
         data_dir = tempfile.mkdtemp(prefix="qliksim-data-")
         temp_dirs.append(data_dir)
     certs = ensure_certs(certs_dir)
-    sim = Simulator(site, half_classes, data_dir, faults)
+    sim = Simulator(site, half_classes, data_dir, faults, certs_dir=certs_dir)
     listeners = {}
     if "qrs" in half_classes:
         listeners["qrs"] = Listener(sim, "qrs", qrs_port, server_ssl_context(certs, True), verbose)

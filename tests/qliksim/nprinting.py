@@ -25,6 +25,7 @@ tasks [...] (see examples/demo/site.json).
 import base64
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import urllib.parse
@@ -52,16 +53,28 @@ def _openssl(*args, data=None):
 
 
 def ensure_jwt_keys(d):
-    """The certificate pasted into NPrinting's JWT settings, and its key (RSA: RS256)."""
+    """The certificate pasted into NPrinting's JWT settings, and its key (RSA: RS256).
+
+    Made once in d/np_jwt; simulators starting together race for it, so each makes its
+    own in a private folder and renames it into place: the first rename wins, the others
+    use that one."""
+    final = os.path.join(d, "np_jwt")
+    paths = {"key": os.path.join(final, "key.pem"), "cert": os.path.join(final, "cert.pem"),
+             "pub": os.path.join(final, "pub.pem")}
+    if os.path.isdir(final):
+        return paths
     os.makedirs(d, exist_ok=True)
-    key, cert = os.path.join(d, "np_jwt_key.pem"), os.path.join(d, "np_jwt_cert.pem")
-    pub = os.path.join(d, "np_jwt_pub.pem")
-    if not all(os.path.exists(p) for p in (key, cert, pub)):
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                 "-days", "3650", "-subj", "/CN=qliksim NPrinting JWT")
-        with open(pub, "wb") as fh:
-            fh.write(_openssl("x509", "-in", cert, "-pubkey", "-noout"))
-    return {"key": key, "cert": cert, "pub": pub}
+    tmp = tempfile.mkdtemp(prefix="np_jwt.", dir=d)
+    key, cert = os.path.join(tmp, "key.pem"), os.path.join(tmp, "cert.pem")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+             "-days", "3650", "-subj", "/CN=qliksim NPrinting JWT")
+    with open(os.path.join(tmp, "pub.pem"), "wb") as fh:
+        fh.write(_openssl("x509", "-in", cert, "-pubkey", "-noout"))
+    try:
+        os.rename(tmp, final)
+    except OSError:              # another simulator was first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return paths
 
 
 def sign_jwt(key_path, claims):
@@ -82,7 +95,9 @@ class NPrinting:
         self.attribute = seed.get("jwt_attribute", "email")
         # the same keys across /_sim/reset: the token handed out at start stays valid
         # (made only for a site with an NPrinting server: RSA key generation is slow)
-        self.keys = ensure_jwt_keys(os.path.join(ctx.data_dir, "nprinting")) if seed else None
+        # (in the certificate folder, which tests share: one key for all their simulators)
+        key_dir = getattr(ctx, "certs_dir", None) or os.path.join(ctx.data_dir, "nprinting")
+        self.keys = ensure_jwt_keys(key_dir) if seed else None
         self.verified = {}        # token -> user id (a signature is checked once)
         self.db = {k: {} for k in KINDS}
         self.export_dir = os.path.join(ctx.data_dir, "nprinting", "export")
