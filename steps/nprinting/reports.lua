@@ -197,7 +197,21 @@ local function run_template(ctx, item)
     undo = function(id) return { method = "DELETE", path = "report-templates/" .. id, target_id = id } end,
   }
   local reason = #notes > 0 and table.concat(notes, "; ") or nil
+  data.sha = item.sha
   if not res.id then return { status = "skipped", reason = res.reason, data = data } end
+  -- one made earlier: a new file, title or description at the source replaces them in place
+  -- (the id stays: the sharing tasks name it)
+  local prev = ctx.previous and type(ctx.previous.data) == "table" and ctx.previous.data or {}
+  local have = res.object or {}
+  if res.status ~= "created" and (prev.sha ~= item.sha or have.name ~= r.title or have.description ~= marker) then
+    ctx.change("template", "the NPrinting report as it was", "as it is now")
+    ctx.undo { action = "irreversible", target_id = res.id,
+      reason = "report template " .. res.id .. " got a new file; its earlier file is not kept" }
+    local tid = upload(ctx, item.file, r.title .. "." .. EXT[r.type:lower()])
+    ctx.target:put("report-templates/" .. res.id, { name = r.title, description = marker, temporaryContentId = tid,
+      sourceAppAction = "replace" })
+    return { status = "updated", target_id = res.id, reason = reason, data = data }
+  end
   return { status = res.status, target_id = res.id, reason = reason, data = data }
 end
 -- }======
@@ -271,6 +285,46 @@ local function selections(item)
   return out, dropped
 end
 
+-- The PATCH operations that put a task right, and those that put it back.
+-- A start the conversion moved to today (the Cloud refuses one more than a
+-- year back) is not a change: today moves every day.
+local function changed_paths(have, body, moved)
+  local function norm(v) return json.encode(v == nil and json.null or v, { sort_keys = true }) end
+  local function ids(r)
+    local out = {}
+    for _, u in ipairs(type(r) == "table" and r.userIds or {}) do out[#out + 1] = u.value end
+    table.sort(out)
+    return out
+  end
+  local function schedule_of(so, skip_start)
+    so = type(so) == "table" and so or {}
+    return { recurrence = so.recurrence, timezone = so.timezone, endDateTime = so.endDateTime ~= "" and so.endDateTime
+      or nil, startDateTime = not skip_start and so.startDateTime or nil }
+  end
+  local function tpl(list)
+    local out = {}
+    for _, x in ipairs(type(list) == "table" and list or {}) do out[#out + 1] = { x.type, x.templateId } end
+    return out
+  end
+  local ops, old = {}, {}
+  local function diff(path, a, b, new_value, old_value)
+    if norm(a) ~= norm(b) then
+      ops[#ops + 1] = { op = "replace", path = path, value = new_value }
+      old[#old + 1] = { op = "replace", path = path, value = old_value }
+    end
+  end
+  diff("/name", have.name, body.name, body.name, have.name)
+  diff("/description", have.description, body.description, body.description, have.description)
+  diff("/enabled", have.enabled ~= false, body.enabled, body.enabled, have.enabled ~= false)
+  diff("/scheduleOptions", schedule_of(have.scheduleOptions, moved), schedule_of(body.scheduleOptions, moved),
+    body.scheduleOptions, schedule_of(have.scheduleOptions))
+  local had = {}
+  for _, v in ipairs(ids(have.recipients)) do had[#had + 1] = { value = v } end
+  diff("/recipients", ids(have.recipients), ids(body.recipients), body.recipients, { userIds = had })
+  diff("/templates", tpl(have.templates), tpl(body.templates), body.templates, have.templates)
+  return ops, old
+end
+
 local function run_task(ctx, item, memo)
   local rep, task = item.report, item.task
   local data = { name = item.name, report = rep.name, task = task.name, app_id = rep.target_app }
@@ -287,6 +341,8 @@ local function run_task(ctx, item, memo)
   if not options then
     return { status = "skipped", reason = "its trigger cannot be converted: " .. notes, data = data }
   end
+  local moved = options.moved
+  options.moved = nil
   notes = { table.unpack(notes) }
   local ids, nobody = json.array(), {}
   local np = scope.client(ctx)
@@ -325,8 +381,19 @@ local function run_task(ctx, item, memo)
   data.recipients, data.schedule = #ids, options.recurrence[1]
   data.notes = notes
   if not res.id then return { status = "skipped", reason = res.reason, data = data } end
-  return { status = res.status, target_id = res.id, reason = #notes > 0 and table.concat(notes, "; ") or nil,
-    data = data }
+  local reason = #notes > 0 and table.concat(notes, "; ") or nil
+  if res.status ~= "created" then
+    local have = res.object or ctx.target:get("sharing-tasks/" .. res.id)
+    local ops, old = changed_paths(have, body, moved)
+    if #ops > 0 then
+      ctx.change("task", "the NPrinting task as it was", "as it is now")
+      ctx.undo { action = "restore", method = "PATCH", path = "sharing-tasks/" .. res.id, target_id = res.id,
+        forget = false, body = old }
+      ctx.target:patch("sharing-tasks/" .. res.id, ops)
+      return { status = "updated", target_id = res.id, reason = reason, data = data }
+    end
+  end
+  return { status = res.status, target_id = res.id, reason = reason, data = data }
 end
 -- }======
 

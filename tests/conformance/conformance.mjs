@@ -698,6 +698,10 @@ async function run(base) {
     const listed = await reportTemplates.getReportTemplates({ sourceAppId: ctx.app }, opt);
     assert(listed.data.data.some((x) => x.id === r.data.id), "listed");
     eq((await reportTemplates.getReportTemplate(r.data.id, opt)).data.name, "Weekly");
+    const up3 = await tempContents.uploadTempFile({ filename: "Weekly2.xlsx" }, file, opt);
+    const put = await reportTemplates.updateReportTemplate(r.data.id, { name: "Weekly 2", description: "m",
+      temporaryContentId: up3.headers.get("location").split("/").pop(), sourceAppAction: "replace" }, opt);
+    eq(put.data.name, "Weekly 2", "updated");
     const me = (await users.getMyUser(opt)).data.id;
     const body = { name: "Mondays", description: "m", type: "template-sharing", state: { selections: [] },
       templates: [{ type: "excel", templateId: r.data.id, fileName: "Weekly" }], transportChannels: ["email"],
@@ -711,6 +715,9 @@ async function run(base) {
     const tasks = await sharingTasks.getSharingTasks({ appid: ctx.app, limit: 100 }, opt);
     eq(tasks.data.sharingTasks.map((x) => x.id), [t.data.id], "tasks of the app");
     eq((await sharingTasks.getSharingTask(t.data.id, {}, opt)).data.name, "Mondays");
+    const pt = await sharingTasks.patchSharingTask(t.data.id, [{ op: "replace", path: "/name", value: "Mon" }], opt);
+    eq(pt.status, 204, "patched");
+    eq((await sharingTasks.getSharingTask(t.data.id, {}, opt)).data.name, "Mon");
     eq((await sharingTasks.deleteSharingTask(t.data.id, opt)).status, 204);
     await expectStatus(sharingTasks.getSharingTask(t.data.id, {}, opt), 404);
     eq((await reportTemplates.deleteReportTemplate(r.data.id, opt)).status, 204);

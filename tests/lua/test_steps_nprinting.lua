@@ -352,6 +352,45 @@ T.test("reports: plan names each report and writes nothing; plan.nprinting.repor
   t.eq(out:find("Finance pack", 1, true), nil, out)
   t.match(out, "Sales deck")
 end)
+T.test("reports: a new template file at the source replaces the file in place; a task changed in the tenant is put "
+  .. "back with --force", function()
+  clean()
+  local file = job { steps = REPORT_STEPS }
+  cli.run { "run", file }
+  local st = the_sim():state().cloud
+  local weekly, monday
+  for _, tp in ipairs(st.report_templates) do if tp.name == "Weekly sales" then weekly = tp end end
+  for _, k in ipairs(st.sharing_tasks) do if k.name == "Monday mail (Weekly sales)" then monday = k end end
+  -- the report's template exported again, now with another field
+  local export = the_sim().info.nprinting_export
+  local path
+  for _, r in ipairs(the_sim():state().nprinting.reports) do
+    if r.title == "Weekly sales" then path = export .. "/" .. r.id .. ".xlsx" end
+  end
+  local doc = json.decode(t.read(path))
+  doc.fields[#doc.fields + 1] = "Customer"
+  t.write(path, json.encode(doc))
+  the_sim():reset_counters()
+  local code, out, err = cli.run { "run", file }
+  t.eq(code, 1, out .. err)
+  t.match(out, "nprinting%.reports%s+1 updated")
+  local writes = the_sim():counts().writes
+  t.eq(writes["PUT /api/v1/report-templates/{id}"], 1, json.encode(writes))
+  t.eq(writes["POST /api/v1/sharing-tasks"], nil, json.encode(writes))   -- the tasks keep naming the same id
+  st = the_sim():state().cloud
+  for _, tp in ipairs(st.report_templates) do if tp.name == "Weekly sales" then t.eq(tp.id, weekly.id) end end
+  -- someone drops a recipient in the tenant; --force puts the source's back, same task
+  local admin = require("qmig.http").client { base_url = the_sim().info.cloud_url,
+    headers = { Authorization = "Bearer " .. the_sim().info.api_key } }
+  local resp = admin:request { method = "PATCH", path = "/api/v1/sharing-tasks/" .. monday.id,
+    json = { { op = "replace", path = "/recipients", value = { userIds = { monday.recipients.userIds[1] } } } } }
+  t.eq(resp.status, 204, resp.body)
+  code, out, err = cli.run { "run", file, "--force", "--step", "nprinting.reports" }
+  t.eq(code, 1, out .. err)
+  t.match(out, "nprinting%.reports%s+[^\n]*1 updated")
+  t.eq(reporting(), REPORTS)
+end)
+
 T.test("delete_reports: needs --yes, deletes what nprinting.reports made (also a killed attempt's), nothing else",
 function()
   clean()

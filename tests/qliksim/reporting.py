@@ -25,10 +25,10 @@ from core import Response
 
 REPORTING_ROUTES = [
     ("GET", "/report-templates"), ("POST", "/report-templates"),
-    ("GET", "/report-templates/{id}"), ("DELETE", "/report-templates/{id}"),
+    ("GET", "/report-templates/{id}"), ("PUT", "/report-templates/{id}"), ("DELETE", "/report-templates/{id}"),
     ("POST", "/report-templates/{id}/actions/download"),
     ("GET", "/sharing-tasks"), ("POST", "/sharing-tasks"),
-    ("GET", "/sharing-tasks/{taskId}"), ("DELETE", "/sharing-tasks/{taskId}"),
+    ("GET", "/sharing-tasks/{taskId}"), ("PATCH", "/sharing-tasks/{taskId}"), ("DELETE", "/sharing-tasks/{taskId}"),
     ("GET", "/apps/{appId}/report-filters"), ("POST", "/apps/{appId}/report-filters"),
     ("GET", "/apps/{appId}/report-filters/actions/count"),
     ("GET", "/apps/{appId}/report-filters/{id}"), ("PATCH", "/apps/{appId}/report-filters/{id}"),
@@ -251,21 +251,8 @@ class ReportingMixin:
         name = body.get("name")
         if not isinstance(name, str) or not name.strip():
             raise self._rep_err(400, "REP-400000", "Bad request", "name is required")
-        action = body.get("sourceAppAction")
-        if action not in (None, "validate", "replace"):
-            raise self._rep_err(400, "REP-400000", "Bad request", "sourceAppAction must be validate or replace")
-        t, doc, typ = self._template_file(body.get("temporaryContentId"))
-        app_id = body.get("sourceAppId") or doc.get("sourceAppId")
-        if not app_id:
-            raise self._rep_err(400, "REP-400000", "Bad request", "the template names no source app")
-        if action == "validate" and doc.get("sourceAppId") != app_id:
-            raise self._rep_err(400, "REP-400000", "Bad request", "the template's source app is not %s" % app_id)
-        a = self._rep_app(app_id)
-        known = self._app_fields(a)
-        for f in doc.get("fields") or []:
-            if f not in known:
-                raise self._rep_err(400, "REP-400044", "Missing or renamed field",
-                                    "template field %s does not exist in app %s" % (f, app_id))
+        t, _, typ, a = self._checked_template(body)
+        app_id = a["id"]
         now = self._now()
         rid = self.ctx.new_id()
         path = os.path.join(self.data_dir, "template-" + rid)
@@ -276,6 +263,39 @@ class ReportingMixin:
                "createdAt": now, "updatedAt": now, "metadataVersion": 1}
         self.report_templates[rid] = rec
         return self._ok(self._pub(rec), 201)
+
+    def _checked_template(self, body, app_id=None):
+        """(temp record, file, type, app) for a create or update body; raises the 4xx."""
+        t, doc, typ = self._template_file(body.get("temporaryContentId"))
+        action = body.get("sourceAppAction")
+        if action not in (None, "validate", "replace"):
+            raise self._rep_err(400, "REP-400000", "Bad request", "sourceAppAction must be validate or replace")
+        app_id = body.get("sourceAppId") or app_id or doc.get("sourceAppId")
+        if not app_id:
+            raise self._rep_err(400, "REP-400000", "Bad request", "the template names no source app")
+        if action == "validate" and doc.get("sourceAppId") != app_id:
+            raise self._rep_err(400, "REP-400000", "Bad request", "the template's source app is not %s" % app_id)
+        a = self._rep_app(app_id)
+        known = self._app_fields(a)
+        for f in doc.get("fields") or []:
+            if f not in known:
+                raise self._rep_err(400, "REP-400044", "Missing or renamed field",
+                                    "template field %s does not exist in app %s" % (f, app_id))
+        return t, doc, typ, a
+
+    def h_put_report_templates_x(self, req, me, id):
+        """updateReportTemplate: a new file (and name, description) for the same template id."""
+        rec = self._report_template(id)
+        body = self._json(req)
+        if not isinstance(body.get("name"), str) or not body["name"].strip():
+            raise self._rep_err(400, "REP-400000", "Bad request", "name is required")
+        t, _, typ, a = self._checked_template(body, rec["sourceAppId"])
+        if typ != rec["type"]:
+            raise self._rep_err(400, "REP-400000", "Bad request", "the template type cannot change")
+        shutil.copyfile(t["path"], rec["_path"])
+        rec.update({"name": body["name"], "description": body.get("description") or "", "sourceAppId": a["id"],
+                    "sourceAppName": a["name"], "updatedAt": self._now(), "updatedBy": me["id"]})
+        return self._ok(self._pub(rec))
 
     def _report_template(self, rid):
         rec = self.report_templates.get(rid)
@@ -323,8 +343,8 @@ class ReportingMixin:
     def _share_err(self, detail):
         return self.err(400, "SHARING-400", "Bad request", detail)
 
-    def h_post_sharing_tasks(self, req, me):
-        b = self._json(req)
+    def _check_sharing(self, b):
+        """Validates a task body; -> (app id, recurrence, timezone, start, recipients)."""
         if not isinstance(b.get("name"), str) or not b["name"].strip():
             raise self._share_err("name is required")
         if b.get("type") not in TASK_TYPES:
@@ -369,10 +389,16 @@ class ReportingMixin:
         for r in recipients.get("userIds") or []:
             if not isinstance(r, dict) or r.get("value") not in self.users:
                 raise self._share_err("recipient user %s not found" % (r or {}).get("value"))
+        return app_ids.pop(), rec_rules, tz, start, recipients
+
+    def h_post_sharing_tasks(self, req, me):
+        b = self._json(req)
+        app_id, rec_rules, tz, start, recipients = self._check_sharing(b)
+        so = b.get("scheduleOptions") or {}
         now = self._now()
         tid = self._hex()
         task = {"_seq": self._next_seq(), "id": tid, "name": b["name"], "description": b.get("description") or "",
-                "type": b["type"], "templates": templates, "state": b["state"],
+                "type": b["type"], "templates": b["templates"], "state": b["state"],
                 "scheduleOptions": {"recurrence": list(rec_rules), "timezone": tz,
                                     "startDateTime": start or self.ctx.now().strftime("%Y-%m-%dT%H:%M:%S"),
                                     "endDateTime": so.get("endDateTime") or "",
@@ -381,7 +407,7 @@ class ReportingMixin:
                                            for r in recipients.get("userIds") or []],
                                "groupIds": list(recipients.get("groupIds") or []),
                                "emailAddresses": list(recipients.get("emailAddresses") or [])},
-                "enabled": b.get("enabled", True) is not False, "appId": app_ids.pop(), "owner": me["id"],
+                "enabled": b.get("enabled", True) is not False, "appId": app_id, "owner": me["id"],
                 "ownerName": me.get("name", ""), "createdBy": me["id"], "dateCreated": now, "lastUpdated": now,
                 "status": "active"}
         self.sharing_tasks[tid] = task
@@ -403,6 +429,31 @@ class ReportingMixin:
 
     def h_get_sharing_tasks_x(self, req, me, taskId):
         return self._ok(self._pub(self._sharing_task(taskId)))
+
+    PATCHABLE = ("/name", "/enabled", "/description", "/scheduleOptions", "/templates", "/recipients")
+
+    def h_patch_sharing_tasks_x(self, req, me, taskId):
+        """[{op: replace, path, value}] on the paths the reference lists (some of them) -> 204."""
+        task = self._sharing_task(taskId)
+        ops = self._json(req, want=list)
+        changed = json.loads(json.dumps(self._pub(task)))
+        for op in ops:
+            if not isinstance(op, dict) or op.get("op") != "replace" or op.get("path") not in self.PATCHABLE:
+                raise self._share_err("only replace of %s" % ", ".join(self.PATCHABLE))
+            changed[op["path"][1:]] = op.get("value")
+        checked = changed
+        probe = dict(checked)
+        probe["scheduleOptions"] = {k: v for k, v in (checked.get("scheduleOptions") or {}).items()
+                                    if k in ("recurrence", "timezone", "startDateTime", "endDateTime")}
+        probe["recipients"] = {"userIds": [{"value": r.get("value")} for r in
+                                           (checked.get("recipients") or {}).get("userIds") or []]}
+        self._check_sharing(probe)
+        for k in ("name", "enabled", "description", "templates"):
+            task[k] = checked[k]
+        task["scheduleOptions"].update(probe["scheduleOptions"])
+        task["recipients"]["userIds"] = [{"value": r["value"], "enabled": True} for r in probe["recipients"]["userIds"]]
+        task["lastUpdated"] = self._now()
+        return Response(204)
 
     def h_delete_sharing_tasks_x(self, req, me, taskId):
         self._sharing_task(taskId)

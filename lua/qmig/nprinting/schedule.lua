@@ -69,8 +69,9 @@ function M.convert(tr, today)
       .. today .. (every > 1 and ", which may shift an every-" .. every .. " rhythm" or "")
     start = today
   end
+  local moved = #notes > 0
   local out = { recurrence = { rule }, timezone = tr.timezone or "UTC",
-    startDateTime = string.format("%sT%02d:%02d:00", start, h, m) }
+    startDateTime = string.format("%sT%02d:%02d:00", start, h, m), moved = moved or nil }
   if tr.endDate and tr.endDate ~= "" then
     if not tostring(tr.endDate):match("^%d%d%d%d%-%d%d%-%d%d$") then
       return nil, "trigger end date '" .. tostring(tr.endDate) .. "'"
