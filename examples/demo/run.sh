@@ -47,13 +47,22 @@ other() {  # command...
 }
 if [ -n "${QMIG_DEMO_COMMANDS:-}" ]; then other check; other plan; fi
 ${QMIG_DEMO_WRAP:-} ./qmig-lua run examples/demo/job.yaml "$@" || status=$?
+# The NPrinting reports go onto the migrated apps: a job of their own, same project.
+export QMIG_DEMO_NP_URL QMIG_DEMO_NP_JWT QMIG_DEMO_NP_EXPORT
+QMIG_DEMO_NP_URL=$(field nprinting_url)
+QMIG_DEMO_NP_JWT=$(field nprinting_jwt)
+QMIG_DEMO_NP_EXPORT=$(field nprinting_export)
+if [ "$status" -eq 0 ]; then
+  ${QMIG_DEMO_WRAP:-} ./qmig-lua run examples/demo/nprinting.yaml "$@" || status=$?
+fi
 if [ -n "${QMIG_DEMO_COMMANDS:-}" ] && [ "$status" -eq 0 ]; then other plan; other undo; fi
 # The job file reads every QMIG_DEMO_* variable (an unset one is an error),
 # so the commands printed below source them from a file instead of asking
 # the reader to set them; mode 0600: it holds the simulator's API key.
 env_file="$work/env.sh"
 ( umask 077
-  for v in QMIG_DEMO_QRS_URL QMIG_DEMO_CLOUD_URL QMIG_DEMO_API_KEY QMIG_DEMO_CERTS QMIG_DEMO_PROJECT QMIG_DEMO_DIR; do
+  for v in QMIG_DEMO_QRS_URL QMIG_DEMO_CLOUD_URL QMIG_DEMO_API_KEY QMIG_DEMO_CERTS QMIG_DEMO_PROJECT QMIG_DEMO_DIR \
+      QMIG_DEMO_NP_URL QMIG_DEMO_NP_JWT QMIG_DEMO_NP_EXPORT; do
     printf 'export %s=%q\n' "$v" "${!v}"
   done >"$env_file" )
 echo

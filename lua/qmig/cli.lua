@@ -208,7 +208,7 @@ function M.run(opts)
   if not opts.yes and not opts.dry_run then
     for _, j in ipairs(selection) do
       for _, step in ipairs(j.steps) do
-        if step.name:match("%.delete$") then
+        if step.name:match("%.delete$") or step.name:match("%.delete_") then  -- nprinting.delete_reports
           complain("%s deletes objects in the target; run it with --yes (or see first with 'qmig-lua plan')", step.name)
           return EXIT.config
         end

@@ -167,7 +167,18 @@ M.schema = S.record {
     insecure = S.boolean { default = false },
     engine_url = S.string { nonempty = true, validate = engine_url },  -- default: url as wss://
   }, { required = true }),
+  -- a Qlik NPrinting server next to the site (the nprinting.* steps; docs/nprinting.md)
+  nprinting = S.record({
+    url = S.string { required = true, nonempty = true, validate = http_url },  -- https://<server>:4993
+    jwt = S.string { secret = true, required = true, nonempty = true },  -- NPrinting JWT authentication
+    ca = S.path { exists = true },
+    insecure = S.boolean { default = false },
+    -- the folder of report templates exported from NPrinting's web console (<report id>.<ext>)
+    export = S.path(),
+  }),
   plan = S.record({
+    -- which NPrinting apps and reports: names (globs), report tags
+    nprinting = S.record { apps = strings, reports = strings, tags = strings },
     apps = S.record {
       streams = strings, personal = S.boolean { default = false }, names = strings, tags = strings,
       exclude = S.record { names = strings, tags = strings },

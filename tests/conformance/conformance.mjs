@@ -25,7 +25,9 @@ import qix from "@qlik/api/qix";
 import * as quotas from "@qlik/api/quotas";
 import * as reloadTasks from "@qlik/api/reload-tasks";
 import * as reloads from "@qlik/api/reloads";
+import * as reportTemplates from "@qlik/api/report-templates";
 import * as schedulingTasks from "@qlik/api/scheduling/tasks";
+import * as sharingTasks from "@qlik/api/sharing-tasks";
 import * as spaces from "@qlik/api/spaces";
 import * as tempContents from "@qlik/api/temp-contents";
 import * as tenants from "@qlik/api/tenants";
@@ -716,6 +718,74 @@ async function run(base) {
     const err = await session.getDoc().then(() => null, (e) => e);
     assert(err, "the session opened with a wrong key");
     await session.close().catch(() => {});
+  });
+
+  // ---- reporting: report filters (nprinting.filters)
+  await check("apps report filters: create / list / get / patch / delete, REP-4xx", async () => {
+    const body = (name, field) => ({
+      name, description: "d", filterType: "REP", filterVersion: "filter-1.0",
+      filterV1_0: { fieldsByState: { $: [{ name: field, overrideValues: false, selectExcluded: false,
+        values: [{ valueAsText: "North", valueType: "string" }, { valueAsText: "4000", valueAsNumber: 4000, valueType: "number" }] }] } },
+    });
+    const r = await apps.createAppReportFilter(ctx.app, body("North", "Region"), opt);
+    eq(r.status, 201, "create");
+    const id = r.data.id;
+    assert(typeof id === "string" && r.data.filterV1_0.fieldsByState.$[0].name === "Region", "created filter");
+    await expectStatus(apps.createAppReportFilter(ctx.app, body("North", "Region"), opt), 409);
+    await expectStatus(apps.createAppReportFilter(ctx.app, body("Other", "NoSuchField"), opt), 400);
+    await expectStatus(apps.createAppReportFilter("00000000-0000-4000-8000-00000000dead", body("x", "Region"), opt), 404);
+    const list = await apps.getAppReportFilters(ctx.app, { filterTypes: ["REP"] }, opt);
+    eq(list.data.data.map((f) => f.name), ["North"], "listed");
+    assert(list.data.data[0].filterV1_0 === undefined, "a listing has no definition");
+    eq((await apps.getAppReportFilter(ctx.app, id, opt)).data.description, "d");
+    const p = await apps.patchAppReportFilter(ctx.app, id,
+      [{ op: "replace", path: "/filter", value: { Filter: { description: "e" } } }], opt);
+    eq(p.status, 204, "patch");
+    eq((await apps.getAppReportFilter(ctx.app, id, opt)).data.description, "e");
+    eq((await apps.deleteAppReportFilter(ctx.app, id, opt)).status, 204, "delete");
+    await expectStatus(apps.getAppReportFilter(ctx.app, id, opt), 404);
+  });
+
+  await check("reportTemplates + sharingTasks: a template from temp-contents, a template-sharing task on it", async () => {
+    const file = new TextEncoder().encode(JSON.stringify({ type: "excel", fields: ["Region"] }));
+    const up = await tempContents.uploadTempFile({ filename: "Weekly.xlsx" }, file, opt);
+    const tid = up.headers.get("location").split("/").pop();
+    const r = await reportTemplates.createReportTemplate({ name: "Weekly", description: "m", temporaryContentId: tid,
+      sourceAppId: ctx.app, sourceAppAction: "replace" }, opt);
+    eq(r.status, 201, "template");
+    shape(r.data, { id: "string", name: "string", type: "string", sourceAppId: "string", createdAt: "iso" }, "template");
+    eq(r.data.type, "excel");
+    const bad = new TextEncoder().encode(JSON.stringify({ type: "excel", fields: ["Nope"] }));
+    const up2 = await tempContents.uploadTempFile({ filename: "Bad.xlsx" }, bad, opt);
+    await expectStatus(reportTemplates.createReportTemplate({ name: "Bad", sourceAppId: ctx.app, sourceAppAction: "replace",
+      temporaryContentId: up2.headers.get("location").split("/").pop() }, opt), 400);
+    const listed = await reportTemplates.getReportTemplates({ sourceAppId: ctx.app }, opt);
+    assert(listed.data.data.some((x) => x.id === r.data.id), "listed");
+    eq((await reportTemplates.getReportTemplate(r.data.id, opt)).data.name, "Weekly");
+    const up3 = await tempContents.uploadTempFile({ filename: "Weekly2.xlsx" }, file, opt);
+    const put = await reportTemplates.updateReportTemplate(r.data.id, { name: "Weekly 2", description: "m",
+      temporaryContentId: up3.headers.get("location").split("/").pop(), sourceAppAction: "replace" }, opt);
+    eq(put.data.name, "Weekly 2", "updated");
+    const me = (await users.getMyUser(opt)).data.id;
+    const body = { name: "Mondays", description: "m", type: "template-sharing", state: { selections: [] },
+      templates: [{ type: "excel", templateId: r.data.id, fileName: "Weekly" }], transportChannels: ["email"],
+      scheduleOptions: { recurrence: ["RRULE:FREQ=WEEKLY;INTERVAL=1;BYDAY=MO;BYHOUR=7;BYMINUTE=30"],
+        timezone: "Europe/Rome", startDateTime: "2099-01-04T07:30:00" },
+      recipients: { userIds: [{ value: me }] } };
+    const t = await sharingTasks.createSharingTask(body, opt);
+    eq(t.status, 201, "task");
+    await expectStatus(sharingTasks.createSharingTask({ ...body, scheduleOptions: { ...body.scheduleOptions,
+      startDateTime: "2099-01-04T07:30:00Z" } }, opt), 400);
+    const tasks = await sharingTasks.getSharingTasks({ appid: ctx.app, limit: 100 }, opt);
+    eq(tasks.data.sharingTasks.map((x) => x.id), [t.data.id], "tasks of the app");
+    eq((await sharingTasks.getSharingTask(t.data.id, {}, opt)).data.name, "Mondays");
+    const pt = await sharingTasks.patchSharingTask(t.data.id, [{ op: "replace", path: "/name", value: "Mon" }], opt);
+    eq(pt.status, 204, "patched");
+    eq((await sharingTasks.getSharingTask(t.data.id, {}, opt)).data.name, "Mon");
+    eq((await sharingTasks.deleteSharingTask(t.data.id, opt)).status, 204);
+    await expectStatus(sharingTasks.getSharingTask(t.data.id, {}, opt), 404);
+    eq((await reportTemplates.deleteReportTemplate(r.data.id, opt)).status, 204);
+    await expectStatus(reportTemplates.getReportTemplate(r.data.id, opt), 404);
   });
 
   // ---- cleanup rules

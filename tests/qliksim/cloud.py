@@ -30,6 +30,7 @@ import lineage
 import qvf
 from core import ApiError, Response
 from oauth import OAUTH_ROUTES, OAuthMixin
+from reporting import REPORTING_ROUTES, ReportingMixin
 from scheduling import SCHED, SCHED_ROUTES, SchedulingMixin
 
 API = "/api/v1"
@@ -511,12 +512,13 @@ def _truthy(v):
     return str(v).lower() in ("1", "true", "yes")
 
 
-class Cloud(SchedulingMixin, OAuthMixin):
+class Cloud(SchedulingMixin, OAuthMixin, ReportingMixin):
     """One simulated Qlik Cloud tenant."""
 
     # for scheduling.py, which cannot import this module (this module imports it)
     _rrule_problem = staticmethod(validate_rrule)
     _tz_ok = staticmethod(valid_timezone)
+    _task_datetime = staticmethod(parse_task_datetime)
     _scim = staticmethod(parse_scim)
     _FilterError = FilterError
 
@@ -579,6 +581,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
         self._load_seed(seed)
         self._oauth_init(seed)
         self._sched_init(seed)
+        self._reporting_init()
         self._seeding = False
 
     # ------------------------------------------------------------------ infrastructure
@@ -1000,7 +1003,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
         ("POST", "/temp-contents"), ("POST", "/temp-contents/files"),
         ("HEAD", "/temp-contents/files/{id}"), ("PATCH", "/temp-contents/files/{id}"),
         ("GET", "/temp-contents/{id}"), ("GET", "/temp-contents/{id}/details"),
-    ]
+    ] + REPORTING_ROUTES   # reporting.py
 
     # (path prefix, handler name infix, routes, needs a Bearer): the scheduling service and
     # the token endpoint live outside /api/v1 on the real tenant too
@@ -3252,6 +3255,7 @@ class Cloud(SchedulingMixin, OAuthMixin):
             "extensions": [ext(e) for e in self.extensions.values()],
             "themes": [ext(e) for e in self.themes.values()],
             "temp_contents": temps,
+            **self.reporting_state(),
             "quotas": dict(self.quotas),
             "catalogue": {"lag_ms": self._lag() * 1000.0,
                           "lagged_listings": dict(self.lagged_listings)},

@@ -525,10 +525,11 @@ class Counters:
 class Simulator:
     """Holds the site, both halves, the counters and the fault config."""
 
-    def __init__(self, site, half_classes, data_dir, faults=None):
+    def __init__(self, site, half_classes, data_dir, faults=None, certs_dir=None):
         self.site = site
         self.half_classes = half_classes
         self.ctx = SimContext(data_dir, seed=site.get("seed", 0))
+        self.ctx.certs_dir = certs_dir   # key material a half keeps across runs (nprinting.py)
         self.counters = Counters()
         self.faults = Faults(faults)
         # the Cloud half reads faults.raw["catalogue_lag_ms"] and counts its lagged listings
@@ -1062,7 +1063,7 @@ class Running:
 
 
 def start(site, half_classes, qrs_port=0, cloud_port=0, cloud_tls=False, certs_dir=None,
-          faults=None, data_dir=None, verbose=False):
+          faults=None, data_dir=None, verbose=False, nprinting_port=0):
     """Build the simulator and start its listeners. Returns a Running."""
     temp_dirs = []
     if not certs_dir:
@@ -1072,14 +1073,23 @@ def start(site, half_classes, qrs_port=0, cloud_port=0, cloud_tls=False, certs_d
         data_dir = tempfile.mkdtemp(prefix="qliksim-data-")
         temp_dirs.append(data_dir)
     certs = ensure_certs(certs_dir)
-    sim = Simulator(site, half_classes, data_dir, faults)
+    sim = Simulator(site, half_classes, data_dir, faults, certs_dir=certs_dir)
     listeners = {}
     if "qrs" in half_classes:
         listeners["qrs"] = Listener(sim, "qrs", qrs_port, server_ssl_context(certs, True), verbose)
     if "cloud" in half_classes:
         tls = server_ssl_context(certs, False) if cloud_tls else None
         listeners["cloud"] = Listener(sim, "cloud", cloud_port, tls, verbose)
+    if "nprinting" in half_classes and site.get("nprinting"):
+        # NPrinting's web console and API listen on 4993 over TLS (the sim CA signs it)
+        listeners["nprinting"] = Listener(sim, "nprinting", nprinting_port,
+                                          server_ssl_context(certs, False), verbose)
     info = {}
+    if "nprinting" in listeners:
+        np = sim.half("nprinting")
+        info["nprinting_url"] = f"https://127.0.0.1:{listeners['nprinting'].port}"
+        info["nprinting_jwt"] = np.admin_token()
+        info["nprinting_export"] = np.export_dir
     if "qrs" in listeners:
         info["qrs_url"] = f"https://127.0.0.1:{listeners['qrs'].port}"
     if "cloud" in listeners:

@@ -21,9 +21,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import core  # noqa: E402
 import engine  # noqa: E402
 from cloud import Cloud  # noqa: E402
+from nprinting import NPrinting  # noqa: E402
 from qrs import QRS  # noqa: E402
 
-HALVES = {"qrs": QRS, "cloud": Cloud}
+# in this order: the NPrinting half binds its connections to the QRS half's apps
+HALVES = {"qrs": QRS, "cloud": Cloud, "nprinting": NPrinting}
 
 
 def load_json_arg(value):
@@ -49,6 +51,7 @@ def parse_args(argv):
     p.add_argument("--site", required=True, help="site description JSON file")
     p.add_argument("--qrs-port", type=int, default=0)
     p.add_argument("--cloud-port", type=int, default=0)
+    p.add_argument("--nprinting-port", type=int, default=0, help="served when the site has 'nprinting'")
     p.add_argument("--cloud-tls", action="store_true", help="serve the Cloud API over HTTPS")
     p.add_argument("--certs", help="certificate folder (created/filled if needed)")
     p.add_argument("--faults", help="faults JSON, inline or a file path")
@@ -65,7 +68,7 @@ def main(argv=None):
     running = core.start(site, HALVES, qrs_port=args.qrs_port, cloud_port=args.cloud_port,
                          cloud_tls=args.cloud_tls, certs_dir=args.certs,
                          faults=load_json_arg(args.faults), data_dir=args.data_dir,
-                         verbose=args.verbose)
+                         verbose=args.verbose, nprinting_port=args.nprinting_port)
     engine.install(running)  # the engine API (WebSocket) on both listeners: engine.py
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
