@@ -557,7 +557,9 @@ class Simulator:
         route = (req.method, req.path.rstrip("/"))
         if route == ("GET", "/_sim/state"):
             with self.ctx.lock:
-                return Response(200, {n: h.state() for n, h in self.ctx.halves.items()})
+                # a half the site does not have (no "nprinting" section) reports None: left out
+                states = {n: h.state() for n, h in self.ctx.halves.items()}
+                return Response(200, {n: st for n, st in states.items() if st is not None})
         if route == ("GET", "/_sim/counts"):
             return Response(200, self.counters.snapshot())
         if route == ("POST", "/_sim/reset-counters"):

@@ -208,6 +208,8 @@ class NPrinting:
         return sign_jwt(self.keys["key"], {self.attribute: users[0]["email"]})
 
     def state(self):
+        if not self.seed:
+            return None          # the site has no NPrinting server
         return {k: list(v.values()) for k, v in self.db.items()}
 
     def render_error(self, err):

@@ -575,7 +575,7 @@ class CliTests(unittest.TestCase):
             qrs = QrsClient(info)
             self.assertEqual(qrs.get("/qrs/app/count").json(), {"value": 12})
             state = qrs.request("GET", "/_sim/state").json()
-            self.assertEqual(set(state), {"qrs", "cloud"})
+            self.assertEqual(set(state), {"qrs", "cloud", "nprinting"})  # the demo site has an NPrinting server
             qrs.close()
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=10), 0)
