@@ -78,7 +78,8 @@ local function placeholder_in(path, query)
   local at = base:find(overlay.PREFIX, 1, true)
   if at then
     local id = base:sub(at)
-    return overlay.is_placeholder(id) and id:sub(-1) == ")" and not id:find("/", 1, true) and "object" or "path", id
+    -- (a key may hold "/", a QlikView document's path: only ")/" starts what is under it)
+    return overlay.is_placeholder(id) and id:sub(-1) == ")" and not id:find(")/", 1, true) and "object" or "path", id
   end
   if q:find(overlay.PREFIX, 1, true) then return "query" end
   for _, v in pairs(query or {}) do

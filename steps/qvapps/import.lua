@@ -10,8 +10,9 @@
 -- mapped prefix of the document's folder) to a shared space, found by
 -- name; documents of unmapped folders go to the staging space
 -- (spaces.create's "@staging", else plan.spaces.staging by name).
--- plan.qlikview.publish maps folders to the managed space qvapps.publish
--- moves the app to (recorded as data.bound_for).  A missing space skips
+-- A folder mapped to a managed space is staged there too, and published
+-- by qvapps.publish, as an app of a stream with a managed space; so is a
+-- folder plan.qlikview.publish maps to one (recorded as data.bound_for).  A missing space skips
 -- the document with the reason.
 --
 -- Never a duplicate: ctx.ensure finds the app recorded in the cache, else
@@ -40,20 +41,49 @@ local function mapped(map, folder)
   return best
 end
 
+-- A space by name: one spaces.create made (its record, also in a plan,
+-- where the space is only planned), else the tenant's.
+local USABLE = { created = true, updated = true, adopted = true, unchanged = true, planned = true }
+local function space_named(ctx, name)
+  for _, rec in ipairs(ctx.cache:items("space")) do
+    local d = type(rec.data) == "table" and rec.data or {}
+    if d.name == name and rec.target_id and USABLE[rec.status] then
+      return { id = rec.target_id, name = name, type = d.type or "shared" }
+    end
+  end
+  return retrieve.space(ctx.target, name)
+end
+
 -- The space of a document: {space_id, name, bound_for} or nil, why.
 local function placement(ctx, item)
-  local best = mapped(ctx.plan.qlikview and ctx.plan.qlikview.spaces, item.folder)
+  local p = ctx.plan.qlikview or {}
+  local best = mapped(p.spaces, item.folder)
+  local managed
+  local pub = mapped(p.publish, item.folder)
+  if pub then
+    managed = space_named(ctx, pub.space)
+    if not (managed and managed.type == "managed") then
+      return nil, "managed space '" .. pub.space .. "' (plan.qlikview.publish) is not in the tenant"
+    end
+  end
   if best then
-    local s = retrieve.space(ctx.target, best.space)
+    local s = space_named(ctx, best.space)
     if not s then return nil, "space '" .. best.space .. "' is not in the tenant (create it first)" end
-    return { space_id = s.id, name = s.name }
+    if s.type ~= "managed" then return { space_id = s.id, name = s.name, bound_for = managed and managed.id } end
+    managed = s   -- as for a stream's managed space: staged, then published there
+  end
+  local function staged(where)
+    where.bound_for = managed and managed.id or nil
+    return where
   end
   local staging = ctx.lookup("space", "@staging")
-  if staging then return { space_id = staging, name = ctx.plan.spaces and ctx.plan.spaces.staging } end
+  if staging then return staged { space_id = staging, name = ctx.plan.spaces and ctx.plan.spaces.staging } end
   local name = ctx.plan.spaces and ctx.plan.spaces.staging or "Migration staging"
-  local s = retrieve.space(ctx.target, name)
-  if not s then return nil, "no space for folder '" .. item.folder .. "' and no staging space '" .. name .. "'" end
-  return { space_id = s.id, name = s.name }
+  local s = space_named(ctx, name)
+  if not s then
+    return nil, "no shared space for folder '" .. item.folder .. "' and no staging space '" .. name .. "'"
+  end
+  return staged { space_id = s.id, name = s.name }
 end
 
 return {
@@ -70,18 +100,21 @@ return {
   key = function(item) return item.id end,
   fingerprint = function(item) return item.fp end,
   target_path = function(rec) return "apps/" .. rec.target_id end,
+  -- what a plan records: where the app would go (qvapps.publish reads bound_for)
+  planned = function(item, ctx)
+    local where = placement(ctx, item)
+    if not where then return nil end
+    -- read back, the app is the importing identity's, in its space, marked
+    return { data = { qv_id = item.qv_id, name = item.name, space_id = where.space_id, bound_for = where.bound_for },
+      object = { attributes = { name = item.name, ownerId = ctx.target:me().id, spaceId = where.space_id,
+        description = retrieve.mark("", marker_id(item.qv_id)) } } }
+  end,
   run = function(ctx, item)
     local conv, why = conversion.load(ctx, item.qv_id)
-    if not conv then return { status = "skipped", reason = why } end
+    -- (in a plan the conversion may be one qvapps.convert would write)
+    if not conv and not ctx.dry_run then return { status = "skipped", reason = why } end
     local where, wwhy = placement(ctx, item)
     if not where then return { status = "skipped", reason = wwhy } end
-    -- plan.qlikview.publish: the managed space qvapps.publish moves it to
-    local pub = mapped(ctx.plan.qlikview and ctx.plan.qlikview.publish, item.folder)
-    local managed = pub and retrieve.space(ctx.target, pub.space)
-    if pub and not (managed and managed.type == "managed") then
-      return { status = "skipped", reason = "managed space '" .. pub.space .. "' (plan.qlikview.publish) is not "
-        .. "in the tenant" }
-    end
     local mid = marker_id(item.qv_id)
     local r = ctx.ensure {
       get = function(id)
@@ -97,8 +130,7 @@ return {
       id = function(o) return o.resourceId or o.id end,
       undo = function(id) return { method = "DELETE", path = "apps/" .. id } end,
     }
-    local data = { qv_id = item.qv_id, space_id = where.space_id, name = item.name,
-      bound_for = managed and managed.id or nil }
+    local data = { qv_id = item.qv_id, space_id = where.space_id, name = item.name, bound_for = where.bound_for }
     if ctx.dry_run or ctx.is_planned(r.id) then
       error(setmetatable({ method = "engine", path = "apps/" .. r.id, target_id = r.id, data = data,
         reason = "would set the script and write the master items" }, errors.DryRun), 0)

@@ -33,6 +33,7 @@ local function demo_job(lag_s)
   local job, n = text:gsub("options: {concurrency: 8}", string.format(
     "options: {concurrency: 8, rate_limits: false, catalogue_lag: %s}", lag_s))
   t.eq(n, 1, "the demo job's options line")
+  job = job:gsub("qlikview: {folder: qlikview}", "qlikview: {folder: " .. fs.realpath("examples/demo/qlikview") .. "}")  -- (relative to the demo's folder)
   local d = fs.realpath(t.tmpdir())
   t.write(d .. "/job.yaml", job)
   local e = {}
@@ -61,7 +62,10 @@ local function signature()
   local apps = {}
   for _, a in ipairs(c.apps) do
     t.eq(a.name:find("[qmig-lua:importing:", 1, true), nil, "an app left with its importing name: " .. a.name)
-    apps[a.id] = (retrieve.read_marker(a.description) or ("unmarked " .. a.name)) .. " in "
+    -- (a QlikView app's marker holds an id each project generates: its name stands for it)
+    local marker = retrieve.read_marker(a.description)
+    if marker and marker:find("^qlikview:") then marker = "qlikview:" .. a.name end
+    apps[a.id] = (marker or ("unmarked " .. a.name)) .. " in "
       .. tostring(spaces[a.spaceId or ""])
     add(true, "app", apps[a.id])
   end

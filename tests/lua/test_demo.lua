@@ -86,15 +86,19 @@ T.test("the demo job migrates the demo site: placement, owners, scripts, passwor
   local qrs_users = {}
   for _, u in ipairs(SITE.qrs.users) do qrs_users[u.userDirectory .. "\\" .. u.userId] = u end
   -- every source app exactly once, found by its marker
-  local count = {}
+  -- (the QlikView documents' apps carry "qlikview:<id>" markers: the next test)
+  local count, qs_apps = {}, {}
   for _, app in ipairs(st.apps) do
     local src = retrieve.read_marker(app.description)
-    if src then count[src] = (count[src] or 0) + 1 end
+    if src and not src:find("^qlikview:") then
+      count[src] = (count[src] or 0) + 1
+      qs_apps[#qs_apps + 1] = app
+    end
   end
   local marked = 0
   for _, n in pairs(count) do marked = marked + 1; t.eq(n, 1, "one app per source app") end
   t.eq(marked, #SOURCE_APPS)
-  for _, app in ipairs(st.apps) do
+  for _, app in ipairs(qs_apps) do
     local src_id = retrieve.read_marker(app.description)
     local src
     for _, a in ipairs(SOURCE_APPS) do if a.id == src_id then src = a end end
@@ -128,6 +132,32 @@ T.test("the demo job migrates the demo site: placement, owners, scripts, passwor
   t.eq(sent["Finance:Finance DB"], "demo-canary-pw")
   t.eq(sent["Sales:Sales DB"], "demo-sales-canary-pw", "${QMIG_TEST_DEMO_SALES_PW} expanded")
   t.eq(sent["Operations:Warehouse ODBC"], false, "no credentials: no password")
+end)
+
+T.test("the demo's QlikView documents: converted, imported once each, scripted, reloaded, published", function()
+  ensure_migrated()
+  local st = sim:state().cloud
+  local spaces, users = by(st.spaces, "id"), by(st.users, "id")
+  local qv = {}
+  for _, app in ipairs(st.apps) do
+    local src = retrieve.read_marker(app.description)
+    if src and src:find("^qlikview:") then
+      t.eq(qv[app.name], nil, "one app per document: " .. app.name)
+      qv[app.name] = app
+    end
+  end
+  t.eq({ qv["Sales Dashboard"] ~= nil, qv.Inventory ~= nil, qv["Legacy Archive"] }, { true, true, nil },
+    "the document without a -prj folder is not imported")
+  -- the folders' spaces are the streams' managed spaces: staged, then published there
+  t.eq(spaces[qv["Sales Dashboard"].spaceId].name, "Finance")
+  t.eq(spaces[qv["Sales Dashboard"].spaceId].type, "managed")
+  t.eq(spaces[qv.Inventory.spaceId].name, "Operations")
+  t.eq(users[qv["Sales Dashboard"].ownerId].email, "jdoe@corp.example", "plan.qlikview.owners")
+  t.match(qv.Inventory.script, "LIB CONNECT TO 'Operations:Warehouse ODBC'", "ODBC CONNECT re-pointed")
+  t.truthy(not qv.Inventory.script:find("lib://Shared Files/", 1, true), "folder paths rewritten")
+  t.truthy(qv.Inventory.lastReloadTime ~= "" and qv["Sales Dashboard"].lastReloadTime ~= "", "reloaded")
+  local csv = t.read(env.QMIG_DEMO_PROJECT .. "/reports/qlikview-not-carried.csv")
+  t.match(csv, "Operations/Inventory%.qvw,[^\r]*,Module%.txt,macros,")
 end)
 
 T.test("the demo re-run makes zero writes; the password is nowhere in the project", function()

@@ -50,7 +50,8 @@ end
 return wrapped
 ]])
   t.write(dir .. "/job.yaml", (t.read("examples/demo/job.yaml"):gsub("\nplan:\n",
-    "\nsteps_path: [" .. dir .. "/pack]\nplan:\n", 1)))
+    "\nsteps_path: [" .. dir .. "/pack]\nplan:\n", 1)
+    :gsub("qlikview: {folder: qlikview}", "qlikview: {folder: " .. fs.realpath("examples/demo/qlikview") .. "}")))
   local env = { QMIG_DEMO_QRS_URL = sim.info.qrs_url, QMIG_DEMO_CLOUD_URL = sim.info.cloud_url,
     QMIG_DEMO_API_KEY = sim.info.api_key, QMIG_DEMO_CERTS = fs.dirname(sim.info.certs.ca),
     QMIG_DEMO_PROJECT = dir .. "/project", QMIG_DEMO_DIR = dir }

@@ -53,7 +53,7 @@ local function qrs_edit(q, kind, filter, changes)
   q:request("PUT", kind .. "/" .. entity.id, { json = entity })
 end
 
-local PLAN_CHANGES = { "create", "update", "adopt", "export", "delete", "validate" }
+local PLAN_CHANGES = { "create", "update", "adopt", "export", "delete", "validate", "convert" }
 local RUN_CHANGES = { "created", "updated", "adopted", "deleted" }
 
 T.test("plan on a fresh project: every step, every object, the counts of the run that follows", function()
@@ -175,7 +175,8 @@ T.test("plan on a fresh project: every step, every object, the counts of the run
   t.write(changed, (t.read("examples/demo/job.yaml")
     :gsub("Everyone: {name: Everyone, type: shared}", "Everyone: {name: All Staff, type: shared}")
     :gsub("    staging: Migration staging\n",
-      "    staging: Migration staging\n    owners: {Sales: asmith@corp.example}\n")))
+      "    staging: Migration staging\n    owners: {Sales: asmith@corp.example}\n")
+    :gsub("qlikview: {folder: qlikview}", "qlikview: {folder: " .. fs.realpath("examples/demo/qlikview") .. "}")))
   code, out, err = cli.run({ "plan", changed }, { env = env })
   t.eq(code, 0, out .. err)
   updates = {}

@@ -68,8 +68,10 @@ function M.converted(ctx)
   local out = {}
   for _, rec in ipairs(ctx.cache:items("qvapp.convert")) do
     local d = rec.data
+    -- (planned: what a plan's qvapps.convert would convert, so the plan's
+    -- later steps show the documents too)
     if type(d) == "table" and d.qv_id and (rec.status == "created" or rec.status == "updated"
-        or rec.status == "unchanged") then
+        or rec.status == "unchanged" or rec.status == "planned") then
       out[#out + 1] = { id = rec.source_id, qv_id = d.qv_id, name = d.name, folder = d.folder or "",
         doc = rec.source_id }
     end
