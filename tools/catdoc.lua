@@ -24,14 +24,9 @@ listed in.  A step file of the same name in a job's `steps_path` replaces the
 built-in one (`docs/steps.md`).
 ]])
 for _, entry in ipairs(catalogue.list) do
-  if entry.reserved then
-    print(string.format("## %d `%s` — %s\n\nReserved: not implemented yet (`check` and `run` refuse it).\n",
-      entry.order, entry.name, entry.title))
-  else
-    local mod, path = steps.resolve(entry.name, {})
-    assert(mod, path)
-    local rel = path:gsub("^.*/steps/", "steps/")
-    print(string.format("## %d `%s` — %s\n\nObject kind `%s`; `%s`.\n\n%s\n", entry.order, entry.name, entry.title,
-      mod.object, rel, header_comment(path)))
-  end
+  local mod, path = steps.resolve(entry.name, {})
+  assert(mod, path)
+  local rel = path:gsub("^.*/steps/", "steps/")
+  print(string.format("## %d `%s` — %s\n\nObject kind `%s`; `%s`.\n\n%s\n", entry.order, entry.name, entry.title,
+    mod.object, rel, header_comment(path)))
 end

@@ -47,7 +47,7 @@ local entries = {
 M.by_name = {}
 M.list = {}
 for _, e in ipairs(entries) do
-  local entry = { order = e[1], name = e[2], title = e[3], reserved = e.reserved or false }
+  local entry = { order = e[1], name = e[2], title = e[3] }
   M.by_name[entry.name] = entry
   M.list[#M.list + 1] = entry
 end

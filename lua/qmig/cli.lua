@@ -354,13 +354,8 @@ function M.steps(opts)
     steps_path = job.steps_path or {}
   end
   for _, entry in ipairs(catalogue.list) do
-    local where
-    if entry.reserved then
-      where = "(not implemented yet)"
-    else
-      local mod, path = steps.resolve(entry.name, steps_path)
-      where = mod and path or ("(" .. path .. ")")
-    end
+    local mod, path = steps.resolve(entry.name, steps_path)
+    local where = mod and path or ("(" .. path .. ")")
     say("%4d  %-28s %-40s %s", entry.order, entry.name, entry.title, where)
   end
   for _, name in ipairs(steps.discover(steps_path)) do

@@ -87,9 +87,6 @@ end
 -- M.resolve(name, steps_path) -> module, path | nil, message
 function M.resolve(name, steps_path)
   local entry = catalogue.by_name[name]
-  if entry and entry.reserved then
-    return nil, string.format("step '%s' (%s) is not implemented yet", name, entry.title)
-  end
   for _, path in ipairs(M.candidates(name, steps_path)) do
     if file_exists(path) then
       local mod, err = M.load_file(path, name)

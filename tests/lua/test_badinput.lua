@@ -74,8 +74,6 @@ local CONFIG = {
     err = "unknown step 'spaces%.creat' %(did you mean 'spaces%.create'%?%)" },
   { "not a step name", function(x) return sub(x, "[test.spaces]", "[spaces]") end,
     err = "jobs%[1%]%.steps%[1%]: 'spaces' is not a step name" },
-  { "reserved step", function(x) return sub(x, "[test.spaces]", "[post.reset_qv_descriptions]") end,
-    err = "not implemented" },
   { "duplicate job names", function(x) return x .. "  - {name: a, steps: [test.spaces]}\n" end,
     err = "duplicate name 'a'" },
   { "steps not a list", function(x) return sub(x, "[test.spaces]", "test.spaces") end,

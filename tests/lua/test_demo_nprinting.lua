@@ -9,6 +9,7 @@ local cli = require "cli"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
 local simlib = require "sim"
+local demo_outcome = require "demo_outcome"
 
 local T = t.suite("demo_nprinting")
 local sim, env, dir
@@ -26,8 +27,7 @@ local function setup()
     QMIG_DEMO_API_KEY = sim.info.api_key, QMIG_DEMO_CERTS = fs.dirname(sim.info.certs.ca),
     QMIG_DEMO_PROJECT = dir .. "/project", QMIG_DEMO_DIR = dir, QMIG_DEMO_NP_URL = sim.info.nprinting_url,
     QMIG_DEMO_NP_JWT = sim.info.nprinting_jwt, QMIG_DEMO_NP_EXPORT = sim.info.nprinting_export }
-  local code, out, err = cli.run({ "run", "examples/demo/job.yaml" }, { env = env })
-  t.eq(code, 0, out .. err)
+  demo_outcome.ran(cli.run({ "run", "examples/demo/job.yaml" }, { env = env }))
 end
 
 T.test("the demo's NPrinting reports, schedules and filters migrate onto the apps users open", function()

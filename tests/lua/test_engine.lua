@@ -189,7 +189,6 @@ local BAD = {
   { "unknown step with suggestion", { jobs = "  - {name: a, steps: [spaces.creat]}" },
     "job.yaml:%d+: unknown step 'spaces.creat' %(did you mean 'spaces.create'%?%)" },
   { "not a step name", { jobs = "  - {name: a, steps: [spaces]}" }, "job.yaml:%d+: jobs%[1%]%.steps%[1%]" },
-  { "reserved step", { jobs = "  - {name: a, steps: [post.reset_qv_descriptions]}" }, "not implemented" },
   { "a delete step without --yes", { jobs = "  - {name: a, steps: [spaces.delete]}" },
     "spaces%.delete deletes objects in the target; run it with %-%-yes" },
   { "duplicate job names", { jobs = "  - {name: a, steps: [test.spaces]}\n  - {name: a, steps: [test.spaces]}" },
