@@ -33,7 +33,9 @@ local function demo_job(lag_s)
   local job, n = text:gsub("options: {concurrency: 8}", string.format(
     "options: {concurrency: 8, rate_limits: false, catalogue_lag: %s}", lag_s))
   t.eq(n, 1, "the demo job's options line")
-  job = job:gsub("qlikview: {folder: qlikview}", "qlikview: {folder: " .. fs.realpath("examples/demo/qlikview") .. "}")  -- (relative to the demo's folder)
+  -- the demo names its QlikView share relative to its own folder
+  job = job:gsub("qlikview: {folder: qlikview}",
+    "qlikview: {folder: " .. fs.realpath("examples/demo/qlikview") .. "}")
   local d = fs.realpath(t.tmpdir())
   t.write(d .. "/job.yaml", job)
   local e = {}

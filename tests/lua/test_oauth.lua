@@ -39,7 +39,9 @@ local function demo_job(client, secret_line)
   local with_oauth, n = text:gsub("  api_key: %${QMIG_DEMO_API_KEY}\n", "  oauth:\n    client_id: " .. client
     .. "\n    " .. (secret_line or "client_secret: ${QMIG_TEST_M2M_SECRET}") .. "\n")
   t.eq(n, 1, "the demo job names target.api_key once")
-  with_oauth = with_oauth:gsub("qlikview: {folder: qlikview}", "qlikview: {folder: " .. fs.realpath("examples/demo/qlikview") .. "}")  -- (relative to the demo's folder)
+  -- the demo names its QlikView share relative to its own folder
+  with_oauth = with_oauth:gsub("qlikview: {folder: qlikview}",
+    "qlikview: {folder: " .. fs.realpath("examples/demo/qlikview") .. "}")
   t.write(dir .. "/job.yaml", with_oauth)
   t.write(dir .. "/secrets.yaml", "Finance DB: {username: u, password: p1}\n'Sales DB (CORP_jdoe)': {username: s, "
     .. "password: p2}\n")
