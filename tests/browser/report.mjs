@@ -49,9 +49,9 @@ if (at > 0) {
     cwd: repo, env: { ...process.env, QMIG_DEMO_DIR: demo }, encoding: 'utf8', timeout: 300_000,
   });
   writeFileSync(join(work, 'demo.log'), (run.stdout || '') + (run.stderr || ''));
-  // exit 1: apps.validate fails the one app whose reload in Cloud the demo site makes load other
-  // data (tests/lua/lib/demo_outcome.lua); everything else succeeds
-  check('the demo migration runs (examples/demo/run.sh)', run.status === 1
+  // apps.validate fails the one app whose reload in Cloud the demo site makes load other data
+  // (tests/lua/lib/demo_outcome.lua), run.sh says that is intended and exits 0
+  check('the demo migration runs (examples/demo/run.sh)', run.status === 0
       && /apps\.validate\s+10 unchanged, 1 skipped, 1 failed\n/.test(run.stdout || ''),
     `exit ${run.status}${run.error ? ` (${run.error.message})` : ''}; see ${join(work, 'demo.log')}`);
   reportHtml = join(demo, 'project', 'reports', 'report.html');

@@ -338,8 +338,12 @@ T.test("make demo needs no npm; the commands examples/demo/run.sh prints work as
   p = io.popen("QMIG_DEMO_DIR=" .. cli.quote(dir) .. " timeout 600 examples/demo/run.sh 2>&1; echo \"exit=$?\"")
   local out = p:read("a")
   p:close()
-  t.match(out, "\nexit=1\n$", out)   -- the app the demo site makes differ (tests/lua/lib/demo_outcome.lua)
+  -- the app the demo site makes differ (tests/lua/lib/demo_outcome.lua) is the one failure, and run.sh
+  -- says it is intended, then goes on with the NPrinting job
+  t.match(out, "\nexit=0\n$", out)
   t.match(out, "apps%.validate%s+10 unchanged, 1 skipped, 1 failed\n", out)
+  t.match(out, "\nAs the demo intends: apps%.validate finds that Accounts Payable loads other data", out)
+  t.match(out, "\n  nprinting%.reports%s+4 created, 1 skipped\n", out)
   local commands = {}
   for line in out:gmatch("\n  (%. [^\n]+)") do commands[#commands + 1] = line end
   t.eq(#commands, 2, out)
