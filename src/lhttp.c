@@ -42,6 +42,7 @@ static int unsent_write = 0;
 
 typedef struct Client {
   char *base_url, *cert, *key, *key_password, *ca, *user_agent;
+  char *ntlm_user, *ntlm_password;  /* Windows account ("DOMAIN\\user"), when set */
   int insecure;
   long connect_timeout_ms, timeout_ms, idle_timeout_s;
   size_t max_body;
@@ -108,9 +109,23 @@ static CURLM *get_multi(void) {
 
 /* {====== client */
 
+/* ntlm = {username=, password=}: both strings; copied into the client. */
+static void ntlm_opt(lua_State *L, Client *c) {
+  int t = lua_getfield(L, 1, "ntlm");
+  if (t == LUA_TTABLE) {
+    int idx = lua_gettop(L);
+    c->ntlm_user = dup_opt(L, idx, "username");
+    c->ntlm_password = dup_opt(L, idx, "password");
+    if (!c->ntlm_user || !c->ntlm_password) luaL_error(L, "http: option 'ntlm' needs username and password");
+  } else if (t != LUA_TNIL) {
+    luaL_error(L, "http: option 'ntlm' must be a table");
+  }
+  lua_pop(L, 1);
+}
+
 /* http.client{base_url=, headers=, timeout=, connect_timeout=,
 **   idle_timeout=, cert=, key=, key_password=, ca=, insecure=,
-**   user_agent=, max_body=}  [-1, +1, e] */
+**   user_agent=, max_body=, ntlm={username=, password=}}  [-1, +1, e] */
 static int http_client(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   Client *c = lua_newuserdatauv(L, sizeof(Client), 1);
@@ -122,6 +137,7 @@ static int http_client(lua_State *L) {
   c->key_password = dup_opt(L, 1, "key_password");
   c->ca = dup_opt(L, 1, "ca");
   c->user_agent = dup_opt(L, 1, "user_agent");
+  ntlm_opt(L, c);
   lua_getfield(L, 1, "insecure");
   c->insecure = lua_toboolean(L, -1);
   lua_pop(L, 1);
@@ -151,6 +167,8 @@ static int client_gc(lua_State *L) {
   free_secret(c->key_password);
   free(c->ca);
   free(c->user_agent);
+  free(c->ntlm_user);
+  free_secret(c->ntlm_password);
   memset(c, 0, sizeof *c);
   return 0;
 }
@@ -364,6 +382,17 @@ static void set_tls(Request *r, Client *c) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
   }
+}
+
+/* NTLM only, not CURLAUTH_ANY: curl then sends its type 1 message with the
+** first request instead of a request without credentials first.  curl
+** keeps the handshake on the connection, and gives a connection that
+** finished one only to requests with the same credentials. */
+static void set_auth(Request *r, Client *c) {
+  if (c->ntlm_user == NULL) return;
+  curl_easy_setopt(r->t.easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_NTLM);
+  curl_easy_setopt(r->t.easy, CURLOPT_USERNAME, c->ntlm_user);
+  curl_easy_setopt(r->t.easy, CURLOPT_PASSWORD, c->ntlm_password);
 }
 
 /* Sets the body from opts.body / opts.json / opts.source / opts.multipart.
@@ -702,7 +731,11 @@ static int client_request(lua_State *L) {
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   }
   set_tls(r, c);
+  set_auth(r, c);
   set_method(L, r, 2);
+  /* the handshake sends the request once per message, and a write must
+  ** be sent once (transfer_prereq_cb would stop it) */
+  if (c->ntlm_user && is_write(r)) return luaL_error(L, "http: a client with 'ntlm' sends reads only");
   int json_body = 0;
   int err = set_body(L, r, 2, &json_body);
   if (err == 0 && lua_getfield(L, 2, "sink") == LUA_TSTRING) err = transfer_open_sink(&r->t, lua_tostring(L, -1));

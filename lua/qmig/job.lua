@@ -123,6 +123,13 @@ local function qrs_user(user)
   return false, "must look like DIRECTORY\\userid (e.g. 'INTERNAL\\sa_api'), got '" .. user:sub(1, 100) .. "'"
 end
 
+-- The account NTLM authenticates: curl splits DOMAIN\user at the backslash
+-- (the form of an NPrinting user's domain account).
+local function windows_account(user)
+  if user:match("^[^\\/@%c]+\\[^\\/@%c]+$") then return true end
+  return false, "must look like DOMAIN\\user (e.g. 'CORP\\svc_nprinting'), got '" .. user:sub(1, 100) .. "'"
+end
+
 M.schema = S.record {
   version = S.integer { required = true, min = 1, max = 1 },
   project = S.oneof({
@@ -170,12 +177,20 @@ M.schema = S.record {
   -- a Qlik NPrinting server next to the site (the nprinting.* steps; docs/nprinting.md)
   nprinting = S.record({
     url = S.string { required = true, nonempty = true, validate = http_url },  -- https://<server>:4993
-    jwt = S.string { secret = true, required = true, nonempty = true },  -- NPrinting JWT authentication
+    jwt = S.string { secret = true, nonempty = true },  -- NPrinting JWT authentication
+    -- Windows authentication: the Windows account of an NPrinting user (its domain account)
+    ntlm = S.record {
+      username = S.string { required = true, validate = windows_account },
+      password = S.string { secret = true, required = true, nonempty = true },
+    },
     ca = S.path { exists = true },
     insecure = S.boolean { default = false },
     -- the folder of report templates exported from NPrinting's web console (<report id>.<ext>)
     export = S.path(),
-  }),
+  }, { validate = function(np)
+    if (np.jwt == nil) == (np.ntlm == nil) then return false, "give exactly one of 'jwt' or 'ntlm'" end
+    return true
+  end }),
   plan = S.record({
     -- which NPrinting apps and reports: names (globs), report tags
     nprinting = S.record { apps = strings, reports = strings, tags = strings },

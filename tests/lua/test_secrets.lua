@@ -77,8 +77,8 @@ local function credentials_shown(text)
   return shown
 end
 
-local function clean(what, text)
-  for _, secret in ipairs { API_KEY, the_sim().info.certs.client_key_password } do
+local function clean(what, text, secrets)
+  for _, secret in ipairs(secrets or { API_KEY, the_sim().info.certs.client_key_password }) do
     for _, f in ipairs(forms(secret)) do
       t.truthy(not text:find(f, 1, true), what .. " holds a secret (" .. f:sub(1, 6) .. "...)")
     end
@@ -169,6 +169,50 @@ T.test("the running process's command line holds no secret (its environment does
   -- the environment is where the job file asked the secrets to come from:
   -- it holds them legitimately (readable only by the same user)
   t.truthy(t.read(dir .. "/environ"):find(API_KEY, 1, true), "environ holds the env var, as expected")
+end)
+
+T.test("an NPrinting Windows (NTLM) password reaches no output, log, cache or report, right or wrong", function()
+  local np = simlib.start { site = FIXTURES .. "/sites/nprinting.json" }
+  local ok, err = pcall(function()
+    local password = json.decode(t.read(FIXTURES .. "/sites/nprinting.json")).nprinting.users[1].password
+    local dir = fs.realpath(t.tmpdir())
+    local file = dir .. "/job.yaml"
+    t.write(file, np:job_yaml { project_dir = dir .. "/project", extra = table.concat({
+      "steps_path: [" .. FIXTURES .. "/steps]",
+      "nprinting:",
+      "  url: " .. np.info.nprinting_url,
+      "  ntlm: {username: 'CORP\\npadmin', password: '${QMIG_NP_PASSWORD}'}",
+      "  ca: " .. np.info.certs.ca,
+      "  export: " .. np.info.nprinting_export,
+      "plan: {nprinting: {apps: ['NP Sales', 'NP Ops']}}",
+    }, "\n"), jobs = "  - {name: np, steps: [fixture22.apps, nprinting.filters, nprinting.reports]}" })
+    local outputs = {}
+    local code, out, e = cli.run({ "run", file, "--verbose" }, { env = { QMIG_NP_PASSWORD = password } })
+    t.truthy(code == 0 or code == 1, out .. e)
+    t.match(out, "nprinting%.filters%s+[^\n]*3 created")
+    outputs[#outputs + 1] = out .. e
+    for _, args in ipairs { { "status", file }, { "report", file }, { "plan", file }, { "undo", file, "--dry-run" } } do
+      local _, o, e2 = cli.run(args, { env = { QMIG_NP_PASSWORD = password } })
+      outputs[#outputs + 1] = o .. e2
+    end
+    local wrong = password .. "-WRONG"
+    code, out, e = cli.run({ "run", file }, { env = { QMIG_NP_PASSWORD = wrong } })
+    t.eq(code, 3, out .. e)
+    t.match(out .. e, "NTLM authentication as CORP\\npadmin failed")
+    outputs[#outputs + 1] = out .. e
+    local secrets = { password, wrong }
+    clean("command output", table.concat(outputs, "\n"), secrets)
+    local files = 0
+    local p = io.popen("find " .. cli.quote(dir .. "/project") .. " -type f")
+    for path in p:lines() do
+      clean(path, t.read(path), secrets)
+      files = files + 1
+    end
+    p:close()
+    t.truthy(files >= 4, "cache, log, reports were checked: " .. files)
+  end)
+  np:stop()
+  if not ok then error(err, 0) end
 end)
 
 -- {====== TLS verification

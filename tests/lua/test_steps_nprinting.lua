@@ -31,7 +31,7 @@ local function job(opts)
     "steps_path: [" .. FIXTURES .. "/steps]",
     "nprinting:",
     "  url: " .. s.info.nprinting_url,
-    "  jwt: '" .. (opts.jwt or s.info.nprinting_jwt) .. "'",
+    opts.auth or ("  jwt: '" .. (opts.jwt or s.info.nprinting_jwt) .. "'"),
     "  ca: " .. s.info.certs.ca,
     "  export: " .. s.info.nprinting_export,
     -- the drafts app holds a filter naming a field the app does not have: only where asked
@@ -229,6 +229,87 @@ T.test("a bad NPrinting token stops the run before anything is written", functio
   t.match(out .. err, "HTTP 401")
   t.eq(filters(), {})
 end)
+
+-- {====== Windows (NTLM) authentication
+
+-- The Windows account of the site's NPrinting administrator, and its password (what the
+-- simulated domain controller knows).
+local ACCOUNT = "CORP\\npadmin"
+local function account_password()
+  return json.decode(t.read(FIXTURES .. "/sites/nprinting.json")).nprinting.users[1].password
+end
+local NTLM = "  ntlm: {username: '" .. ACCOUNT .. "', password: '${QMIG_NP_PASSWORD}'}"
+
+-- Requests to NPrinting's login endpoint.
+local function logins() return the_sim():counts().requests["GET /api/v1/login/ntlm"] end
+
+T.test("ntlm: a Windows account reads the NPrinting server through curl's NTLM handshake", function()
+  clean()
+  local file = job { auth = NTLM }
+  local code, out, err = cli.run({ "run", file }, { env = { QMIG_NP_PASSWORD = account_password() } })
+  t.eq(code, 0, out .. err)
+  t.eq(filters(), EXPECTED)
+  -- one login: its type 1 (answered 401 with the challenge), its type 3 (accepted); every
+  -- other call went with the session cookie
+  t.eq(logins(), 2)
+end)
+
+T.test("ntlm: a wrong password is exit 3, says authentication failed, and is never printed", function()
+  clean()
+  local file = job { auth = NTLM }
+  local wrong = "WRONG-np-p4ss: canary"
+  local code, out, err = cli.run({ "run", file }, { env = { QMIG_NP_PASSWORD = wrong } })
+  t.eq(code, 3, out .. err)
+  t.match(out .. err, "login/ntlm: HTTP 401 %(NTLM authentication as CORP\\npadmin failed%)")
+  t.eq((out .. err):find(wrong, 1, true), nil, "the password was printed")
+  t.eq(filters(), {})
+  local dir = file:match("^(.*)/job.yaml$")
+  local p = io.popen("find " .. cli.quote(dir .. "/project") .. " -type f")
+  for path in p:lines() do t.eq(t.read(path):find(wrong, 1, true), nil, path) end
+  p:close()
+  -- a non-ASCII password cannot succeed through curl's NTLM: the message says so
+  code, out, err = cli.run({ "run", file }, { env = { QMIG_NP_PASSWORD = "pässwörd" } })
+  t.eq(code, 3, out .. err)
+  t.match(out .. err, "sends only ASCII passwords right")
+end)
+
+T.test("ntlm: a session NPrinting ended is opened again once, and the reads go on", function()
+  clean()
+  local client = require "qmig.nprinting.client"
+  local c = client.new({ url = the_sim().info.nprinting_url, ca = the_sim().info.certs.ca,
+    ntlm = { username = ACCOUNT, password = account_password() } }, { retries = 0 })
+  t.eq(#c:list("apps"), 3)
+  the_sim():call("POST", "nprinting/expire-sessions", {})
+  c.memo = {}
+  t.eq(#c:list("apps"), 3)
+  -- the new login went on the connection the first one authenticated: curl keeps it for
+  -- these credentials, and NTLM authenticates a connection, so no second handshake
+  t.eq(logins(), 3)
+  -- a client with NTLM is for reads: the handshake would send a write twice
+  local http = require "qmig.http"
+  local ok, why = pcall(function()
+    return http.client({ base_url = the_sim().info.nprinting_url, ntlm = { username = ACCOUNT, password = "x" } })
+      :request { method = "POST", path = "/api/v1/apps" }
+  end)
+  t.truthy(not ok)
+  t.match(tostring(why), "a client with 'ntlm' sends reads only")
+end)
+
+T.test("ntlm: exactly one of jwt or ntlm, and DOMAIN\\user; otherwise exit 2 naming file and line", function()
+  local cases = {
+    { NTLM .. "\n  jwt: 'abc'", "give exactly one of 'jwt' or 'ntlm'" },
+    { "  insecure: false", "give exactly one of 'jwt' or 'ntlm'" },
+    { "  ntlm: {username: 'npadmin', password: 'x'}", "ntlm.username: must look like DOMAIN\\user" },
+    { "  ntlm: {username: 'CORP\\npadmin'}", "nprinting.ntlm: missing required key 'password'" },
+  }
+  for _, case in ipairs(cases) do
+    local file = job { auth = case[1] }
+    local code, out, err = cli.run({ "check", file }, { env = { QMIG_NP_PASSWORD = "x" } })
+    t.eq(code, 2, case[1] .. ": " .. out .. err)
+    t.match(err, "job%.yaml:%d+: [^\n]*" .. case[2]:gsub("%p", "%%%0"), case[1])
+  end
+end)
+-- }======
 
 -- {====== nprinting.reports
 

@@ -222,6 +222,9 @@ class Request:
         self.query = dict(self.query_list)
         self.headers = headers
         self.client_cert = client_cert
+        # state of the connection the request came on (NTLM authenticates a connection:
+        # ntlm.py); the core sets it, a request made apart from one gets its own
+        self.conn = {}
         self.endpoint = None
         self._prebuffered = None
         self._raw = self._make_raw(rfile, throttle)
@@ -687,6 +690,7 @@ class Handler(BaseHTTPRequestHandler):
         # the TLS peer's certificate: fixed for the connection, so read once
         getpeercert = getattr(self.connection, "getpeercert", None)
         self.client_cert = getpeercert() if getpeercert else None
+        self.conn_state = {}   # lives as long as the connection: Request.conn
 
     _date = (0, "")     # (second, Date value) of the latest reply
 
@@ -710,6 +714,7 @@ class Handler(BaseHTTPRequestHandler):
         except ApiError as err:
             self.close_connection = True
             return self.send(render_error(half_name, err, sim.next_trace()), throttle_bps)
+        req.conn = self.conn_state
         try:
             if req.path.startswith("/_sim/") or req.path == "/_sim":
                 resp = sim.control(req)
@@ -859,7 +864,9 @@ class Handler(BaseHTTPRequestHandler):
         reason = self.responses[resp.status][0] if resp.status in self.responses else ""
         lines = ["%s %d %s" % (self.protocol_version, resp.status, reason),
                  "Server: " + self.version_string(), "Date: " + self.date_time_string()]
-        lines += ["%s: %s" % item for item in resp.headers.items()]
+        for name, value in resp.headers.items():
+            # a list is a header sent once per value (Set-Cookie cannot be folded)
+            lines += ["%s: %s" % (name, v) for v in (value if isinstance(value, list) else [value])]
         lines.append("Content-Length: %d" % length)
         if self.close_connection:
             lines.append("Connection: close")

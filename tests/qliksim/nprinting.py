@@ -5,7 +5,15 @@ What it models (docs/nprinting.md has the sources):
     RS256 token signed with the key of the certificate pasted into the web console,
     sent as "Authorization: Bearer <token>", the user found by the e-mail attribute
     named in the settings ("email" here).  No token, a bad signature or an unknown user
-    -> 401.  Windows (NTLM) authentication is not modelled (docs/nprinting.md).
+    -> 401.
+  * Windows (NTLM) authentication as the API documents it: GET /api/v1/login/ntlm takes
+    the NTLM handshake (ntlm.py: the server side of a Windows server, NTLMv2, state per
+    connection) for the Windows account a user's "domainAccount" names, and on success
+    answers {"result", "code": 0, "message": null} with the session cookies
+    NPWEBCONSOLE_SESSION and NPWEBCONSOLE_XSRF-TOKEN; later calls send the session cookie.
+    A wrong password, an account no enabled user has, or a missing handshake -> 401 with
+    "WWW-Authenticate: NTLM".  The passwords are the site's ("password" of a user: what
+    the domain controller knows); POST /_sim/nprinting/expire-sessions ends every session.
   * Read endpoints of apps, connections, filters, reports, tasks and users: lists are
     {"data": {"totalItems", "offset", "limit", "items": [...]}} with offset/limit
     (default 50), one entity is {"data": {...}}; 404 for an unknown id; 400 for a bad
@@ -18,18 +26,21 @@ What it models (docs/nprinting.md has the sources):
     <data dir>/nprinting/export/<report id>.<ext> at start (info "nprinting_export").
 
 Site keys under "nprinting": apps [{name, description, connections: [{name, qs_app}]}],
-users [{name, email, domainAccount}], filters [{app, name, description, enabled,
+users [{name, email, domainAccount, password}], windows {domain, computer, dns_domain},
+filters [{app, name, description, enabled,
 fields: [{connection, name, values: [{value, type}], overrideValues}]}], reports [...],
 tasks [...] (see examples/demo/site.json).
 """
 import base64
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
 import urllib.parse
 
+import ntlm
 from core import ApiError, Response
 
 API = "/api/v1"
@@ -99,6 +110,11 @@ class NPrinting:
         key_dir = getattr(ctx, "certs_dir", None) or os.path.join(ctx.data_dir, "nprinting")
         self.keys = ensure_jwt_keys(key_dir) if seed else None
         self.verified = {}        # token -> user id (a signature is checked once)
+        self.sessions = {}        # NPWEBCONSOLE_SESSION value -> user id
+        self.passwords = {}       # lower-case domain account -> its Windows password
+        win = seed.get("windows") or {}
+        self.windows = {"domain": win.get("domain", "CORP"), "computer": win.get("computer", "NPSRV01"),
+                        "dns_domain": win.get("dns_domain", "corp.example")}
         self.db = {k: {} for k in KINDS}
         self.export_dir = os.path.join(ctx.data_dir, "nprinting", "export")
         self._load(seed)
@@ -134,6 +150,8 @@ class NPrinting:
                                      "domainAccount": u.get("domainAccount", ""), "timezone": u.get("timezone", "UTC"),
                                      "locale": u.get("locale", "en"), "folder": "", "subFolder": "",
                                      "enabled": bool(u.get("enabled", True)), "created": stamp, "lastUpdate": stamp}
+            if u.get("password") is not None and u.get("domainAccount"):
+                self.passwords[u["domainAccount"].lower()] = str(u["password"])
         for a in seed.get("apps") or []:
             aid = a.get("id") or self._id()
             self.db["apps"][aid] = {"id": aid, "name": a["name"], "description": a.get("description", ""),
@@ -212,6 +230,12 @@ class NPrinting:
             return None          # the site has no NPrinting server
         return {k: list(v.values()) for k, v in self.db.items()}
 
+    def control(self, req):
+        if (req.method, req.path.rstrip("/")) == ("POST", "/_sim/nprinting/expire-sessions"):
+            self.sessions.clear()
+            return Response(200, {"ok": True})
+        return None
+
     def render_error(self, err):
         return Response(err.status, {"code": err.status, "message": err.detail or err.title},
                         headers=err.headers)
@@ -246,9 +270,64 @@ class NPrinting:
                 return u["id"]
         return None
 
+    def _session(self, req):
+        """The user id of the request's NPWEBCONSOLE_SESSION cookie, or None."""
+        for header in req.headers.get_all("Cookie") or []:
+            for pair in header.split(";"):
+                name, _, value = pair.strip().partition("=")
+                if name == "NPWEBCONSOLE_SESSION" and value in self.sessions:
+                    return self.sessions[value]
+        return None
+
+    def _ntlm_refused(self, detail, challenge=None):
+        return ApiError(401, "401", "Unauthorized", detail,
+                        headers={"WWW-Authenticate": ntlm.header(challenge)})
+
+    def _ntlm_user(self, fields):
+        """The enabled user whose domain account is the AUTHENTICATE_MESSAGE's, with its password."""
+        account = (fields["domain"] + "\\" + fields["user"]).lower()
+        for u in self.db["users"].values():
+            if u["domainAccount"].lower() == account and u["enabled"] and account in self.passwords:
+                return u, self.passwords[account]
+        return None, None
+
+    def _login_ntlm(self, req):
+        """GET /api/v1/login/ntlm: the NTLM handshake, then the session cookies."""
+        conn = req.conn
+        uid = conn.get("ntlm_user")
+        if uid is None:
+            auth = req.headers.get("Authorization") or ""
+            if not auth.upper().startswith("NTLM"):
+                raise self._ntlm_refused("the user is not authenticated")
+            try:
+                kind, msg = ntlm.decode(auth)
+                if kind == 1:
+                    w = self.windows
+                    reply, conn["ntlm_challenge"] = ntlm.challenge(msg, w["domain"], w["computer"], w["dns_domain"])
+                    raise self._ntlm_refused("NTLM challenge", reply)
+                if kind != 3:
+                    raise ntlm.NtlmError("unexpected NTLM message type %d" % kind)
+                pending = conn.pop("ntlm_challenge", None)
+                fields = ntlm.authenticate_fields(msg)
+            except ntlm.NtlmError as err:
+                conn.pop("ntlm_challenge", None)
+                raise self._ntlm_refused("bad NTLM message: %s" % err) from None
+            user, password = self._ntlm_user(fields)
+            if pending is None or user is None or not ntlm.verify(fields, pending, password):
+                raise self._ntlm_refused("the user is not authenticated")
+            uid = conn["ntlm_user"] = user["id"]
+        session, xsrf = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        self.sessions[session] = uid
+        cookies = ["NPWEBCONSOLE_SESSION=%s; path=/; secure; httponly" % session,
+                   "NPWEBCONSOLE_XSRF-TOKEN=%s; path=/; secure" % xsrf]
+        return Response(200, {"result": uid, "code": 0, "message": None}, headers={"Set-Cookie": cookies})
+
     def _caller(self, req):
         auth = req.headers.get("Authorization") or ""
         if not auth.startswith("Bearer "):
+            uid = self._session(req)
+            if uid is not None and self.db["users"][uid]["enabled"]:
+                return self.db["users"][uid]
             raise ApiError(401, "401", "Unauthorized", "authentication required",
                            headers={"WWW-Authenticate": "Bearer"})
         token = auth[7:].strip()
@@ -267,6 +346,9 @@ class NPrinting:
         if parts[:2] != ["api", "v1"] or len(parts) < 3:
             raise ApiError(404, "404", "Not Found", "no route for %s" % req.path)
         kind, rest = parts[2].lower(), parts[3:]
+        if kind == "login" and [p.lower() for p in rest] == ["ntlm"] and req.method in ("GET", "POST"):
+            req.endpoint = "%s %s/login/ntlm" % (req.method, API)
+            return self._login_ntlm(req)
         self._caller(req)
         if kind not in self.db or len(rest) > 1:
             req.endpoint = "%s %s/?" % (req.method, API)
