@@ -166,13 +166,20 @@ function Qrs:export_once(app_id, query, dest)
     error(errors.new { message = "app export of " .. app_id .. ": reply has no downloadPath" }, 0)
   end
   local path = reply.downloadPath
-  local resp = self:raw("GET", path:match("^/") and path or ("/" .. path), { sink = dest, timeout = 0 })
+  path = path:match("^/") and path or ("/" .. path)
+  local ok, resp = pcall(self.raw, self, "GET", path, { sink = dest, timeout = 0 })
+  if not ok then
+    -- served already: curl re-sends a GET whose reused connection died before
+    -- any reply byte, and the QRS had served the download on it
+    if errors.is(resp) and resp.status == 404 then resp.served = true end
+    error(resp, 0)
+  end
   return resp.sink, resp.bytes
 end
 
 -- Exports an app to dest with the two-call export; the file is streamed.
--- A download is served once only, so a transient failure of either call
--- repeats the whole pair with a new token; an export changes nothing on
+-- A download is served once only, so a transient failure of either call,
+-- or a download found served already, repeats the whole pair with a new token; an export changes nothing on
 -- the source, so even a POST whose reply was lost is safe to repeat.
 function Qrs:export_app(app_id, opts, dest)
   local query = { skipData = not opts.with_data }
@@ -183,7 +190,9 @@ function Qrs:export_app(app_id, opts, dest)
     local ok, sink, bytes = pcall(self.export_once, self, app_id, query, dest)
     if ok then return sink, bytes end
     local err = sink
-    if not (errors.is(err) and err.transient) or attempt > self.retries or qmig.interrupted() then error(err, 0) end
+    if not (errors.is(err) and (err.transient or err.served)) or attempt > self.retries or qmig.interrupted() then
+      error(err, 0)
+    end
     qmig.sleep(retry.delay(attempt, err))
   end
 end

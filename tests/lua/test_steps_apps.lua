@@ -330,6 +330,23 @@ T.test("a reply lost after the import was applied never duplicates", function()
   t.eq(reasons, { "recovered after an interrupted attempt", "recovered after an interrupted import" })
 end)
 
+-- QRS serves an export's download once.  A download whose reply is lost after
+-- the server served it (on a reused connection curl asks again by itself, and
+-- gets 404) needs a new export, not a failed item.
+T.test("a download reply lost after the QRS served it: exported again with a new token", function()
+  clean()
+  local file = job()
+  t.eq(run({ "run", file, "--step", "fixture.spaces" }), 0)
+  the_sim():faults { rules = {
+    { match = "~^GET /tempcontent/", nth = 1, action = "drop_after_apply" },
+    { match = "~^GET /tempcontent/", nth = 3, action = "drop_after_apply" },
+  } }
+  local code, out, _, msg = run({ "run", file, "--step", "apps.export", "--concurrency", "1" })
+  t.eq(code, 0, msg)
+  t.match(out, "apps%.export%s+6 created")
+  t.eq(the_sim():counts().injected.drop_after_apply, 2)
+end)
+
 T.test("SIGKILL right after an import write, then resume: never a duplicate", function()
   for n = 1, 6 do
     clean()
