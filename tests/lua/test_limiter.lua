@@ -138,6 +138,15 @@ T.test("a stray 429 well under the budget keeps the bucket; one near the budget 
   t.truthy(now2.t - t0 > 2, "bucket emptied: the rate holds")
 end)
 
+T.test("over half a minute's budget sent, then a 429: still well under, the bucket is kept", function()
+  local l, now = fake({ special = 60 })
+  for _ = 1, 34 do l:acquire("special") end
+  l:pause("special", 1)
+  local started = now.t
+  for _ = 1, 10 do l:acquire("special") end
+  t.truthy(now.t - started < 1.01, string.format("10 more right after the pause (%.1f s)", now.t - started))
+end)
+
 T.test("a 429 well under the budget, then clean answers: a stray, the rate comes back; near the budget it stays cut",
   function()
   local l, now = fake({ tier2 = 600 })
