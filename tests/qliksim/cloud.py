@@ -2459,6 +2459,10 @@ class Cloud(SchedulingMixin, OAuthMixin, ReportingMixin):
         else:
             r["status"] = "SUCCEEDED"
             app["lastReloadTime"] = r["endTime"]
+            if not app["data_model"].get("tables") and app["data_model"].get("lineage") is None:
+                # an app made with only a script (a converted QlikView document): its
+                # first reload loads the tables the script names
+                app["data_model"] = {"tables": lineage.script_tables(r["_script"])}
             # what this script reads now, against what made the imported data
             app["data_model"] = lineage.reloaded(app["data_model"], lineage.sources(
                 r["_script"], lambda ref: (self._conn_for_app(app, ref) or {}).get("qConnectStatement")))

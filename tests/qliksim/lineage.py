@@ -47,3 +47,40 @@ def reloaded(data_model, new_sources):
         return data_model
     variant = hashlib.sha1("\n".join(sorted(new_sources)).encode()).hexdigest()[:12]
     return dict(data_model, lineage=sorted(new_sources), variant=variant)
+
+
+# `Label: LOAD a, b AS c ... ;` — the tables a load script makes, for an app
+# that holds no data yet (one created by REST with only a script, as a
+# converted QlikView document is): its first reload loads them.
+_LOAD = re.compile(r"(?im)^\s*([A-Za-z_][\w ]*?)\s*:\s*LOAD\b(.*?)(?:\bFROM\b|\bRESIDENT\b|\bINLINE\b|;)", re.S)
+_INLINE = re.compile(r"(?is)INLINE\s*\[\s*([^\r\n]*)\r?\n(.*?)\]")
+_AS = re.compile(r"(?is)^.*\bAS\s+\[?([^\]]+?)\]?\s*$")
+
+
+def _fields(load_list):
+    out = []
+    for part in load_list.split(","):
+        part = part.strip()
+        if not part or part == "*":
+            continue
+        m = _AS.match(part)
+        out.append((m.group(1) if m else part).strip("[] "))
+    return out
+
+
+def script_tables(script):
+    """[{"name", "no_of_rows", "fields"}] of the labelled LOADs of a script:
+    an INLINE table's header and rows as written; any other load's fields as
+    listed, with a row count that is a function of the table's name."""
+    s = _LINE_COMMENT.sub(" ", _BLOCK_COMMENT.sub(" ", script or ""))
+    tables = []
+    for m in _LOAD.finditer(s):
+        name, fields = m.group(1).strip(), _fields(m.group(2))
+        inline = _INLINE.match(s, m.end(2)) if s[m.end(2):m.end(2) + 6].upper() == "INLINE" else None
+        rows = 20 + int(hashlib.sha1(name.encode()).hexdigest()[:4], 16) % 180
+        if inline:
+            fields = fields or _fields(inline.group(1))
+            rows = len([ln for ln in inline.group(2).splitlines() if ln.strip()])
+        if fields and name.lower() not in ("section access", "section application"):
+            tables.append({"name": name, "no_of_rows": rows, "fields": fields})
+    return tables

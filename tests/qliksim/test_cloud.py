@@ -691,6 +691,20 @@ class ReloadTests(CloudTestBase):
         self.assertEqual(statuses[0], "RELOADING")
         return r, app
 
+    def test_an_app_with_only_a_script_loads_its_tables(self):
+        script = "Targets:\nLOAD * INLINE [\nRegion, Target\nEMEA, 5\nAmericas, 8\n];\n"
+        q = {"spaceId": self.existing}
+        app = self.ok(self.import_app(make_qvf(script=script, tables=[]), key=ADMIN, **q))["attributes"]["id"]
+        r = self.ok(self.c.call("POST", "/reloads", {"appId": app, "partial": False}, key=ADMIN), 201)
+        for _ in range(5):
+            r = self.ok(self.c.call("GET", f"/reloads/{r['id']}", key=ADMIN))
+        self.assertEqual(r["status"], "SUCCEEDED")
+        self.assertEqual(self.cloud.apps[app]["data_model"]["tables"],
+                         [{"name": "Targets", "no_of_rows": 2, "fields": ["Region", "Target"]}])
+        self.assertTrue(self.cloud.apps[app]["has_data"])
+        _, kept = self.reload("LOAD 1 AS x AUTOGENERATE 1;")      # an app with data keeps its tables
+        self.assertEqual(self.cloud.apps[kept]["data_model"]["tables"][0]["name"], "Sales")
+
     def test_rules(self):
         self.ok(self.c.call("POST", "/data-connections", {
             "qName": "SalesDB", "qConnectStatement": "x", "qType": "QvOdbcConnectorPackage.exe",

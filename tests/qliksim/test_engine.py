@@ -321,6 +321,18 @@ class LineageTest(unittest.TestCase):
                                                               self.resolve)), files)
         self.assertIs(lineage.reloaded(MODEL, ["connect:x"]), MODEL)   # unknown lineage: unchanged
 
+    def test_the_tables_a_script_loads(self):
+        script = ("///$tab Main\nLIB CONNECT TO 'Sales DB';\n// Old: LOAD Gone;\nSales:\n"
+                  "LOAD OrderID, Region, Amount AS [Net Sales];\nSQL SELECT * FROM dbo.Orders;\n"
+                  "Targets:\nLOAD * INLINE [\nRegion, Target\nEMEA, 5\nAmericas, 8\n];\n"
+                  "Section Access;\nLOAD * INLINE [\nACCESS\nADMIN\n];\n")
+        tables = lineage.script_tables(script)
+        self.assertEqual([(t["name"], t["fields"]) for t in tables],
+                         [("Sales", ["OrderID", "Region", "Net Sales"]), ("Targets", ["Region", "Target"])])
+        self.assertEqual(tables[1]["no_of_rows"], 2)
+        self.assertEqual(tables, lineage.script_tables(script))     # a function of the script
+        self.assertEqual(lineage.script_tables("LOAD 1 AS x AUTOGENERATE 1;"), [])
+
 
 if __name__ == "__main__":
     unittest.main()
