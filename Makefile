@@ -102,7 +102,7 @@ CPPCHECK_INC   = $(filter-out -I/usr/include/$(MULTIARCH),$(shell pkg-config --c
 CPPCHECK_FLAGS = -q --error-exitcode=1 --enable=warning,performance,portability --inline-suppr --std=c11 \
                  --library=posix,gnu,lua,libcurl,sqlite3,openssl -DLLONG_MAX=9223372036854775807LL \
                  -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(CPPCHECK_INC)
-SHELL_SCRIPTS := tests/run .ci/run examples/demo/run.sh $(wildcard bench/*.sh)
+SHELL_SCRIPTS := tests/run .ci/run examples/demo/run.sh $(wildcard bench/*.sh) $(wildcard tools/*.sh)
 lint: | $(BUILD)
 	luacheck -q lua steps tools tests/lua examples
 	cppcheck $(CPPCHECK_FLAGS) $(SRCS)

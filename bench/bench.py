@@ -754,7 +754,7 @@ def main(argv=None):
     ctx.bin = os.path.abspath(a.bin)
     ctx.work = os.path.abspath(a.work)
     os.makedirs(ctx.work, exist_ok=True)
-    # the shared rate budgets (qmig.budget) of the runs stay in the work
+    # the shared rate budgets (qmig.rate.budget) of the runs stay in the work
     # folder: no other qmig-lua of this user joins them, nor the reverse
     os.environ["QMIG_CACHE_DIR"] = os.path.join(ctx.work, "cache")
     quick = a.quick

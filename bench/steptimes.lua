@@ -11,14 +11,14 @@
 -- processes on one simulator are lined up by them).  A last line
 -- `limits {"seen429": {tier: n}, "stats": ...}` gives the 429s this
 -- process was answered.  BENCH_BURST: below.
-local engine = require "qmig.engine"
+local engine = require "qmig.engine.step"
 local http = require "qmig.http"
 local json = require "qmig.json"
 local qmig = require "qmig"
 
 local Engine = getmetatable(engine.new {}).__index
 
--- BENCH_BURST: the client-side token buckets' capacity (qmig.limiter's
+-- BENCH_BURST: the client-side token buckets' capacity (qmig.rate.limiter's
 -- default is a minute's worth, like Qlik's window), set to the
 -- simulator's burst so that a run of seconds measures the rate, not the
 -- burst.  Only this wrapper changes it; the product keeps its default.
@@ -26,7 +26,7 @@ local Engine = getmetatable(engine.new {}).__index
 -- tier (the simulator's counts mix every process on it) and the 429s it
 -- was answered (every 429 of the target goes through Limiter:pause).
 local burst = tonumber(os.getenv("BENCH_BURST") or "")
-local limiter = require "qmig.limiter"
+local limiter = require "qmig.rate.limiter"
 local the_limiter
 local seen429 = {}
 do
@@ -116,7 +116,7 @@ function Engine.run_step(self, step)
   return summary
 end
 
-local code = require("qmig.cli").main(...)
+local code = require("qmig.ui.cli").main(...)
 for _, r in ipairs(rows) do
   if next(r.endpoints or {}) == nil then r.endpoints = nil end
   if next(r.items_endpoints or {}) == nil then r.items_endpoints = nil end

@@ -751,7 +751,7 @@ static int client_request(lua_State *L) {
   if (mc != CURLM_OK) return luaL_error(L, "http: %s", curl_multi_strerror(mc));
   r->t.in_multi = 1;
   inflight_count++;
-  /* durable = true: the caller passed qmig.durable's barrier already */
+  /* durable = true: the caller passed qmig.store.durable's barrier already */
   lua_getfield(L, 2, "durable");
   int covered = lua_toboolean(L, -1);
   lua_pop(L, 1);

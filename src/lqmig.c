@@ -258,7 +258,7 @@ static int q_in_task(lua_State *L) {
   return 1;
 }
 
-/* __index of the qmig table: qmig.cache -> require "qmig.cache". */
+/* __index of the qmig table: qmig.json -> require "qmig.json". */
 static int q_lazy_index(lua_State *L) {
   const char *name = luaL_checkstring(L, 2);
   lua_getglobal(L, "require");

@@ -1,6 +1,6 @@
 /*
 ** lsqlite.c — qmig.sqlite: a small, generic SQLite binding.
-** The cache (lua/qmig/cache.lua) is written on top of it.  Values only
+** The cache (lua/qmig/store/cache.lua) is written on top of it.  Values only
 ** ever travel as bound parameters: the API has no way to format them into
 ** SQL text.  Types follow liolib.c: "qmig.Sqlite" is the connection,
 ** "qmig.SqliteStmt" a statement in use (held by a rows() loop, or by a

@@ -6,7 +6,7 @@
 ** handler appends a traceback.
 **
 ** qmig-lua COMMAND ...      a migration command (run, plan, status, ...),
-**                           dispatched to the Lua module qmig.cli
+**                           dispatched to the Lua module qmig.ui.cli
 ** qmig-lua script.lua args  interpreter mode, like `lua script.lua args`
 ** qmig-lua -e CODE | -i | -v | -
 */
@@ -220,7 +220,7 @@ static int is_command(const char *s) {
 /* Runs qmig.cli.main(argv...) and uses its return value as exit status. */
 static int run_command(lua_State *L, int argc, char **argv) {
   lua_getglobal(L, "require");
-  lua_pushliteral(L, "qmig.cli");
+  lua_pushliteral(L, "qmig.ui.cli");
   int status = docall(L, 1, 1);
   if (status != LUA_OK) return report(L, status), EXIT_SCRIPT_ERROR;
   lua_getfield(L, -1, "main");

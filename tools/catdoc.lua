@@ -2,8 +2,8 @@
 -- themselves: order, name, title, object kind and the module's own header
 -- comment, so docs/catalogue.md cannot drift from the code.
 -- Usage: ./qmig-lua tools/catdoc.lua > docs/catalogue.md
-local catalogue = require "qmig.catalogue"
-local steps = require "qmig.steps"
+local catalogue = require "qmig.job.catalogue"
+local steps = require "qmig.engine.loader"
 
 local function header_comment(path)
   local lines = {}

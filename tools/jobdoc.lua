@@ -1,7 +1,7 @@
 -- Prints the job-file key reference (Markdown) from the schema in
--- lua/qmig/job.lua, so docs/job-file.md cannot drift from what the loader
+-- lua/qmig/job/file.lua, so docs/job-file.md cannot drift from what the loader
 -- accepts.  Usage: ./qmig-lua tools/jobdoc.lua > docs/job-file.md
-local job = require "qmig.job"
+local job = require "qmig.job.file"
 local json = require "qmig.json"
 
 local rows = {}
@@ -19,7 +19,7 @@ local function type_of(node)
   return node.kind
 end
 
-local limits = require("qmig.limiter").DEFAULTS
+local limits = require("qmig.rate.limiter").DEFAULTS
 
 local function default_of(node, path)
   -- rate limits are on unless false: their defaults are the limiter's
@@ -58,7 +58,7 @@ walk(job.schema, "", false)
 print([[
 # Job file reference
 
-Generated from the schema in `lua/qmig/job.lua` by `tools/jobdoc.lua`; a test
+Generated from the schema in `lua/qmig/job/file.lua` by `tools/jobdoc.lua`; a test
 checks it is current.  A job file is YAML (or a `.lua` file returning the same
 table).  `${NAME}` in any string reads the environment (`$${` is a literal
 `${`); an unset variable is an error.  Relative paths are relative to the job

@@ -12,8 +12,8 @@
 -- One item per source app that still has target apps; its fingerprint is
 -- the set of those apps, so deleting again after a re-import works.  A
 -- delete cannot be undone: it is recorded as irreversible.
-local retrieve = require "qmig.retrieve"
-local scope = require "qmig.apps.scope"
+local retrieve = require "qmig.clients.retrieve"
+local scope = require "qmig.domain.appscope"
 
 local KINDS = { "app", "app.published" }
 -- kinds of this pipeline recording work done on the target app

@@ -17,12 +17,12 @@
 -- exported = whether the export scope carried it}]) and, after every item,
 -- written together to appObjects.json in the project folder (apps.object_owners
 -- reads either).
-local cloud = require "qmig.cloud"
+local cloud = require "qmig.clients.cloud"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
 local qmig = require "qmig"
-local qrs = require "qmig.qrs"
-local scope = require "qmig.apps.scope"
+local qrs = require "qmig.clients.qrs"
+local scope = require "qmig.domain.appscope"
 
 local EXPORT_SCOPE_SINCE = { 14, 97 }  -- Qlik Sense November 2022
 local SCOPE_STATES = {

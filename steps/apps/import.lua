@@ -43,12 +43,12 @@
 -- (status "unchanged" with reason "changed at the source ...", kept in the
 -- cache record) and left as it is: replacing it needs --replace (not yet
 -- in the CLI).
-local cloud = require "qmig.cloud"
-local errors = require "qmig.errors"
+local cloud = require "qmig.clients.cloud"
+local errors = require "qmig.clients.errors"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
-local retrieve = require "qmig.retrieve"
-local scope = require "qmig.apps.scope"
+local retrieve = require "qmig.clients.retrieve"
+local scope = require "qmig.domain.appscope"
 
 local MiB = 1024 * 1024
 

@@ -33,8 +33,8 @@
 -- object with its owner and state.  A publish that copies would bring
 -- only base objects, owned by the publisher.  On a run after a publish the
 -- step works on ctx.app_for(id), the app users open.
-local common = require "qmig.apps2.common"
-local errors = require "qmig.errors"
+local common = require "qmig.domain.apps"
+local errors = require "qmig.clients.errors"
 local json = require "qmig.json"
 
 local KIND = "app.object_owners"

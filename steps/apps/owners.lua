@@ -15,8 +15,8 @@
 -- journal, as irreversible (SPEC §6): once ownership left the importing
 -- identity, taking it back needs the new owner or an administrator in the
 -- hub.
-local common = require "qmig.apps2.common"
-local names = require "qmig.names"
+local common = require "qmig.domain.apps"
+local names = require "qmig.store.names"
 
 return {
   name = "apps.owners", title = "Update Application Owners", order = 280,

@@ -28,7 +28,7 @@
 -- losing the app (recorded as irreversible: apps.delete / undo of
 -- apps.import delete the app itself).  An adopted copy is not ours to
 -- delete: nothing is recorded for it.
-local common = require "qmig.apps2.common"
+local common = require "qmig.domain.apps"
 
 local function publish_wanted(ctx)
   local apps = ctx.plan and ctx.plan.apps

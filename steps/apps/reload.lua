@@ -13,9 +13,9 @@
 -- Polling is bounded: M.poll.first seconds after the start, doubling up to
 -- M.poll.max between polls, giving up after M.poll.timeout seconds (the
 -- reload goes on in Qlik Cloud; the next run finds it again, see above).
-local errors = require "qmig.errors"
+local errors = require "qmig.clients.errors"
 local qmig = require "qmig"
-local scope = require "qmig.apps.scope"
+local scope = require "qmig.domain.appscope"
 
 local POLL = { first = 0.05, max = 10, timeout = 3600 }
 local ENDED = { SUCCEEDED = true, FAILED = true, CANCELED = true, EXCEEDED_LIMIT = true }

@@ -5,7 +5,7 @@
 -- kind of trigger maps, and what is reported instead: docs/schedules.md.
 --
 --   * a time trigger (schema event) -> one time-schedule task; the
---     RRULE comes from qmig.rrule;
+--     RRULE comes from qmig.domain.schedules;
 --   * a chained trigger (composite event) -> one task that starts when the
 --     Cloud task(s) made for its upstream QRS task finish: the
 --     on-task-event endpoint for one upstream, the full workflow body for
@@ -37,13 +37,13 @@
 -- recurrence = {line}, partial, state} for time triggers and {appId,
 -- after = {{task =, status =}}, partial, state} for chained ones; it may
 -- change it or return nil (left out).
-local cloudtasks = require "qmig.cloudtasks"
-local errors = require "qmig.errors"
+local cloudtasks = require "qmig.clients.cloudtasks"
+local errors = require "qmig.clients.errors"
 local hash = require "qmig.hash"
 local json = require "qmig.json"
 local qmig = require "qmig"
-local retrieve = require "qmig.retrieve"
-local rrule = require "qmig.rrule"
+local retrieve = require "qmig.clients.retrieve"
+local rrule = require "qmig.domain.schedules"
 
 local T = cloudtasks
 local KIND = "app.schedule"
@@ -65,7 +65,7 @@ end
 
 -- The QRS apps plan.apps covers, when the apps helpers are there.
 local function apps_in_scope(ctx)
-  local ok, scope = pcall(require, "qmig.apps.scope")
+  local ok, scope = pcall(require, "qmig.domain.appscope")
   if not ok or type(scope) ~= "table" or type(scope.list) ~= "function" then return nil end
   local set = {}
   for _, app in ipairs(scope.list(ctx)) do set[app.id] = true end

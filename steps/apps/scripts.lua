@@ -5,7 +5,7 @@
 -- reloads and apps.publish publishes):
 --   1. read the current script (GET /apps/{id}/scripts/current);
 --   2. rewrite the ORIGINAL script — the backup when there is one for this
---      app, else the current text — with lua/qmig/apps2/script.lua:
+--      app, else the current text — with lua/qmig/domain/scripts.lua:
 --      data-connection renames (space-qualified, `LIB CONNECT TO
 --      'Space:Conn'`; ODBC/OLEDB/CUSTOM CONNECT of a mapped connection
 --      becomes LIB CONNECT), then plan.scripts.replace, then the `script`
@@ -20,14 +20,14 @@
 -- A resumed run that finds the rewritten text already current (the POST
 -- was applied, its reply lost) records the outcome without writing again.
 -- Dry run: no backup file is written; the POST is reported as "would create".
-local common = require "qmig.apps2.common"
-local conns = require "qmig.apps2.conns"
-local errors = require "qmig.errors"
+local common = require "qmig.domain.apps"
+local conns = require "qmig.domain.connections"
+local errors = require "qmig.clients.errors"
 local fs = require "qmig.fs"
 local hash = require "qmig.hash"
 local json = require "qmig.json"
 local qmig = require "qmig"
-local script = require "qmig.apps2.script"
+local script = require "qmig.domain.scripts"
 
 -- The rename table, built once per items() call (one step at a time runs
 -- in a process).

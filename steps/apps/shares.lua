@@ -17,11 +17,11 @@
 --     whose roles differ is reported, not changed (the API has no update);
 --   * personal apps have no space to share in: skipped.
 -- Undo: DELETE of each share created.
-local common = require "qmig.apps2.common"
-local errors = require "qmig.errors"
+local common = require "qmig.domain.apps"
+local errors = require "qmig.clients.errors"
 local json = require "qmig.json"
-local qrs = require "qmig.qrs"
-local retrieve = require "qmig.retrieve"
+local qrs = require "qmig.clients.qrs"
+local retrieve = require "qmig.clients.retrieve"
 
 local function shares_for(plan_shares, name)
   if type(plan_shares) ~= "table" or not name then return nil end

@@ -6,8 +6,8 @@
 -- session on the source (QSEoW, the client certificate and X-Qlik-User)
 -- and one on the target (Qlik Cloud, the API key or OAuth token), reused
 -- for every check and closed at the end; at most options.engine_sessions
--- (4) per host whatever the concurrency (qmig.validation.engines).  The
--- checks are qmig.validation.compare's: both have data, tables and rows,
+-- (4) per host whatever the concurrency (qmig.domain.validation.engines).  The
+-- checks are qmig.domain.validation.compare's: both have data, tables and rows,
 -- fields and cardinality, every chart of the public sheets by its
 -- hypercube, objects on one side only, master items and variables.
 -- Outcome: equal -> unchanged; no data in either app -> skipped, saying
@@ -17,17 +17,17 @@
 -- finish writes validations/<job>/<run>.xlsx (a Summary sheet, one row per
 -- app, and a Differences sheet), reports/validation.csv and
 -- reports/validation.json (which report.json and report.html show:
--- qmig.validation.section); rows of apps validated in earlier runs come
+-- qmig.domain.validation.section); rows of apps validated in earlier runs come
 -- from the cache (a failed app is validated again every run).  A plan
 -- validates the apps already imported (the engine is only read) and
 -- reports each as skipped with what it finds; it writes no report.
-local common = require "qmig.apps2.common"
-local compare = require "qmig.validation.compare"
-local engines = require "qmig.validation.engines"
-local errors = require "qmig.errors"
+local common = require "qmig.domain.apps"
+local compare = require "qmig.domain.validation.compare"
+local engines = require "qmig.domain.validation.engines"
+local errors = require "qmig.clients.errors"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
-local workbook = require "qmig.validation.workbook"
+local workbook = require "qmig.domain.validation.workbook"
 
 local KIND = "app.validation"
 local COLUMNS = { "source_id", "name", "target_id", "outcome", "tables", "rows", "target_rows", "fields", "charts",
@@ -116,7 +116,7 @@ return {
       xlsx = "validations/" .. fs.safe_name(ctx.job_name or "job") .. "/" .. ctx.run_id .. ".xlsx"
       assert(workbook.write(ctx.project:path(xlsx), list))
     end
-    -- what report.json and report.html show (qmig.validation.section)
+    -- what report.json and report.html show (qmig.domain.validation.section)
     assert(fs.write_file(ctx.project:path("reports", "validation.json"), json.encode({ format = 1,
       run_id = ctx.run_id, job = ctx.job_name, workbook = xlsx, apps = json.array(list) }, { sort_keys = true }),
       { mode = 384, atomic = true }))

@@ -2,9 +2,9 @@
 -- connection in scope becomes a Qlik Cloud connection in the space the
 -- plan names.  Identity in Cloud = (name, space): an existing connection
 -- is adopted, never duplicated or changed.  See docs/assets.md.
-local common = require "qmig.assets.common"
-local errors = require "qmig.errors"
-local retrieve = require "qmig.retrieve"
+local common = require "qmig.domain.assets"
+local errors = require "qmig.clients.errors"
+local retrieve = require "qmig.clients.retrieve"
 
 -- QSEoW type -> Qlik Cloud qType and datasourceID (docs/assets.md).  The
 -- datasourceIDs are our choice (Qlik does not document a mapping); the

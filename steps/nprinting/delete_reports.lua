@@ -10,8 +10,8 @@
 -- nprinting.reports makes them again.  Sharing tasks go before the
 -- template they send (step.depends).  A delete cannot be undone: it is
 -- recorded as irreversible.  Like the other delete steps it runs only with
--- --yes (qmig.cli).
-local retrieve = require "qmig.retrieve"
+-- --yes (qmig.ui.cli).
+local retrieve = require "qmig.clients.retrieve"
 
 local KIND = "nprinting.report"
 

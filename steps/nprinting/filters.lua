@@ -18,11 +18,11 @@
 -- /filter), its previous definition kept for undo.  Skipped: disabled
 -- filters, filters whose QSEoW app was not migrated (apps.import), and a
 -- filter with no field left; variables are carried.
-local errors = require "qmig.errors"
+local errors = require "qmig.clients.errors"
 local hash = require "qmig.hash"
 local json = require "qmig.json"
-local retrieve = require "qmig.retrieve"
-local scope = require "qmig.nprinting.scope"
+local retrieve = require "qmig.clients.retrieve"
+local scope = require "qmig.domain.nprinting.scope"
 
 local KIND = "nprinting.filter"
 

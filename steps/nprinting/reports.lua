@@ -11,7 +11,7 @@
 --     sends the report -> a template-sharing sharing task on that
 --     template, with the task's recipients mapped (through the users
 --     mapping: plan.users, users.import's records, else the NPrinting
---     user's e-mail) and the schedule converted (qmig.nprinting.schedule:
+--     user's e-mail) and the schedule converted (qmig.domain.nprinting.schedule:
 --     RRULE, the trigger's timezone kept).  It starts after its report's
 --     item (step.depends).
 -- What Cloud cannot carry is said per report: template types without a
@@ -26,11 +26,11 @@
 -- are never taken over.  Undo deletes what was created.
 local hash = require "qmig.hash"
 local json = require "qmig.json"
-local retrieve = require "qmig.retrieve"
-local schedule = require "qmig.nprinting.schedule"
-local scope = require "qmig.nprinting.scope"
-local users = require "qmig.identity.users"
-local qrs = require "qmig.qrs"
+local retrieve = require "qmig.clients.retrieve"
+local schedule = require "qmig.domain.nprinting.schedule"
+local scope = require "qmig.domain.nprinting.scope"
+local users = require "qmig.domain.users"
+local qrs = require "qmig.clients.qrs"
 
 local KIND = "nprinting.report"
 local EXT = { excel = "xlsx", word = "docx", powerpoint = "pptx", html = "html", pixelperfect = "repx",

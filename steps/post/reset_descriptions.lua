@@ -10,8 +10,8 @@
 -- Items come from the cache (kind "app" and "app.published"), so apps
 -- imported by earlier waves are covered even when the plan's scope moved
 -- on; the fingerprint is the set of target apps.
-local errors = require "qmig.errors"
-local retrieve = require "qmig.retrieve"
+local errors = require "qmig.clients.errors"
+local retrieve = require "qmig.clients.retrieve"
 
 local function live(rec)
   return rec and rec.target_id and rec.status ~= "deleted" and rec.status ~= "failed" and rec.status ~= "in_progress"

@@ -1,11 +1,11 @@
 -- Reset QlikView App Descriptions (QAMT Post Migration): post.reset_descriptions
 -- for the apps of QlikView documents: the "[qmig-lua:1:qlikview:<qv id>]"
 -- marker is removed from the description of each app qvapps.import made
--- and of its published copy (qmig.qlikview.variant).  Run it last: the
+-- and of its published copy (qmig.domain.qlikview.variant).  Run it last: the
 -- apps can no longer be found by their marker afterwards (later runs still
 -- find them through the cache).  Undo puts the markers back.
-local conversion = require "qmig.qlikview.conversion"
-local variant = require "qmig.qlikview.variant"
+local conversion = require "qmig.domain.qlikview.conversion"
+local variant = require "qmig.domain.qlikview.variant"
 
 local function live(rec)
   return rec and rec.target_id and rec.status ~= "deleted" and rec.status ~= "failed" and rec.status ~= "in_progress"

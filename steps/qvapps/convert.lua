@@ -1,7 +1,7 @@
 -- Convert QlikView Applications (QAMT "Convert QlikView Applications"):
 -- each QlikView document the plan selects (plan.qlikview: folders, names,
--- exclude) is read through its -prj folder (qmig.qlikview.prj) into a
--- conversion in converted/<qv id>/ (qmig.qlikview.conversion): the load
+-- exclude) is read through its -prj folder (qmig.domain.qlikview.prj) into a
+-- conversion in converted/<qv id>/ (qmig.domain.qlikview.conversion): the load
 -- script, the variables, master dimensions (groups, chart dimensions),
 -- master measures (chart expressions with their labels), master
 -- visualizations for the chart types Qlik Sense has, and what was not
@@ -17,10 +17,10 @@
 -- deep nesting, huge attributes), fails its document with file:line:col.
 -- finish writes reports/qlikview-not-carried.csv over every converted
 -- document.
-local conversion = require "qmig.qlikview.conversion"
-local errors = require "qmig.errors"
+local conversion = require "qmig.domain.qlikview.conversion"
+local errors = require "qmig.clients.errors"
 local fs = require "qmig.fs"
-local prj = require "qmig.qlikview.prj"
+local prj = require "qmig.domain.qlikview.prj"
 local qmig = require "qmig"
 
 local function csv(v)

@@ -1,14 +1,14 @@
 -- Delete QlikView Applications (QAMT "Delete QlikView Applications"):
--- apps.delete on the QlikView side (qmig.qlikview.variant): every app this
+-- apps.delete on the QlikView side (qmig.domain.qlikview.variant): every app this
 -- project made for a QlikView document (kinds "qvapp", "qvapp.published")
 -- and every app in the tenant carrying the marker of a document this
 -- project converted ("[qmig-lua:1:qlikview:<qv id>]"), personal and shared
 -- spaces alike.  Apps of other markers are never touched; the deleted
 -- apps' records (and their reloads, descriptions) are marked deleted, so a
 -- later qvapps.import makes them again.  Irreversible, as apps.delete.
-local conversion = require "qmig.qlikview.conversion"
-local retrieve = require "qmig.retrieve"
-local variant = require "qmig.qlikview.variant"
+local conversion = require "qmig.domain.qlikview.conversion"
+local retrieve = require "qmig.clients.retrieve"
+local variant = require "qmig.domain.qlikview.variant"
 
 local function live(rec)
   return rec.target_id and rec.status ~= "deleted" and rec.status ~= "failed"

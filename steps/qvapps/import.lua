@@ -2,7 +2,7 @@
 -- Qlik Sense app per converted document (qvapps.convert), created empty
 -- over REST (POST /apps, named after the document, its description marked
 -- "[qmig-lua:1:qlikview:<qv id>]" in the same call), then filled over the
--- engine (qmig.qlikview.engine): SetScript, CreateVariableEx,
+-- engine (qmig.domain.qlikview.engine): SetScript, CreateVariableEx,
 -- CreateDimension, CreateMeasure, CreateObject for the master
 -- visualizations, DoSave.
 --
@@ -22,10 +22,10 @@
 -- again adds only what is missing.  The fingerprint is the document's: a
 -- document converted again is filled again (new master items are added;
 -- the script follows the document).  Undo deletes the apps it created.
-local conversion = require "qmig.qlikview.conversion"
-local errors = require "qmig.errors"
-local qvengine = require "qmig.qlikview.engine"
-local retrieve = require "qmig.retrieve"
+local conversion = require "qmig.domain.qlikview.conversion"
+local errors = require "qmig.clients.errors"
+local qvengine = require "qmig.domain.qlikview.engine"
+local retrieve = require "qmig.clients.retrieve"
 
 local function marker_id(qv_id) return "qlikview:" .. qv_id end
 

@@ -2,10 +2,10 @@
 -- Sense does, so the owner comes from plan.qlikview.owners (the document's
 -- path below the share, or its name -> an email or subject), found among
 -- the tenant's users; then apps.owners changes the owner of the app users
--- open (qmig.qlikview.variant).  A document without a mapping, or whose
+-- open (qmig.domain.qlikview.variant).  A document without a mapping, or whose
 -- owner has no Cloud user, is skipped with the reason.
-local variant = require "qmig.qlikview.variant"
-local retrieve = require "qmig.retrieve"
+local variant = require "qmig.domain.qlikview.variant"
+local retrieve = require "qmig.clients.retrieve"
 local base = require "qmig.steps.apps.owners"
 
 return variant.of(base, {
@@ -14,7 +14,7 @@ return variant.of(base, {
   items = function(ctx)
     local map = ctx.plan.qlikview and ctx.plan.qlikview.owners or {}
     local qv = variant.ctx(ctx)
-    local items = require("qmig.apps2.common").imported(qv)
+    local items = require("qmig.domain.apps").imported(qv)
     for _, item in ipairs(items) do
       item.open_id = qv.app_for(item.id) or item.app_id
       local who = map[item.id] or map[item.name]

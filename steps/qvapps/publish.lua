@@ -2,8 +2,8 @@
 -- space, found again there) for the documents whose folder
 -- plan.qlikview.publish maps to a managed space (qvapps.import resolved
 -- it: the app's record has bound_for); the others stay where qvapps.import
--- put them (qmig.qlikview.variant).
-local variant = require "qmig.qlikview.variant"
+-- put them (qmig.domain.qlikview.variant).
+local variant = require "qmig.domain.qlikview.variant"
 
 return variant.of(require "qmig.steps.apps.publish", {
   name = "qvapps.publish", title = "Publish QlikView Applications", order = 330, object = "qvapp.published",

@@ -1,8 +1,8 @@
 -- Reload QlikView Applications: apps.reload (POST /reloads, followed to
 -- its end; a lost attempt's reload is found again) on the app of each
--- imported QlikView document (qmig.qlikview.variant): its published copy
+-- imported QlikView document (qmig.domain.qlikview.variant): its published copy
 -- once qvapps.publish made one.
-local variant = require "qmig.qlikview.variant"
+local variant = require "qmig.domain.qlikview.variant"
 
 return variant.of(require "qmig.steps.apps.reload", {
   name = "qvapps.reload", title = "Reload QlikView Applications", order = 320, object = "qvapp.reload",

@@ -1,7 +1,7 @@
 -- Add Assignments To Spaces: who may use each space.  From
 -- plan.spaces.assignments[stream] when given ({user: 'DIR\userid' or an
 -- email | group: name, roles: [...]}), else derived from the QRS security
--- rules on the stream (lua/qmig/identity/rules.lua): read -> consumer,
+-- rules on the stream (lua/qmig/domain/rules.lua): read -> consumer,
 -- publish -> publisher (managed, data) or producer (shared).  Roles the
 -- space type does not allow are dropped and reported.  Users resolve
 -- through users.import (cache kind "user"), groups by name in the tenant;
@@ -9,11 +9,11 @@
 -- exist.  An existing assignment is widened to the union of its roles and
 -- ours (PUT), never duplicated; undo deletes what was created and puts
 -- the previous roles back.  Cache: kind "space.assignments", key = stream id.
-local identity = require "qmig.identity.users"
-local retrieve = require "qmig.retrieve"
-local rules = require "qmig.identity.rules"
-local scope = require "qmig.identity.scope"
-local spaces = require "qmig.identity.spaces"
+local identity = require "qmig.domain.users"
+local retrieve = require "qmig.clients.retrieve"
+local rules = require "qmig.domain.rules"
+local scope = require "qmig.domain.scope"
+local spaces = require "qmig.domain.spaces"
 
 local PUBLISH_ROLE = { managed = "publisher", data = "publisher", shared = "producer" }
 

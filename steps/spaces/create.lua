@@ -1,13 +1,13 @@
 -- Create Spaces: one space per stream in scope (named by the rules of
--- lua/qmig/identity/spaces.lua; managed unless plan.spaces.map says
+-- lua/qmig/domain/spaces.lua; managed unless plan.spaces.map says
 -- otherwise) plus the shared staging space (key "@staging") when a target
 -- space is managed.  An existing space of that name is adopted.  A stream
 -- renamed since it was migrated renames the space this project created.
 -- Cache: kind "space", key = QRS stream id, target = space id,
 -- data = {name, type} (the actual type of an adopted space).
-local errors = require "qmig.errors"
-local retrieve = require "qmig.retrieve"
-local spaces = require "qmig.identity.spaces"
+local errors = require "qmig.clients.errors"
+local retrieve = require "qmig.clients.retrieve"
+local spaces = require "qmig.domain.spaces"
 
 local function fail(message) error(errors.new { message = message }, 0) end
 

@@ -4,7 +4,7 @@
 -- is skipped with that reason, so delete those first (apps.delete,
 -- dataconnections.delete run before this step).  A space already gone
 -- counts as deleted.  Irreversible: undo lists it.
-local errors = require "qmig.errors"
+local errors = require "qmig.clients.errors"
 
 return {
   name = "spaces.delete", title = "Delete Spaces", order = 60,

@@ -7,11 +7,11 @@
 -- or producer (shared) so later steps can still import and publish.
 -- Undo puts the previous owner back.  Cache: kind "space.owner", key =
 -- stream id, target = space id, data = {owner_id}.
-local identity = require "qmig.identity.users"
-local retrieve = require "qmig.retrieve"
-local names = require "qmig.names"
-local scope = require "qmig.identity.scope"
-local spaces = require "qmig.identity.spaces"
+local identity = require "qmig.domain.users"
+local retrieve = require "qmig.clients.retrieve"
+local names = require "qmig.store.names"
+local scope = require "qmig.domain.scope"
+local spaces = require "qmig.domain.spaces"
 
 local KEEP = { managed = { "facilitator", "publisher" }, data = { "facilitator", "publisher" },
   shared = { "facilitator", "producer" } }

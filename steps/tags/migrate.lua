@@ -5,8 +5,8 @@
 -- added to it.  Every Cloud copy of the app gets the tags: the imported
 -- app (kind "app") and its published copy (kind "app.published").  Apps
 -- not imported yet are skipped with a reason.  See docs/assets.md.
-local errors = require "qmig.errors"
-local scope = require "qmig.apps.scope"
+local errors = require "qmig.clients.errors"
+local scope = require "qmig.domain.appscope"
 
 -- The Cloud tag names of a QRS app, sorted, without duplicates.
 local function tag_names(app)

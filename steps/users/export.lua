@@ -1,11 +1,11 @@
 -- Export Users: the QRS users this plan migrates, and the identity each
--- maps to in Qlik Cloud (lua/qmig/identity/users.lua has the rules).
+-- maps to in Qlik Cloud (lua/qmig/domain/users.lua has the rules).
 -- Writes users.json and userMappings.json into the project folder (not in
 -- a dry run) and records one "user.export" item per user; never touches
 -- the target.  userMappings.json: {"DIR\\userid": {email, subject, name,
 -- source_id}}; a user without an email maps by subject only.
-local identity = require "qmig.identity.users"
-local errors = require "qmig.errors"
+local identity = require "qmig.domain.users"
+local errors = require "qmig.clients.errors"
 local json = require "qmig.json"
 
 return {

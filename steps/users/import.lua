@@ -6,10 +6,10 @@
 -- and may change the identity looked for and created, or drop the user.
 -- Cache: kind "user", key = QRS user id, target = Cloud user id,
 -- data = {email, subject, dir_user}.
-local errors = require "qmig.errors"
-local identity = require "qmig.identity.users"
+local errors = require "qmig.clients.errors"
+local identity = require "qmig.domain.users"
 local json = require "qmig.json"
-local retrieve = require "qmig.retrieve"
+local retrieve = require "qmig.clients.retrieve"
 
 local function find(ctx, want, subjects)
   if want.email then

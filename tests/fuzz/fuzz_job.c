@@ -1,5 +1,5 @@
 /*
-** fuzz_job.c — bytes as a job.yaml -> require("qmig.job").load.
+** fuzz_job.c — bytes as a job.yaml -> require("qmig.job.file").load.
 ** Whatever the file holds, load returns a job or nil + a message naming
 ** the file + "config"; it never raises and never crashes.  Step names
 ** are resolved by a stub (known catalogue names resolve, others do not)
@@ -7,8 +7,8 @@
 */
 #define FUZZ_NAME "fuzz_job"
 #define FUZZ_LUA \
-  "local job = require 'qmig.job'\n" \
-  "local catalogue = require 'qmig.catalogue'\n" \
+  "local job = require 'qmig.job.file'\n" \
+  "local catalogue = require 'qmig.job.catalogue'\n" \
   "local dir = os.getenv('QMIG_FUZZ_TMP') or ('/tmp/qmig-fuzz-job-' .. qmig.getpid())\n" \
   "os.execute('mkdir -p ' .. dir)\n" \
   "local path = dir .. '/job.yaml'\n" \

@@ -7,7 +7,7 @@
 */
 #define FUZZ_NAME "fuzz_qrs_filter"
 #define FUZZ_LUA \
-  "local qrs = require 'qmig.qrs'\n" \
+  "local qrs = require 'qmig.clients.qrs'\n" \
   "local GUID = '^' .. ('%x'):rep(8) .. '%-' .. ('%x'):rep(4) .. '%-' .. ('%x'):rep(4) .. '%-' .. ('%x'):rep(4)\n" \
   "  .. '%-' .. ('%x'):rep(12)\n" \
   "-- reads one literal at s[i]; returns its value and the index after it\n" \

@@ -7,11 +7,11 @@
 -- The server is tests/support/badserver.py (one case per URL prefix).
 local t = require "testing"
 local cli = require "cli"
-local cloud = require "qmig.cloud"
-local errors = require "qmig.errors"
+local cloud = require "qmig.clients.cloud"
+local errors = require "qmig.clients.errors"
 local fs = require "qmig.fs"
-local qrs = require "qmig.qrs"
-local retry = require "qmig.retry"
+local qrs = require "qmig.clients.qrs"
+local retry = require "qmig.rate.retry"
 local servers = require "servers"
 local simlib = require "sim"
 
@@ -49,7 +49,7 @@ local function client(case, opts)
   return cloud.new({ url = the_bad().url(case), api_key = "canary-key-1234" }, opts or { retries = 2 })
 end
 
--- Calls fn; it must raise a qmig error (a table from qmig.errors, so the
+-- Calls fn; it must raise a qmig error (a table from qmig.clients.errors, so the
 -- engine can read its fields) whose message matches pattern.
 local function fails(what, pattern, fn)
   local started = qmig.monotonic()

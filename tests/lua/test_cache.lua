@@ -1,10 +1,10 @@
--- qmig.cache: schema, item lifecycle, runs, events, undo, secrets kept out
+-- qmig.store.cache: schema, item lifecycle, runs, events, undo, secrets kept out
 -- of the file, and the crash-safety promises (kill -9, the project lock).
 local t = require "testing"
-local cache = require "qmig.cache"
+local cache = require "qmig.store.cache"
 local sqlite = require "qmig.sqlite"
 local fs = require "qmig.fs"
-local log = require "qmig.log"
+local log = require "qmig.ui.log"
 local json = require "qmig.json"
 
 local T = t.suite("cache")
@@ -345,7 +345,7 @@ T.test("kill -9 inside a transaction: marker kept, half-done work gone, db intac
   local dir = t.tmpdir()
   local path = dir .. "/qmig.db"
   local how, status, out = child(dir, [[
-    local cache = require "qmig.cache"
+    local cache = require "qmig.store.cache"
     local c = assert(cache.open(...))
     local run = c:start_run({ command = "run" })
     c:finish_item("app", "done-before", { status = "created", target_id = "t0", run_id = run })
@@ -383,7 +383,7 @@ T.test("kill -9 between begin_item and finish_item leaves a resumable marker", f
   local dir = t.tmpdir()
   local path = dir .. "/qmig.db"
   local how, status = child(dir, [[
-    local cache = require "qmig.cache"
+    local cache = require "qmig.store.cache"
     local c = assert(cache.open(...))
     local run = c:start_run({ command = "run" })
     for i = 1, 5 do
@@ -402,9 +402,9 @@ T.test("kill -9 between begin_item and finish_item leaves a resumable marker", f
 end)
 
 T.test("grouped: each marker is committed before the write it announces is sent", function()
-  local durable = require "qmig.durable"
+  local durable = require "qmig.store.durable"
   local http = require "qmig.http"
-  local sched = require "qmig.sched"
+  local sched = require "qmig.engine.sched"
   local servers = require "servers"
   local srv = servers.start()
   local client = http.client { base_url = srv.base }
@@ -417,7 +417,7 @@ T.test("grouped: each marker is committed before the write it announces is sent"
     s:spawn(function()
       local id = "a" .. i
       c:begin_item("app", id, { step = "x", run_id = run, fingerprint = "f" })
-      -- what qmig.cloud and qmig.qrs do before every write
+      -- what qmig.clients.cloud and qmig.clients.qrs do before every write
       local covered = durable.wait()
       local resp = assert(client:request { method = "POST", path = "/peek-item", json = {},
         query = { db = path, kind = "app", id = id }, durable = covered })

@@ -7,7 +7,7 @@
 local t = require "testing"
 local cli = require "cli"
 local fs = require "qmig.fs"
-local retrieve = require "qmig.retrieve"
+local retrieve = require "qmig.clients.retrieve"
 local simlib = require "sim"
 local demo_outcome = require "demo_outcome"
 
@@ -88,7 +88,7 @@ end
 T.test("a space made meanwhile by someone else (a 409 on create, not listed yet) is adopted", function()
   setup()
   local file, e = demo_job(3)
-  local cloud = require("qmig.cloud").new({ url = sim.info.cloud_url, api_key = sim.info.api_key },
+  local cloud = require("qmig.clients.cloud").new({ url = sim.info.cloud_url, api_key = sim.info.api_key },
     { rate_limits = false })
   sim:faults { catalogue_lag_ms = 2000 }
   cloud:post("spaces", { name = "Finance", type = "managed" })

@@ -2,11 +2,11 @@
 -- filter quoting with hostile names, paging, retries, Retry-After, errors,
 -- natural keys and the app description marker.
 local t = require "testing"
-local cloud = require "qmig.cloud"
+local cloud = require "qmig.clients.cloud"
 local json = require "qmig.json"
-local qrs = require "qmig.qrs"
-local retrieve = require "qmig.retrieve"
-local retry = require "qmig.retry"
+local qrs = require "qmig.clients.qrs"
+local retrieve = require "qmig.clients.retrieve"
+local retry = require "qmig.rate.retry"
 local simlib = require "sim"
 
 local T = t.suite("clients")

@@ -6,7 +6,7 @@ local t = require "testing"
 local cli = require "cli"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
-local retrieve = require "qmig.retrieve"
+local retrieve = require "qmig.clients.retrieve"
 local simlib = require "sim"
 local demo_outcome = require "demo_outcome"
 

@@ -30,18 +30,18 @@ local QLIK_API = "tests/conformance/node_modules/@qlik/api"
 -- client = the client's own plumbing; entries = the path comes from a
 -- request table ({method =, path =}), which is read where it is written.
 local RELAYS = {
-  ["lua/qmig/cloud.lua"] = { client = true },
-  ["lua/qmig/retrieve.lua"] = { fns = { first = { arg = 2 }, by_name = { arg = 2 } } },
-  ["lua/qmig/assets/extsteps.lua"] = { fns = { upload = { arg = 4, method = 3 } } },
-  ["lua/qmig/undo.lua"] = { entries = true },
+  ["lua/qmig/clients/cloud.lua"] = { client = true },
+  ["lua/qmig/clients/retrieve.lua"] = { fns = { first = { arg = 2 }, by_name = { arg = 2 } } },
+  ["lua/qmig/domain/extensions.lua"] = { fns = { upload = { arg = 4, method = 3 } } },
+  ["lua/qmig/engine/undo.lua"] = { entries = true },
   ["steps/apps/schedules.lua"] = { entries = true },
   -- declared = the paths are what the steps' target_path functions return
-  ["lua/qmig/engine.lua"] = { declared = true },
+  ["lua/qmig/engine/step.lua"] = { declared = true },
 }
 
 -- Values the scanner cannot see (a field of a table chosen at run time).
 local VALUES = {
-  ["lua/qmig/assets/extsteps.lua"] = { ["k.api"] = { "extensions", "themes" } },
+  ["lua/qmig/domain/extensions.lua"] = { ["k.api"] = { "extensions", "themes" } },
 }
 
 local METHOD_OF = { get = "GET", find = "GET", each = "GET", all = "GET", post = "POST", put = "PUT",
@@ -484,7 +484,8 @@ local function scan(paths)
     end
   end
   local function is_target(file, tok)
-    return tok and tok.t == "name" and (tok.v == "target" or (tok.v == "self" and file.path == "lua/qmig/cloud.lua"))
+    return tok and tok.t == "name"
+      and (tok.v == "target" or (tok.v == "self" and file.path == "lua/qmig/clients/cloud.lua"))
   end
   local function request_table(file, i)
     local tk = file.tk
@@ -734,7 +735,7 @@ T.test("a call the list lacks, an entry nothing calls, a check that does not exi
   local dir = t.tmpdir()
   os.execute("mkdir -p '" .. dir .. "/steps/fake'")
   t.write(dir .. "/steps/fake/widgets.lua", table.concat({
-    'local errors = require "qmig.errors"',
+    'local errors = require "qmig.clients.errors"',
     "local function go(ctx, id)",
     '  local base = "widgets/" .. id',
     "  ctx.target:get(base)",

@@ -372,8 +372,8 @@ T.test("progress: a live line on a terminal, JSON lines with --json", function()
 end)
 
 T.test("progress shows bytes/s and each rate-limit tier's requests per minute against its limit", function()
-  local progress = require "qmig.progress"
-  local limiter = require "qmig.limiter"
+  local progress = require "qmig.ui.progress"
+  local limiter = require "qmig.rate.limiter"
   local lim = limiter.new { tier1 = 1000, tier2 = 100 }
   local lines = {}
   local out = { write = function(_, ...) lines[#lines + 1] = table.concat { ... } end, flush = function() end }
@@ -399,7 +399,7 @@ T.test("progress shows bytes/s and each rate-limit tier's requests per minute ag
 end)
 
 T.test("sleeping items give their place up, but not under rate limits (no bursts of waiters)", function()
-  local engine = require "qmig.engine"
+  local engine = require "qmig.engine.step"
   local qmig = require "qmig"
   local function peak_open(target)
     local open, peak = 0, 0

@@ -1,11 +1,11 @@
--- qmig.ensure, the engine's find-or-create, with a stand-in ctx: what it
+-- qmig.engine.ensure, the engine's find-or-create, with a stand-in ctx: what it
 -- decides (recorded, adopted, recovered, created, refused), that an item
 -- in doubt waits out the catalogue's lag and one never attempted does
 -- not, and that "made by our attempt" is judged on the tenant's clock.
 local t = require "testing"
-local clock = require "qmig.clock"
-local ensure = require "qmig.ensure"
-local sched = require "qmig.sched"
+local clock = require "qmig.clients.clock"
+local ensure = require "qmig.engine.ensure"
+local sched = require "qmig.engine.sched"
 
 local T = t.suite("ensure")
 

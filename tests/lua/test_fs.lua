@@ -118,7 +118,7 @@ end)
 T.test("inside a scheduler task an atomic write runs on the I/O worker, same results", function()
   local http = require "qmig.http"
   local qmig = require "qmig"
-  local sched = require "qmig.sched"
+  local sched = require "qmig.engine.sched"
   local dir = t.tmpdir()
   -- by hand: the task yields an I/O job, http.poll hands it back when done
   local co = coroutine.create(function() return fs.write_file(dir .. "/a.json", "data", { mode = oct("600") }) end)

@@ -8,7 +8,7 @@ local cli = require "cli"
 local fs = require "qmig.fs"
 local http = require "qmig.http"
 local json = require "qmig.json"
-local retrieve = require "qmig.retrieve"
+local retrieve = require "qmig.clients.retrieve"
 local simlib = require "sim"
 local demo_outcome = require "demo_outcome"
 
@@ -184,9 +184,9 @@ end)
 -- path several steps name is read once per run, a record of a step without
 -- target_path is not read, a gone object is made again through run.
 T.test("engine: one read per path per run, whichever steps name it; a gone object runs its step again", function()
-  local engine = require "qmig.engine"
-  local errors = require "qmig.errors"
-  local cache = assert(require("qmig.cache").open(t.tmpdir() .. "/qmig.db"))
+  local engine = require "qmig.engine.step"
+  local errors = require "qmig.clients.errors"
+  local cache = assert(require("qmig.store.cache").open(t.tmpdir() .. "/qmig.db"))
   local reads, made = {}, {}
   local target = {
     get = function(_, path)

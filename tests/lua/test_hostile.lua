@@ -2,7 +2,7 @@
 -- with quotes, "..", "/", "\", control characters, NUL, 10 KB names,
 -- markup, SQL and QRS-filter injection attempts, bidi overrides and a
 -- lone UTF-16 surrogate.  The names never escape the project folder as
--- paths, QRS filters built by qmig.qrs select exactly the object named,
+-- paths, QRS filters built by qmig.clients.qrs select exactly the object named,
 -- the cache (parameterised SQL) gives every byte back, the report escapes
 -- them, and a Cloud run creating spaces named after them neither crashes
 -- nor prints a traceback.
@@ -10,7 +10,7 @@ local t = require "testing"
 local cli = require "cli"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
-local project = require "qmig.project"
+local project = require "qmig.store.project"
 local simlib = require "sim"
 
 local T = t.suite("hostile")
@@ -97,7 +97,7 @@ T.test("the engine reads, filters, stores and writes files for every hostile nam
   t.truthy(not err:find("stack traceback", 1, true), err)
 end)
 
-T.test("QRS filters built by qmig.qrs select exactly the object named", function()
+T.test("QRS filters built by qmig.clients.qrs select exactly the object named", function()
   setup()
   local proj = assert(project.open(dir .. "/project", { lock = false }))
   local rows = proj.cache:items("test.hostile")

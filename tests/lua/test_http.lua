@@ -5,7 +5,7 @@ local t = require "testing"
 local servers = require "servers"
 local http = require "qmig.http"
 local json = require "qmig.json"
-local sched = require "qmig.sched"
+local sched = require "qmig.engine.sched"
 local fs = require "qmig.fs"
 
 local T = t.suite("http")

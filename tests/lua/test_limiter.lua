@@ -3,7 +3,7 @@
 -- asserted: a busy machine can only make things slower.
 local t = require "testing"
 local fs = require "qmig.fs"
-local limiter = require "qmig.limiter"
+local limiter = require "qmig.rate.limiter"
 
 local T = t.suite("limiter")
 
@@ -39,7 +39,7 @@ T.test("a 429 pauses the whole tier for Retry-After; other tiers go on", functio
 end)
 
 T.test("waiting yields inside scheduler tasks", function()
-  local sched = require "qmig.sched"
+  local sched = require "qmig.engine.sched"
   local l = limiter.new({ tier2 = 600 }, { burst = 1 })
   local s = sched.new { concurrency = 4 }
   local other_ran_at
@@ -51,8 +51,8 @@ T.test("waiting yields inside scheduler tasks", function()
 end)
 
 T.test("time lost to waiting is wall clock, not summed over tasks; a mostly waiting run gets a hint", function()
-  local sched = require "qmig.sched"
-  local progress = require "qmig.progress"
+  local sched = require "qmig.engine.sched"
+  local progress = require "qmig.ui.progress"
   local l = limiter.new({ tier2 = 600 }, { burst = 1 })  -- a token every 0.105 s
   local s = sched.new { concurrency = 4 }
   local started = qmig.monotonic()
@@ -74,7 +74,7 @@ T.test("time lost to waiting is wall clock, not summed over tasks; a mostly wait
 end)
 
 T.test("the ETA counts with the rate limits, not only with the burst seen so far", function()
-  local progress = require "qmig.progress"
+  local progress = require "qmig.ui.progress"
   -- 100 items done in 10 s, each took 2 tier2 requests; tier2 allows 60 per minute: 0.5 item/s from now on
   local fake = { stats = function() return { tier2 = { used = 200, per_minute = 60 } } end }
   local p = progress.new { tty = false, limiter = fake }
@@ -184,7 +184,7 @@ T.test("a 429 well under the budget, then clean answers: a stray, the rate comes
 end)
 
 T.test("two limiters on one budget file share the tier and each other's 429 pause", function()
-  local budget = require "qmig.budget"
+  local budget = require "qmig.rate.budget"
   local dir = os.tmpname(); os.remove(dir)
   local target = { url = "https://t.example/", api_key = "secret-key" }
   local l1, now1 = fake({ tier2 = 600 }, { burst = 1, budget = budget.open(target, { dir = dir }) })
@@ -212,7 +212,7 @@ T.test("two limiters on one budget file share the tier and each other's 429 paus
 end)
 
 T.test("the shared file's folder: QMIG_CACHE_DIR, XDG_CACHE_HOME, ~/.cache; keys differ per identity", function()
-  local budget = require "qmig.budget"
+  local budget = require "qmig.rate.budget"
   local env = function(v) return ({ QMIG_CACHE_DIR = "/c", XDG_CACHE_HOME = "/x", HOME = "/h" })[v] end
   t.eq(budget.dir(env), "/c/limits")
   t.eq(budget.dir(function(v) return ({ XDG_CACHE_HOME = "/x", HOME = "/h" })[v] end), "/x/qmig-lua/limits")

@@ -1,6 +1,6 @@
--- qmig.log: levels, sinks, JSON lines, and above all redaction.
+-- qmig.ui.log: levels, sinks, JSON lines, and above all redaction.
 local t = require "testing"
-local log = require "qmig.log"
+local log = require "qmig.ui.log"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
 
@@ -281,7 +281,7 @@ T.test("the stderr sink is human-readable and respects its level", function()
   local dir = t.tmpdir()
   local script = dir .. "/s.lua"
   t.write(script, [[
-    local log = require "qmig.log"
+    local log = require "qmig.ui.log"
     log.add_secret("stderr-secret-42")
     log.info("not shown")
     log.warn("shown stderr-secret-42", { step = "users.import", note = "two words" })

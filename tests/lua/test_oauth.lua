@@ -4,11 +4,11 @@
 -- file or an output; job-file mistakes refused with exit 2.
 local t = require "testing"
 local cli = require "cli"
-local clock = require "qmig.clock"
-local cloud = require "qmig.cloud"
+local clock = require "qmig.clients.clock"
+local cloud = require "qmig.clients.cloud"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
-local oauth = require "qmig.oauth"
+local oauth = require "qmig.clients.oauth"
 local simlib = require "sim"
 local demo_outcome = require "demo_outcome"
 

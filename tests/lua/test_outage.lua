@@ -1,11 +1,11 @@
 -- Outages: a side that goes away mid-run, or is unreachable from the
 -- start, stops the run at once with one message and exit status 4
--- (qmig.breaker), instead of every item failing on its own; the next run
+-- (qmig.rate.breaker), instead of every item failing on its own; the next run
 -- resumes.  A client certificate the server refuses is named as such.
 local t = require "testing"
 local cli = require "cli"
 local fs = require "qmig.fs"
-local retrieve = require "qmig.retrieve"
+local retrieve = require "qmig.clients.retrieve"
 local simlib = require "sim"
 local demo_outcome = require "demo_outcome"
 
@@ -111,9 +111,9 @@ end)
 -- or when nothing answered at all.  The first message is what CI's curl
 -- said under ASan.
 T.test("a refused client certificate is exit 3 whatever curl's words; no answer is exit 4", function()
-  local connect = require "qmig.connect"
-  local errors = require "qmig.errors"
-  local breaker = require "qmig.breaker"
+  local connect = require "qmig.clients.connect"
+  local errors = require "qmig.clients.errors"
+  local breaker = require "qmig.rate.breaker"
   local url = "https://qlik.example:4242"
   local function tripped(msg, code)
     local b = breaker.new { side = "source", url = url, threshold = 1 }

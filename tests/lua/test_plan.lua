@@ -1,5 +1,5 @@
 -- plan on a fresh project sees the whole migration: each step plans
--- against what the steps before it would make (qmig.overlay), object by
+-- against what the steps before it would make (qmig.store.overlay), object by
 -- object, and the counts are those of the run that follows; nothing
 -- reaches the tenant or the cache file.  After the run, plan shows no
 -- change.
@@ -92,7 +92,7 @@ T.test("plan on a fresh project: every step, every object, the counts of the run
   t.eq(one.action, "create")
   t.eq(one.target.space, "Migration staging")
   t.eq(one.target.id, nil, "a placeholder id is not written")
-  local cache = assert(require("qmig.cache").open(dir .. "/project/qmig.db"))
+  local cache = assert(require("qmig.store.cache").open(dir .. "/project/qmig.db"))
   t.eq(#cache:items(), 0)
   cache:close()
   local files = io.popen("find " .. cli.quote(dir .. "/project/exports") .. " -type f 2>/dev/null"):read("a")
@@ -145,7 +145,7 @@ T.test("plan on a fresh project: every step, every object, the counts of the run
 
   -- changes at the source, as made in the QMC: an app renamed, a trigger's
   -- interval changed; exactly those objects show an update, old -> new
-  local q = require("qmig.qrs").new { url = sim.info.qrs_url, cert = dir_of(sim) .. "/client.pem",
+  local q = require("qmig.clients.qrs").new { url = sim.info.qrs_url, cert = dir_of(sim) .. "/client.pem",
     key = dir_of(sim) .. "/client_key.pem", ca = sim.info.certs.ca, user = "INTERNAL\\sa_api" }
   qrs_edit(q, "app", "name eq 'Logistics'", { name = "Logistics EMEA" })
   qrs_edit(q, "schemaevent", "name eq 'Weekly Monday'", { name = "Weekly Tuesday",

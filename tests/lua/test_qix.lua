@@ -1,11 +1,11 @@
--- qmig.qix: JSON-RPC sessions with the simulated engine on both halves --
+-- qmig.clients.qix: JSON-RPC sessions with the simulated engine on both halves --
 -- open the same app on QSEoW (mutual TLS, X-Qlik-User) and in Qlik Cloud
 -- (Bearer key), read the data model, list sheets, get a chart's layout and
 -- its hypercube page after page under the 10,000-cell limit, engine
 -- errors as nil, msg, "qix", and the writes the QlikView pipeline needs.
 local t = require "testing"
-local qix = require "qmig.qix"
-local sched = require "qmig.sched"
+local qix = require "qmig.clients.qix"
+local sched = require "qmig.engine.sched"
 local simlib = require "sim"
 
 local T = t.suite("qix")

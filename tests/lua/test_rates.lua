@@ -1,7 +1,7 @@
 -- Two qmig-lua processes with the same target identity (two projects,
 -- one tenant, one API key) at the same time, against a simulator that
 -- enforces Qlik's rate tiers: they share the identity's budget
--- (qmig.budget) instead of each assuming the whole of it, so no item
+-- (qmig.rate.budget) instead of each assuming the whole of it, so no item
 -- fails (how few 429s it gets is bench part 2's figure).  Behaviour, not speed:
 -- nothing here is timed.
 local t = require "testing"
@@ -57,8 +57,8 @@ jobs:
 end
 
 T.test("503s and timeouts: backoff per host; a stray failure costs only its own short wait", function()
-  local retry = require "qmig.retry"
-  local errors = require "qmig.errors"
+  local retry = require "qmig.rate.retry"
+  local errors = require "qmig.clients.errors"
   local host = "http://backoff.example:" .. qmig.random_string(6)
   local function fail() error(errors.new { message = "503", status = 503, transient = true }, 0) end
   -- one failure among answers: that request's own first delay

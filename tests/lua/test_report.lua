@@ -1,9 +1,9 @@
 -- The migration report: counts, what needs attention, and escaping of
 -- hostile names so nothing from the source can inject markup.
 local t = require "testing"
-local cache = require "qmig.cache"
+local cache = require "qmig.store.cache"
 local json = require "qmig.json"
-local report = require "qmig.report"
+local report = require "qmig.ui.report"
 
 local T = t.suite("report")
 

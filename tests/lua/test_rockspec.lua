@@ -74,20 +74,21 @@ T.test("installed with luarocks make into a tree, the engine and the built-in st
   t.truthy(ok, "luarocks make: " .. t.read(tree .. "/install.log"))
   local lr_path = lines("luarocks --lua-version 5.4 path --tree " .. tree .. " --lr-path")[1]
   local share = tree .. "/share/lua/5.4/"
-  t.truthy(fs.exists(share .. "qmig/engine.lua"))
+  t.truthy(fs.exists(share .. "qmig/engine/step.lua"))
   t.truthy(fs.exists(share .. "qmig/steps/spaces/create.lua"))
 
   -- plain Lua, no qmig host: a pure-Lua module loads from the tree
-  local probe = 'local c = require "qmig.catalogue"; ' ..
-    'print(package.searchpath("qmig.catalogue", package.path)); print(c.by_name["spaces.create"].order)'
+  local probe = 'local c = require "qmig.job.catalogue"; ' ..
+    'print(package.searchpath("qmig.job.catalogue", package.path)); print(c.by_name["spaces.create"].order)'
   local out = lines("LUA_PATH=" .. cli.quote(lr_path) .. " lua5.4 -e " .. cli.quote(probe))
-  t.eq(out, { share .. "qmig/catalogue.lua", "130" })
+  t.eq(out, { share .. "qmig/job/catalogue.lua", "130" })
 
   -- qmig-lua whose home holds no engine: everything comes from the tree
   local env = { QMIG_HOME = fs.realpath(t.tmpdir()), LUA_PATH = lr_path .. ";;" }
-  local code, text, err = cli.run({ "-e", 'print(package.searchpath("qmig.engine", package.path))' }, { env = env })
+  local code, text, err = cli.run({ "-e", 'print(package.searchpath("qmig.engine.step", package.path))' },
+    { env = env })
   t.eq(code, 0, err)
-  t.eq(text, share .. "qmig/engine.lua\n")
+  t.eq(text, share .. "qmig/engine/step.lua\n")
   code, text, err = cli.run({ "steps" }, { env = env })
   t.eq(code, 0, err)
   local listed = 0

@@ -1,9 +1,9 @@
--- qmig.rrule: QRS schema events -> Qlik Cloud reload-task schedules,
+-- qmig.domain.schedules: QRS schema events -> Qlik Cloud reload-task schedules,
 -- table driven (reference/qlik-apis.md A11, B12, D4).  Every RRULE the
 -- cases produce is also checked by the simulator's validator
 -- (python3 tests/qliksim/cloud.py), the one /reload-tasks applies.
 local t = require "testing"
-local rrule = require "qmig.rrule"
+local rrule = require "qmig.domain.schedules"
 
 local T = t.suite("rrule")
 local LAST = rrule.LAST  -- "¤"

@@ -236,7 +236,7 @@ T.test("TLS verification is on by default: an untrusted target certificate is re
   t.truthy(not err:find("stack traceback", 1, true), err)
   clean("TLS failure message", out .. err)
   -- nothing was recorded: no run was started in the cache
-  local project = require "qmig.project"
+  local project = require "qmig.store.project"
   if fs.exists(dir .. "/project/qmig.db") then
     local proj = assert(project.open(dir .. "/project", { lock = false }))
     t.eq(#proj.cache:runs(), 0, "no run recorded")

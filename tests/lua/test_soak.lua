@@ -7,7 +7,7 @@ local t = require "testing"
 local cli = require "cli"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
-local retrieve = require "qmig.retrieve"
+local retrieve = require "qmig.clients.retrieve"
 local simlib = require "sim"
 local demo_outcome = require "demo_outcome"
 
@@ -277,7 +277,7 @@ end)
 
 -- Kills that do not land right after a handled request: in the middle of
 -- a QVF download, during a lookup, and inside the engine's own cache
--- commit (the QMIG_TEST_KILL_AT_COMMIT hook in qmig.cache).
+-- commit (the QMIG_TEST_KILL_AT_COMMIT hook in qmig.store.cache).
 T.test("SIGKILL mid-download of a QVF, during a lookup and inside a cache commit, then resume", function()
   if os.getenv("QMIG_SOAK") ~= "1" then return "skip" end
   local sim, file, env = demo()

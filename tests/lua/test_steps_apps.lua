@@ -6,7 +6,7 @@ local t = require "testing"
 local cli = require "cli"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
-local retrieve = require "qmig.retrieve"
+local retrieve = require "qmig.clients.retrieve"
 local simlib = require "sim"
 
 local T = t.suite("steps_apps")
@@ -196,7 +196,7 @@ local function check_imported(msg)
 end
 
 T.test("scope: streams, personal, names, tags and excludes, case-insensitive globs", function()
-  local scope = require "qmig.apps.scope"
+  local scope = require "qmig.domain.appscope"
   local function app(name, stream, tags)
     local tl = {}
     for _, x in ipairs(tags or {}) do tl[#tl + 1] = { name = x } end
@@ -539,7 +539,7 @@ T.test("reset_descriptions restores the original descriptions; later runs still 
   for id, list in pairs(marked()) do ids[id] = list[1].id end
   -- KPIs also has a published copy, recorded as apps.publish would
   local copy = publish_kpis()
-  local c = assert(require("qmig.cache").open(fs.dirname(file) .. "/project/qmig.db"))
+  local c = assert(require("qmig.store.cache").open(fs.dirname(file) .. "/project/qmig.db"))
   c:finish_item("app.published", ID.kpis, { status = "created", target_id = copy, step = "apps.publish" })
   c:close()
   local code, out, _, msg = run({ "run", file, "--job", "post" })

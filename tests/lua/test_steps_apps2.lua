@@ -14,7 +14,7 @@ local cli = require "cli"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
 local simlib = require "sim"
-local script = require "qmig.apps2.script"
+local script = require "qmig.domain.scripts"
 
 local T = t.suite("apps2")
 local FIXTURES = fs.realpath("tests/lua/fixtures")

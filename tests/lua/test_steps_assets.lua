@@ -477,7 +477,7 @@ T.test("undo removes the connections, extensions, themes and collections the run
 end)
 
 T.test("zip writer: stored entries Python reads, CRC-32, unsafe entry names refused", function()
-  local zip = require "qmig.assets.zip"
+  local zip = require "qmig.domain.zip"
   t.eq(zip.crc32("123456789"), 0xCBF43926)
   t.eq(zip.crc32(""), 0)
   for _, bad in ipairs { "../x.js", "a/../../x", "/etc/passwd", "C:\\x.js", "c:/x", "a//b", "a/", "", "./a" } do

@@ -157,7 +157,7 @@ end
 -- {====== the rules, without a simulator
 
 T.test("rules: security-rule conditions are translated exactly or reported", function()
-  local rules = require "qmig.identity.rules"
+  local rules = require "qmig.domain.rules"
   local stream = { id = "6a1c0000-0000-0000-0000-000000000001", name = "Sales" }
   local function rule(text, filter, actions, extra)
     local r = { name = "r", category = "Security", type = "Custom", rule = text, actions = actions or 2,
@@ -195,7 +195,7 @@ T.test("rules: security-rule conditions are translated exactly or reported", fun
 end)
 
 T.test("space names: forbidden characters, white space, prefix, suffix, 256 characters", function()
-  local sp = require "qmig.identity.spaces"
+  local sp = require "qmig.domain.spaces"
   local plan = { spaces = { prefix = "DEV_", suffix = " (QS)" } }
   t.eq(sp.derived_name(plan, 'A/B: "C" * D?'), "DEV_A_B_ _C_ _ D_ (QS)")
   t.eq(sp.derived_name(plan, "  O'Brien's \t Reports\n "), "DEV_O'Brien's Reports (QS)")

@@ -275,7 +275,7 @@ end)
 
 T.test("ntlm: a session NPrinting ended is opened again once, and the reads go on", function()
   clean()
-  local client = require "qmig.nprinting.client"
+  local client = require "qmig.domain.nprinting.client"
   local c = client.new({ url = the_sim().info.nprinting_url, ca = the_sim().info.certs.ca,
     ntlm = { username = ACCOUNT, password = account_password() } }, { retries = 0 })
   t.eq(#c:list("apps"), 3)

@@ -6,7 +6,7 @@ local t = require "testing"
 local cli = require "cli"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
-local qix = require "qmig.qix"
+local qix = require "qmig.clients.qix"
 local simlib = require "sim"
 
 local T = t.suite("qlikview")

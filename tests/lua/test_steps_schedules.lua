@@ -568,7 +568,7 @@ T.test("a project made by an earlier version (legacy task ids in its cache) foll
   -- what the earlier version recorded: the two legacy tasks as created by run 2, with their undo
   local ids = {}
   for _, ev in ipairs(s:state().qrs.entities.schemaevent) do ids[ev.name] = ev.id end
-  local proj = assert(require("qmig.project").open(dir .. "/project"))
+  local proj = assert(require("qmig.store.project").open(dir .. "/project"))
   local run = proj.cache:start_run { command = "run", job_file = file }
   local earlier = { ["Second Friday"] = "aaaaaaaaaaaaaaaaaaaaaaa1", ["One-off"] = "aaaaaaaaaaaaaaaaaaaaaaa2" }
   for trigger, legacy in pairs(earlier) do

@@ -1,17 +1,17 @@
--- Validation by data (qmig.validation.*): the comparison of an app with
+-- Validation by data (qmig.domain.validation.*): the comparison of an app with
 -- its migrated copy through both simulated engines (the same data; a
 -- reload that loaded other values; no data; an object on one side only),
 -- cells compared as text and numbers within a tolerance, engine sessions
 -- bounded per host, and the spreadsheet read back as the XLSX it is.
 local t = require "testing"
-local compare = require "qmig.validation.compare"
-local engines = require "qmig.validation.engines"
+local compare = require "qmig.domain.validation.compare"
+local engines = require "qmig.domain.validation.engines"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
 local qmig = require "qmig"
-local sched = require "qmig.sched"
+local sched = require "qmig.engine.sched"
 local simlib = require "sim"
-local workbook = require "qmig.validation.workbook"
+local workbook = require "qmig.domain.validation.workbook"
 
 local T = t.suite("validate")
 

@@ -6,7 +6,7 @@
 local t = require "testing"
 local ws = require "qmig.ws"
 local json = require "qmig.json"
-local sched = require "qmig.sched"
+local sched = require "qmig.engine.sched"
 local simlib = require "sim"
 
 local T = t.suite("ws")

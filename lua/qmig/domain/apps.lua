@@ -1,0 +1,140 @@
+-- Shared helpers of the second half of the application pipeline
+-- (apps.object_owners, apps.scripts, apps.publish, apps.shares,
+-- apps.owners, apps.validate).
+--
+-- These steps act on what apps.import recorded: their items are the QRS
+-- apps that have a done `app` cache record (key QRS app id -> Cloud app
+-- id, data {space_id, bound_for}).  Each item carries the ids it depends
+-- on, so the engine's fingerprint changes (and the step runs again) when
+-- the app is re-imported or a mapping it uses appears later.
+local errors = require "qmig.clients.errors"
+local json = require "qmig.json"
+
+local M = {}
+
+local DONE = { created = true, updated = true, adopted = true, unchanged = true }
+M.DONE = DONE
+-- ...and, in a plan, what an earlier step would have done (qmig.store.overlay:
+-- such records exist only in a dry run's memory)
+local USABLE = { created = true, updated = true, adopted = true, unchanged = true, planned = true }
+
+-- The cache record of kind for key when it is done and has a target.
+function M.done(ctx, kind, key)
+  local rec = ctx.cache and ctx.cache:get(kind, tostring(key))
+  if rec and USABLE[rec.status] and rec.target_id then return rec end
+  return nil
+end
+
+-- Imported apps: a list of {id, name, owner = {id, userId, userDirectory},
+-- stream = {id, name} | nil, app_id = Cloud app id, space_id, bound_for,
+-- import_fp}, sorted by QRS id.  QRS apps deleted since are left out.
+function M.imported(ctx)
+  local recs = {}
+  for _, rec in ipairs(ctx.cache:items("app")) do
+    if USABLE[rec.status] and rec.target_id then recs[#recs + 1] = rec end
+  end
+  if #recs == 0 then return json.array() end
+  local by_id = {}
+  for _, app in ipairs(ctx.source:full("app")) do by_id[app.id] = app end
+  local out = json.array()
+  for _, rec in ipairs(recs) do
+    local app = by_id[rec.source_id]
+    if app then
+      local data = type(rec.data) == "table" and rec.data or {}
+      local owner = type(app.owner) == "table" and app.owner or {}
+      local stream = type(app.stream) == "table" and app.stream or nil
+      out[#out + 1] = {
+        id = app.id, name = app.name,
+        owner = { id = owner.id, userId = owner.userId, userDirectory = owner.userDirectory },
+        stream = stream and { id = stream.id, name = stream.name } or nil,
+        app_id = rec.target_id, space_id = data.space_id, bound_for = data.bound_for,
+        import_fp = rec.fingerprint,
+      }
+    end
+  end
+  return out
+end
+
+-- The objects apps.export recorded for a QRS app (kind "app.export",
+-- data.objects; else appObjects.json in the project folder), or nil.
+-- memo: a table kept across calls of one step (appObjects.json is read
+-- once).
+function M.export_objects(ctx, source_id, memo)
+  local rec = ctx.cache:get("app.export", tostring(source_id))
+  if rec and rec.status ~= "failed" and rec.status ~= "deleted" and type(rec.data) == "table"
+    and type(rec.data.objects) == "table" then
+    return rec.data.objects
+  end
+  memo = memo or {}
+  if memo.file == nil then
+    memo.file = {}
+    local ok, list = pcall(ctx.project.read_json, ctx.project, "appObjects.json")
+    for _, a in ipairs(ok and type(list) == "table" and list or {}) do
+      if type(a) == "table" and a.appId and type(a.objects) == "table" then memo.file[a.appId] = a.objects end
+    end
+  end
+  return memo.file[source_id]
+end
+
+-- "DIR\user" of a QRS owner record.
+function M.user_label(owner)
+  if type(owner) ~= "table" then return "?" end
+  return tostring(owner.userDirectory or "?") .. "\\" .. tostring(owner.userId or "?")
+end
+
+-- Cloud user id mapped to a QRS user id by users.import, or nil.
+function M.user(ctx, qrs_user_id)
+  if not qrs_user_id then return nil end
+  return (ctx.lookup("user", qrs_user_id))
+end
+
+
+-- The app's attributes, or nil when it is gone (404).
+function M.app(ctx, app_id)
+  local ok, reply = pcall(ctx.target.get, ctx.target, "apps/" .. app_id)
+  if ok then return reply and reply.attributes or nil end
+  if errors.is(reply) and reply.status == 404 then return nil end
+  error(reply, 0)
+end
+
+-- The managed space an app is bound for (SPEC D1): the import record's
+-- bound_for, else the space mapped to its stream when that space is managed.
+function M.managed_space(ctx, item)
+  if item.bound_for then return item.bound_for end
+  if item.stream then
+    local sid, rec = ctx.lookup("space", item.stream.id)
+    if sid and rec and type(rec.data) == "table" and rec.data.type == "managed" then return sid end
+  end
+  return nil
+end
+
+-- Raises a qmig error with message (fails the item).
+function M.fail(message)
+  error(errors.new { message = message }, 0)
+end
+
+-- Space id -> name: from the spaces.create records, else the target.
+function M.space_names(ctx)
+  local names = {}
+  for _, rec in ipairs(ctx.cache:items("space")) do
+    if rec.target_id and type(rec.data) == "table" and rec.data.name then names[rec.target_id] = rec.data.name end
+  end
+  return setmetatable(names, { __index = function(t, id)
+    local ok, space = pcall(ctx.target.get, ctx.target, "spaces/" .. id)
+    local name = ok and type(space) == "table" and space.name or false
+    rawset(t, id, name)
+    return name
+  end })
+end
+
+-- Short "a, b, c (+N more)" lists for reasons.
+function M.list(words, max)
+  max = max or 8
+  local shown = {}
+  for i = 1, math.min(#words, max) do shown[i] = words[i] end
+  local text = table.concat(shown, ", ")
+  if #words > max then text = text .. string.format(" (+%d more)", #words - max) end
+  return text
+end
+
+return M

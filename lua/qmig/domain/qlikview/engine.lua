@@ -1,0 +1,98 @@
+-- Writes a conversion into a Cloud app over the engine API (qmig.clients.qix):
+-- Qlik Cloud's REST API has no call for variables or master items, only
+-- the engine does (CreateVariableEx, CreateDimension, CreateMeasure,
+-- CreateObject), and SetScript + DoSave keep them with the app.
+--
+-- Every master item has the id the conversion gave it, so writing the same
+-- conversion again finds what an earlier (or interrupted) attempt made:
+-- the engine answers 11 "already exists", counted as existing, never a
+-- second copy.  Variables are unique by name (the same answer).
+local qix = require "qmig.clients.qix"
+
+local M = {}
+
+local EXISTS = 11   -- LocalizedErrorCode: the object (or variable name) already exists
+
+-- The Cloud engine of the job's target: wss://<tenant>/app/<id>, with the
+-- credentials of the REST client (API key, or its OAuth token).
+function M.open(ctx, app_id)
+  local t = ctx.job.target
+  local url = t.url:gsub("^[Hh][Tt][Tt][Pp]([Ss]?)://", "ws%1://")
+  local auth = ctx.target.oauth and ctx.target.oauth:header() or ("Bearer " .. tostring(t.api_key))
+  local s, err, code = qix.open { url = url, app_id = app_id, ca = t.ca, insecure = t.insecure,
+    headers = { Authorization = auth } }
+  if not s then
+    error("engine session for app " .. app_id .. ": " .. tostring(err) .. " (" .. tostring(code) .. ")", 0)
+  end
+  local doc, derr, dcode = s:open_doc(app_id)
+  if not doc then
+    s:close()
+    error("OpenDoc " .. app_id .. ": " .. tostring(derr) .. " (" .. tostring(dcode) .. ")", 0)
+  end
+  return s, doc
+end
+
+local function created(counts, kind, ok, err, code, e)
+  if ok then
+    counts[kind] = (counts[kind] or 0) + 1
+  elseif code == "qix" and type(e) == "table" and e.code == EXISTS then
+    counts.existing = (counts.existing or 0) + 1
+  else
+    error(kind .. ": " .. tostring(err), 0)
+  end
+end
+
+local function array(list)
+  return setmetatable(list, require("qmig.json").array_mt)
+end
+
+-- Properties of the conversion's master items (Qlik Sense's shapes:
+-- GenericDimensionProperties qDim, GenericMeasureProperties qMeasure, a
+-- master visualization is a generic object of type masterobject).
+function M.dimension(d)
+  local labels = {}
+  for i, f in ipairs(d.fields) do labels[i] = f end
+  return { qInfo = { qId = d.id, qType = "dimension" },
+    qDim = { qGrouping = d.grouping, qFieldDefs = array(d.fields), qFieldLabels = array(labels), title = d.title },
+    qMetaDef = { title = d.title, description = "From QlikView (" .. d.from .. ")", tags = array {} } }
+end
+
+function M.measure(m)
+  return { qInfo = { qId = m.id, qType = "measure" },
+    qMeasure = { qLabel = m.title, qDef = m.expression, qGrouping = "N", qExpressions = array {} },
+    qMetaDef = { title = m.title, description = "From QlikView (" .. m.from .. ")", tags = array {} } }
+end
+
+function M.visualization(v)
+  local dims, measures = {}, {}
+  for i, id in ipairs(v.dimensions) do dims[i] = { qLibraryId = id } end
+  for i, id in ipairs(v.measures) do measures[i] = { qLibraryId = id } end
+  return { qInfo = { qId = v.id, qType = "masterobject" }, visualization = v.type, title = v.title,
+    qMetaDef = { title = v.title, description = "From QlikView chart " .. v.from, tags = array {} },
+    qHyperCubeDef = { qDimensions = array(dims), qMeasures = array(measures),
+      qMode = v.type == "pivot-table" and "P" or "S" } }
+end
+
+-- write(doc, conv) -> counts {script = bool, variable, dimension, measure,
+-- visualization, existing}
+function M.write(doc, conv)
+  local counts = { script = false }
+  local current = assert(doc:script())
+  if current ~= conv.script then
+    assert(doc:set_script(conv.script))
+    counts.script = true
+  end
+  for _, v in ipairs(conv.variables) do
+    created(counts, "variable", doc:create_variable { qInfo = { qType = "variable" }, qName = v.name,
+      qDefinition = v.definition, qComment = v.comment, qIncludeInBookmark = false })
+  end
+  for _, d in ipairs(conv.dimensions) do created(counts, "dimension", doc:create_dimension(M.dimension(d))) end
+  for _, m in ipairs(conv.measures) do created(counts, "measure", doc:create_measure(M.measure(m))) end
+  for _, v in ipairs(conv.visualizations) do
+    created(counts, "visualization", doc:create_object(M.visualization(v)))
+  end
+  assert(doc:save())
+  return counts
+end
+
+return M

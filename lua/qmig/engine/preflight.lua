@@ -1,0 +1,128 @@
+-- The day-one preflight of `qmig-lua check` (SPEC §9): everything that
+-- would make a migration fail, found before anything is written.  Only
+-- reads.  Each finding: {level = "ok" | "warn" | "fail", text = ...}.
+local assets = require "qmig.domain.assets"
+local errors = require "qmig.clients.errors"
+local identity_spaces = require "qmig.domain.spaces"
+local identity_users = require "qmig.domain.users"
+
+local M = {}
+
+-- QRS releases before November 2022 (14.97) cannot export community and
+-- private sheets (exportScope).
+local function version_number(v)
+  local major, minor = tostring(v or ""):match("^(%d+)%.(%d+)")
+  return major and (tonumber(major) * 1000 + tonumber(minor)) or nil
+end
+
+local function add(out, level, fmt, ...)
+  out[#out + 1] = { level = level, text = string.format(fmt, ...) }
+end
+
+local function try(out, what, fn)
+  local ok, err = pcall(fn)
+  if not ok then add(out, "warn", "%s: could not check (%s)", what, errors.is(err) and err.message or tostring(err)) end
+end
+
+-- M.run(job, source, target, transforms) -> findings
+function M.run(job, source, target, transforms)
+  local out = {}
+  local ctx = { plan = job.plan, job = job, source = source, target = target, transforms = transforms or {},
+    transform = function(name, ...)
+      local hook = (transforms or {})[name]
+      if hook then return hook(...) end
+      return (select(name == "script" and 1 or 2, ...))
+    end }
+
+  try(out, "QRS version", function()
+    local about = source:about()
+    local v = version_number(about.buildVersion)
+    if v and v < 14097 and job.plan.apps and job.plan.apps.export_scope ~= "approved" then
+      add(out, "warn", "QRS %s predates November 2022: only approved (base) sheets can be exported",
+        about.buildVersion)
+    else
+      add(out, "ok", "QRS %s", tostring(about.buildVersion))
+    end
+  end)
+
+  local largest = 0
+  local identity = target.oauth and "the OAuth client" or "the API key"
+  try(out, identity, function()
+    local me = target:get("users/me")
+    local roles = {}
+    for _, r in ipairs(type(me.assignedRoles) == "table" and me.assignedRoles or {}) do roles[#roles + 1] = r.name end
+    local admin = false
+    for _, r in ipairs(roles) do admin = admin or r == "TenantAdmin" end
+    add(out, admin and "ok" or "warn", "%s acts as %s (roles: %s)%s", identity, tostring(me.email or me.name or me.id),
+      #roles > 0 and table.concat(roles, ", ") or "none",
+      admin and "" or "; creating spaces, users and owners needs TenantAdmin")
+  end)
+
+  try(out, "upload quota", function()
+    for _, app in ipairs(source:full("app")) do
+      if type(app.fileSize) == "number" and app.fileSize > largest then largest = app.fileSize end
+    end
+    local q = target:get("quotas/app_upload_disk_size")
+    local quota = q and q.data and q.data[1] and q.data[1].attributes and q.data[1].attributes.quota
+    if type(quota) == "number" and quota >= 0 and largest > quota then
+      add(out, "fail", "the largest app (%d MiB) exceeds the tenant's upload quota (%d MiB)",
+        largest >> 20, quota >> 20)
+    else
+      add(out, "ok", "largest app %d MiB, within the upload quota", largest >> 20)
+    end
+  end)
+
+  try(out, "identity providers", function()
+    local idps = target:get("identity-providers")
+    local names = {}
+    for _, p in ipairs(idps and idps.data or idps or {}) do
+      names[#names + 1] = tostring(p.provider) .. "/" .. tostring(p.protocol)
+    end
+    add(out, "ok", "identity providers: %s (user subjects follow their format)",
+      #names > 0 and table.concat(names, ", ") or "none")
+  end)
+
+  try(out, "users", function()
+    local users = identity_users.in_scope(ctx)
+    local unmapped = {}
+    for _, u in ipairs(users) do
+      local m = identity_users.mapping(job.plan, u)
+      if not m.email then unmapped[#unmapped + 1] = m.dir_user end
+    end
+    if #unmapped > 0 then
+      add(out, "warn", "%d of %d users in scope have no email and will be matched by subject only: %s",
+        #unmapped, #users, table.concat(unmapped, ", "))
+    else
+      add(out, "ok", "%d users in scope, all with an email", #users)
+    end
+  end)
+
+  try(out, "spaces", function()
+    local n = 0
+    for _, item in ipairs(identity_spaces.items(ctx)) do
+      if item.problem then add(out, "fail", "space %s: %s", tostring(item.name or item.key), item.problem) end
+      if item.missing then add(out, "warn", "plan.spaces.map names stream '%s', which does not exist", item.missing) end
+      n = n + 1
+    end
+    add(out, "ok", "%d spaces planned", n)
+  end)
+
+  try(out, "data connections", function()
+    local dc = job.plan.data_connections
+    if not dc then return end
+    local without = {}
+    for _, c in ipairs(source:full("dataconnection")) do
+      if assets.any_glob(dc.names, c.name, true)
+        and not assets.map_entry(dc.map or {}, { c.name, assets.strip_owner_suffix(c.name, c.owner) }) then
+        without[#without + 1] = c.name
+      end
+    end
+    if #without > 0 then
+      add(out, "warn", "%d data connections have no target space in plan.data_connections.map: %s", #without,
+        table.concat(without, ", "))
+    end
+  end)
+  return out
+end
+
+return M

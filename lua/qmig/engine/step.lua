@@ -1,0 +1,576 @@
+-- The engine: runs steps item by item.  It owns what steps must not have
+-- to think about: the cache look-up before run (an item done before is
+-- not touched again unless its source changed or --force), in-progress
+-- markers written before any write so a killed run resumes without
+-- duplicates, retries, per-item isolation, concurrency, dry run, undo
+-- records and outcome bookkeeping.
+local ensure = require "qmig.engine.ensure"
+local errors = require "qmig.clients.errors"
+local hash = require "qmig.hash"
+local json = require "qmig.json"
+local log = require "qmig.ui.log"
+local overlay = require "qmig.store.overlay"
+local qmig = require "qmig"
+local retry = require "qmig.rate.retry"
+local sched = require "qmig.engine.sched"
+local steps = require "qmig.engine.loader"
+
+local M = {}
+local Engine = {}
+Engine.__index = Engine
+
+-- Outcomes that mean "done; leave it alone on the next run".
+local DONE = { created = true, updated = true, adopted = true, unchanged = true }
+M.DONE = DONE
+
+-- Which argument of each hook is the value it may change (SPEC §5.3).
+M.TRANSFORM_VALUE = { space = 2, user = 2, app = 2, script = 1, data_connection = 1, schedule = 2 }
+
+-- A step's error as its message: the file:line is in it; the traceback
+-- goes to the debug log, not into reasons, the report or the terminal.
+local function step_error(e)
+  if type(e) == "table" then return e end
+  log.debug("step error", { traceback = debug.traceback(tostring(e), 2) })
+  return tostring(e)
+end
+
+local VERB = { POST = "create", PUT = "update", PATCH = "update", DELETE = "delete" }
+
+-- M.new{job=, project=, source=, target=, transforms=, run_id=, dry_run=,
+-- force=, concurrency=, retries=, reporter=fn(event)}
+function M.new(opts)
+  local self = setmetatable(opts, Engine)
+  self.cache = opts.project and opts.project.cache
+  -- a plan records what it would do in memory only (qmig.store.overlay), so
+  -- each step plans against what the steps before it would have made
+  if self.cache and opts.dry_run then
+    self.cache = overlay.new(self.cache)
+    if opts.target then opts.target.overlay = self.cache end
+  end
+  self.concurrency = opts.concurrency or 8
+  self.unknown_retries = opts.unknown_retries or 3
+  return self
+end
+
+function M.fingerprint(step, item)
+  if step.fingerprint then return tostring(step.fingerprint(item)) end
+  return hash.sha256(json.encode(item, { sort_keys = true }))
+end
+
+-- What a step sees (SPEC §5.2).
+-- The witnesses of a step's items (qmig.engine.ensure), one list per step and run.
+function Engine:witnesses(step)
+  self.step_witnesses = self.step_witnesses or {}
+  local ws = self.step_witnesses[step.name]
+  if not ws then
+    ws = {}
+    self.step_witnesses[step.name] = ws
+  end
+  return ws
+end
+
+function Engine:context(step, extra)
+  local engine = self
+  local ctx = {
+    source = self.source, target = self.target, plan = self.job.plan, job = self.job,
+    cache = self.cache, project = self.project, transforms = self.transforms or {},
+    dry_run = self.dry_run or false, force = self.force or false, run_id = self.run_id, step = step.name,
+    job_name = self.job_name,
+    log = log.with { step = step.name },
+  }
+  -- True for the target id of an object this plan would create (it has
+  -- a placeholder id: qmig.store.overlay); never in a run.
+  function ctx.is_planned(id) return engine.dry_run and overlay.is_placeholder(id) or false end
+  -- Target id recorded by an earlier step for a source object.
+  function ctx.lookup(kind, source_id)
+    local rec = engine.cache and engine.cache:get(kind, tostring(source_id))
+    if rec and rec.target_id and rec.status ~= "deleted" and rec.status ~= "failed" then return rec.target_id, rec end
+    return nil, rec
+  end
+  -- The cache records of `kind` whose target objects this project created
+  -- and has not deleted: what a delete step may remove (never adopted ones).
+  function ctx.created(kind)
+    local out = {}
+    for _, rec in ipairs(engine.cache and engine.cache:items(kind) or {}) do
+      if rec.created_by_us and rec.target_id and rec.status ~= "deleted" and rec.status ~= "failed" then
+        out[#out + 1] = rec
+      end
+    end
+    return out
+  end
+  -- Marks another step's record of a source object as deleted (a delete
+  -- step undoing what create steps recorded), so a later run redoes it.
+  function ctx.forget(kind, source_id)
+    if engine.dry_run or not engine.cache then return end
+    local rec = engine.cache:get(kind, tostring(source_id))
+    if rec then engine.cache:finish_item(kind, tostring(source_id), { status = "deleted" }) end
+  end
+  -- The app users open for a source app: the published copy when there is
+  -- one, else the imported app (SPEC §6 "several targets per source").
+  function ctx.app_for(source_id)
+    local published = ctx.lookup("app.published", source_id)
+    if published then return published, "app.published" end
+    local imported = ctx.lookup("app", source_id)
+    return imported, imported and "app" or nil
+  end
+  -- ctx.transform(name, ...) calls the transforms.lua hook `name` with the
+  -- arguments of SPEC §5.3 and returns the value it produced (nil: leave
+  -- the item out); without a hook, the value passed in.
+  function ctx.transform(name, ...)
+    local value_arg = M.TRANSFORM_VALUE[name]
+    assert(value_arg, "unknown transform hook '" .. tostring(name) .. "'")
+    local hook = ctx.transforms[name]
+    if not hook then return (select(value_arg, ...)) end
+    local ok, result = pcall(hook, ...)
+    if not ok then
+      error(errors.new { message = "transforms.lua: hook '" .. name .. "' failed: " .. tostring(result) }, 0)
+    end
+    return result
+  end
+  for k, v in pairs(extra or {}) do ctx[k] = v end
+  return ctx
+end
+
+local function outcome_error(step, res)
+  return string.format("step %s returned %s; expected {status = created|updated|adopted|skipped|unchanged, ...}",
+    step.name, type(res) == "table" and ("status " .. tostring(res.status)) or type(res))
+end
+
+function Engine:emit(event)
+  if self.reporter then self.reporter(event) end
+end
+
+-- A dry run's item that reached its first write: recorded in the overlay
+-- as what the write would make, with a placeholder target id when it
+-- would create, so later steps plan against it.  step.planned(item, ctx,
+-- write) -> {data=, object=, target_id=} may give the data later steps
+-- read from the record (a space's type), the object as the tenant would
+-- return it when read (default: the create's body) and the target id when
+-- it is known (an app published by moving it keeps its id); write =
+-- {method=, path=, body=}.  A step that refuses its own write (a local
+-- export) may instead put data and target_id into the refusal.
+function Engine:planned(step, item, ctx, key, err, fingerprint)
+  local body = type(err.body) == "table" and err.body or {}
+  local name = body.name or body.qName or body.email or body.subject
+  local action = VERB[err.method] or err.method
+  local rec = self.cache and self.cache:get(step.object, key)
+  local target_id = err.target_id or (rec and rec.target_id)
+  if not target_id or ctx.gone or (rec and rec.status == "deleted") or overlay.is_placeholder(target_id) then
+    target_id = action == "create" and overlay.placeholder(step.object, key) or target_id
+  end
+  local data = type(err.data) == "table" and err.data or nil
+  local made = err.body
+  if not data and type(step.planned) == "function" then
+    local ok, p = pcall(step.planned, item, ctx, { method = err.method, path = err.path, body = err.body })
+    if ok and type(p) == "table" then
+      data = type(p.data) == "table" and p.data or nil
+      made = type(p.object) == "table" and p.object or made
+      if p.target_id ~= nil then target_id = tostring(p.target_id) end
+    end
+  end
+  local outcome = { status = "planned", key = key, action = action, target_id = target_id,
+    reason = err.reason or (err.method .. " " .. err.path), write = { method = err.method, path = err.path },
+    target_name = type(name) == "string" and name or nil, changes = ctx.changes[1] and ctx.changes or nil }
+  if ctx.gone and action == "create" then outcome.action = "recreate" end
+  -- where it would go, by name: the space of its body or of its data
+  local space_id = body.spaceId or (data and data.space_id)
+  local space = space_id and self.cache and self.cache:find_by_target("space", space_id)
+  if space then
+    outcome.space_name = type(space.data) == "table" and space.data.name or space.natural_key
+  end
+  if self.cache then
+    if action == "create" then
+      -- what its creator makes is its creator's, as in the tenant
+      if type(made) == "table" and made.ownerId == nil and self.target and self.target.me then
+        local owned = { ownerId = self.target:me().id }
+        for k, v in pairs(made) do owned[k] = v end
+        made = owned
+      end
+      self.cache:remember_create(target_id, made)
+    end
+    self.cache:finish_item(step.object, key, { status = "planned", planned = true, action = action,
+      target_id = target_id, natural_key = outcome.target_name or M.item_name(item, outcome), data = data,
+      fingerprint = fingerprint, step = step.name })
+  end
+  return outcome
+end
+
+-- {====== recorded targets deleted in the tenant
+--
+-- A done record is trusted without running its step, so an object
+-- deleted by hand in the tenant would never be looked at again.  A step
+-- that creates target objects declares the read that shows its record's
+-- object is still there (step.target_path(rec) -> path | nil, for records
+-- with a target id), and the engine makes that read for each record it
+-- would leave alone: one GET per record, and a path read once per run
+-- whichever steps ask (an app imported and then published by moving it is
+-- one app).
+M.GONE = "deleted in the tenant"
+
+-- A record reported (step.if_gone = "report") as deleted in the tenant:
+-- it stays reported, without a read, until --force makes it again.
+local function reported_gone(rec)
+  return rec.status == "failed" and rec.last_error == nil and type(rec.reason) == "string"
+    and rec.reason:sub(1, #M.GONE + 1) == M.GONE .. ":"
+end
+
+-- Is path in the tenant?  Memoised per run; concurrent items asking for
+-- the same path wait for the first one's read.
+function Engine:present(path)
+  local reads = self.reads or {}
+  self.reads = reads
+  while reads[path] == "reading" do qmig.sleep(0.01) end
+  if reads[path] ~= nil then return reads[path] end
+  reads[path] = "reading"
+  local ok, err = pcall(self.target.get, self.target, path)
+  if not ok and not (errors.is(err) and (err.status == 404 or err.status == 410)) then
+    reads[path] = nil
+    error(err, 0)
+  end
+  reads[path] = ok
+  self.target_reads = (self.target_reads or 0) + 1
+  return ok
+end
+
+-- The declared path of a done record when its object is gone, or nil.
+function Engine:gone_path(step, rec)
+  if type(step.target_path) ~= "function" or not rec.target_id or not self.target or not self.target.get then
+    return nil
+  end
+  local path = step.target_path(rec)
+  if type(path) ~= "string" or self:present(path) then return nil end
+  return path
+end
+
+-- What was done on a gone object is gone with it (a space's assignments,
+-- an app's reload, scripts, owners): the records of the steps that
+-- require this one, for the same source object (qmig.engine.undo's rule), are
+-- marked deleted so those steps redo them on what replaces it.
+function Engine:forget_dependants(step, key, why)
+  local undo = require "qmig.engine.undo"
+  self.closure = self.closure or undo.requirements(self.job and self.job.steps_path)
+  for _, dep in ipairs(undo.dependants(self.cache, self.closure, step.name, step.object, key)) do
+    if not reported_gone(dep) then
+      self.cache:finish_item(dep.kind, dep.source_id, { status = "deleted", reason = why })
+    end
+  end
+end
+-- }======
+
+-- Runs one item; returns its outcome table {status=, reason=, ...}.
+function Engine:run_item(step, item)
+  local kind, cache = step.object, self.cache
+  local ok_key, key = pcall(step.key, item)
+  if not ok_key or key == nil then
+    return { status = "failed",
+      reason = ok_key and "step key() returned nil" or ("step key() failed: " .. tostring(key)) }
+  end
+  key = tostring(key)
+  local fingerprint = M.fingerprint(step, item)
+  local rec = cache and cache:get(kind, key)
+  local gone  -- {target_id =, path =}: the recorded object was deleted in the tenant
+  if rec and reported_gone(rec) then
+    if not self.force then return { status = "failed", key = key, target_id = rec.target_id, reason = rec.reason } end
+    gone, rec = { target_id = rec.target_id }, nil  -- forced: made again, as if never done
+  elseif rec and DONE[rec.status] and rec.fingerprint == fingerprint and not self.force then
+    local ok, path = pcall(self.gone_path, self, step, rec)
+    if not ok then
+      local err = path
+      if errors.is(err) and err.auth then self.aborted = err end
+      if errors.is(err) and err.interrupted then
+        return { status = "interrupted", key = key, reason = "interrupted" }
+      end
+      -- the record stays as it is: the next run looks again
+      return { status = "failed", key = key, target_id = rec.target_id, auth = errors.is(err) and err.auth or nil,
+        reason = "could not check that " .. kind .. " " .. tostring(rec.target_id) .. " is still in the tenant: "
+          .. log.redact(tostring(err)) }
+    end
+    if not path then return { status = "unchanged", key = key, target_id = rec.target_id, cached = true } end
+    local what = string.format("%s %s (GET %s: not found)", kind, tostring(rec.target_id), path)
+    if cache then self:forget_dependants(step, key, "what it was done on was " .. M.GONE .. ": " .. what) end
+    if step.if_gone == "report" then
+      local name = rec.natural_key and ("'" .. rec.natural_key .. "' ") or ""
+      local reason = string.format("%s: %s %s(%s) is gone and is not made again on its own; to make it again: "
+        .. "qmig-lua run %s --step %s --force (or leave it out of the job)", M.GONE, kind, name,
+        tostring(rec.target_id), self.job and self.job.file or "JOB", step.name)
+      if cache then cache:finish_item(kind, key, { status = "failed", reason = reason }) end
+      return { status = "failed", key = key, target_id = rec.target_id, reason = reason }
+    end
+    -- not done any more: the step runs as if it never had (no previous
+    -- record, so nothing reads the gone id again), and ctx.lookup of it
+    -- finds nothing meanwhile
+    if cache then cache:finish_item(kind, key, { status = "deleted", reason = M.GONE .. ": " .. what }) end
+    gone, rec = { target_id = rec.target_id, path = path }, nil
+  end
+  local undo_entries = {}
+  local ctx = self:context(step, {
+    item_key = key, previous = rec,
+    -- true when a previous attempt may have left half-finished work
+    resume = rec ~= nil and (rec.status == "in_progress" or rec.status == "failed"),
+    started_at = rec and rec.started_at,
+    undo = function(entry) undo_entries[#undo_entries + 1] = entry end,
+    changes = {},
+    catalogue_lag = self.job.options and self.job.options.catalogue_lag,
+    -- what the step's creates made, for the items in doubt (qmig.engine.ensure)
+    witnesses = self:witnesses(step),
+    gone = gone,
+  })
+  -- What an update changes, old -> new, for the plan and the item's line:
+  -- ctx.change("owner", "CORP\\jdoe", "CORP\\asmith"), called before the write.
+  function ctx.change(field, old, new)
+    ctx.changes[#ctx.changes + 1] = { field = tostring(field), old = old, new = new }
+  end
+  -- find-or-create for this item (qmig.engine.ensure)
+  function ctx.ensure(spec) return ensure.run(ctx, spec) end
+  function ctx.listed(fn) return ensure.listed(ctx, fn) end
+  if cache then
+    cache:begin_item(kind, key, { step = step.name, run_id = self.run_id, fingerprint = fingerprint })
+    ctx.started_at = ctx.started_at or qmig.isotime()
+  end
+  local unknown_left = self.unknown_retries
+  while true do
+    ctx.changes = {}  -- an attempt's own (an attempt in doubt runs again)
+    local ok, res = xpcall(step.run, step_error, ctx, item)
+    if ok then
+      if type(res) ~= "table" or not steps.statuses[res.status] then
+        res = { status = "failed", reason = outcome_error(step, res) }
+      end
+      res.key = key
+      if res.changes == nil and ctx.changes[1] then res.changes = ctx.changes end
+      if gone and res.reason == nil and res.status ~= "failed" then
+        res.reason = string.format("%s %s was %s%s", kind, tostring(gone.target_id), M.GONE,
+          res.status == "created" and "; made again" or "")
+      end
+      if not cache then return res end
+      if res.status == "failed" then
+        cache:fail_item(kind, key, res.reason, self.run_id)
+      else
+        cache:finish_item(kind, key, {
+          -- a name for people (status, undo, the report) when the step gave none
+          status = res.status, target_id = res.target_id, natural_key = res.natural_key or M.item_name(item, res),
+          reason = res.reason,
+          fingerprint = fingerprint, data = res.data, created_by_us = res.status == "created",
+        })
+        for _, entry in ipairs(undo_entries) do
+          cache:add_undo {
+            run_id = self.run_id, step = step.name, kind = kind, source_id = key,
+            target_id = entry.target_id or res.target_id, action = entry.action or "delete", payload = entry,
+          }
+        end
+      end
+      return res
+    end
+    local err = res
+    if getmetatable(err) == errors.DryRun then return self:planned(step, item, ctx, key, err, fingerprint) end
+    if errors.is(err) and err.auth then
+      self.aborted = err
+      return { status = "failed", key = key, reason = tostring(err), auth = true }
+    end
+    if errors.is(err) and err.interrupted then
+      -- The in-progress marker stays: the next run resumes this item.
+      return { status = "interrupted", key = key, reason = "interrupted" }
+    end
+    if errors.is(err) and err.unknown and unknown_left > 0 and not qmig.interrupted() then
+      -- The write may have been applied: the step looks before it acts
+      -- again (ctx.resume), so this never duplicates.
+      unknown_left = unknown_left - 1
+      ctx.resume = true
+      -- (an attempt of an earlier run in doubt has none: every write of
+      -- this run began after it)
+      ctx.doubt_at = qmig.monotonic()
+      self:emit { kind = "retry", step = step.name, key = key, reason = tostring(err) }
+      qmig.sleep(retry.delay(self.unknown_retries - unknown_left, err))
+    else
+      local reason = log.redact(tostring(err))
+      if cache then cache:fail_item(kind, key, reason, self.run_id) end
+      return { status = "failed", key = key, reason = reason }
+    end
+  end
+end
+
+-- The order in which a step's items start, for steps whose items wait
+-- for others of the same step (step.depends(item) -> keys of items that
+-- must end first, e.g. a chained schedule after the task it follows):
+-- every item after the items it waits for, otherwise as items() listed
+-- them.  Spawning in this order means an item only ever waits for items
+-- already started, so waiting cannot starve them of a place.  Keys not
+-- among the items are ignored; a dependency that closes a cycle is
+-- dropped (the step reports cycles itself: the engine only must not hang).
+-- -> {{key=, item=}}, {key = {keys to wait for}}, done = {}
+function M.dependency_order(step, items)
+  local entries, by_key = {}, {}
+  for _, item in ipairs(items) do
+    local ok, key = pcall(step.key, item)
+    local entry = { key = ok and key ~= nil and tostring(key) or nil, item = item }
+    entries[#entries + 1] = entry
+    if entry.key then by_key[entry.key] = by_key[entry.key] or entry end
+  end
+  if not step.depends then return entries, {}, {} end
+  local order, after, state = {}, {}, {}
+  local function visit(entry)
+    if state[entry] == "done" then return end
+    state[entry] = "visiting"
+    local ok, deps = pcall(step.depends, entry.item)
+    local waits = {}
+    for _, dep in ipairs(ok and type(deps) == "table" and deps or {}) do
+      local other = by_key[tostring(dep)]
+      if other and other ~= entry and state[other] ~= "visiting" then
+        visit(other)
+        waits[#waits + 1] = other.key
+      end
+    end
+    if entry.key and #waits > 0 then after[entry.key] = waits end
+    state[entry] = "done"
+    order[#order + 1] = entry
+  end
+  for _, entry in ipairs(entries) do visit(entry) end
+  return order, after, {}
+end
+
+-- Where a step's items() is defined, "file:line", for messages about it.
+local function items_where(step)
+  local info = type(step.items) == "function" and debug.getinfo(step.items, "S")
+  return info and (info.short_src .. ":" .. info.linedefined) or tostring(step.name)
+end
+
+-- The cache record standing for a step whose items() failed: status and
+-- the report read the cache, so the reason must be there too; a later
+-- run whose items() works drops it.
+local ITEMS_KEY = "@items"
+M.ITEMS_KEY = ITEMS_KEY
+
+-- items() failing fails the whole step: the reason goes to every output
+-- (the console and --json through step_failed, the run log, the cache).
+function Engine:items_failed(step, summary, reason)
+  reason = log.redact(reason)
+  summary.error = reason
+  summary.counts.failed = 1
+  log.info("step failed", { step = step.name, reason = reason })
+  if self.cache and not self.dry_run then
+    self.cache:begin_item(step.object, ITEMS_KEY, { step = step.name, run_id = self.run_id })
+    self.cache:fail_item(step.object, ITEMS_KEY, reason, self.run_id)
+  end
+  self:emit { kind = "step_failed", step = step.name, reason = reason }
+  return summary
+end
+
+-- A name for an item's outcome lines when the outcome has none: what
+-- the step recorded, else the item's own name (or that of the object it
+-- is about: item.app, item.stream...).
+local function item_name(item, outcome)
+  local own = require("qmig.store.names").own(outcome)
+  if own then return own end
+  if type(item) ~= "table" then return nil end
+  if type(item.name) == "string" and item.name ~= "" then return item.name end
+  for _, f in ipairs { "app", "stream", "user", "task", "space" } do
+    local v = item[f]
+    if type(v) == "table" and type(v.name) == "string" and v.name ~= "" then return v.name end
+  end
+  return nil
+end
+M.item_name = item_name
+
+-- The breaker of a side found unreachable, if any (qmig.rate.breaker).
+function Engine:outage()
+  for _, client in ipairs { self.source or false, self.target or false } do
+    local b = client and client.breaker
+    if b and b.open then return b end
+  end
+  return nil
+end
+
+-- Runs every item of one step concurrently; returns the summary
+-- {counts = {status = n}, items = {outcomes}}.
+function Engine:run_step(step)
+  local summary = { step = step.name, counts = {}, outcomes = {} }
+  local reads_before = self.target_reads or 0
+  local ctx = self:context(step)
+  local ok, items = xpcall(step.items, step_error, ctx)
+  if not ok then
+    local err = items
+    if errors.is(err) and err.auth then self.aborted = err end
+    if errors.is(err) and err.outage then
+      -- not the step's fault: the run stops and the next one lists again
+      self.aborted = err
+      summary.counts.interrupted = 1
+      self:emit { kind = "step_failed", step = step.name, reason = log.redact(tostring(err)) }
+      return summary
+    end
+    local where, text = items_where(step), tostring(err)
+    -- a Lua error names its own file:line; an API error does not
+    return self:items_failed(step, summary, text:find(where:match("^(.-):%d+$"), 1, true) and text
+      or (where .. ": " .. step.name .. ": items() failed: " .. text))
+  end
+  if type(items) ~= "table" then
+    return self:items_failed(step, summary, items_where(step) .. ": " .. step.name
+      .. ": items() must return a list, got " .. type(items))
+  end
+  if self.cache and self.cache:get(step.object, ITEMS_KEY) then
+    self.cache:drop_item(step.object, ITEMS_KEY)
+  end
+  self:emit { kind = "step_start", step = step.name, total = #items }
+  -- Sleepers give their place up (qmig.engine.sched), and up to 4 x concurrency
+  -- items may be under way.  Not under rate limits: there the tenant's
+  -- rate bounds the run, and dozens of items waiting for tokens only
+  -- bunch requests into bursts its buckets answer with 429s (bench/,
+  -- part 2: 16 429s and 0.83 of the allowed rate, against 4 and 0.91-0.95).
+  local order, after, done = M.dependency_order(step, items)
+  local limited = self.target and self.target.limiter
+  local s = sched.new { concurrency = self.concurrency, max_open = limited and self.concurrency or nil }
+  s.on_done = function(task)
+    if task.key then done[task.key] = true end
+    if not task.ok then  -- an engine or cache failure outside the step's own code
+      summary.counts.failed = (summary.counts.failed or 0) + 1
+      summary.outcomes[#summary.outcomes + 1] = { status = "failed", reason = log.redact(tostring(task.error)) }
+    end
+  end
+  local function wait_for(deps)
+    for _, key in ipairs(deps) do
+      while not done[key] and not self.aborted and not qmig.interrupted() do qmig.sleep(0.02) end
+    end
+  end
+  for _, entry in ipairs(order) do
+    local item = entry.item
+    local task = s:spawn(function()
+      if self.aborted then return end
+      if after[entry.key] then wait_for(after[entry.key]) end
+      local outcome = self:run_item(step, item)
+      if outcome.name == nil then outcome.name = item_name(item, outcome) end
+      summary.counts[outcome.status] = (summary.counts[outcome.status] or 0) + 1
+      summary.outcomes[#summary.outcomes + 1] = outcome
+      self:emit { kind = "item", step = step.name, object = step.object, outcome = outcome }
+      if outcome.status == "failed" and self.aborted then s:drain() end
+      local down = self:outage()
+      if down then
+        -- a side is unreachable (qmig.rate.breaker): the items not started yet
+        -- are left for the next run instead of failing one by one
+        self.aborted = self.aborted or down:error()
+        s:drain()
+      end
+    end)
+    task.key = entry.key
+  end
+  -- One commit per batch of items instead of two fsyncs per item (Cache:group).
+  local grouped = self.cache and not self.dry_run
+  if grouped then self.cache:group(true) end
+  s:run()
+  if grouped then self.cache:group(false) end
+  if step.finish and not self.aborted then
+    -- After every item: for outputs that cover all of them (e.g. appObjects.json).
+    local fok, ferr = xpcall(step.finish, step_error, ctx, summary.outcomes)
+    if not fok then
+      summary.counts.failed = (summary.counts.failed or 0) + 1
+      summary.error = log.redact(tostring(ferr))
+      self:emit { kind = "step_failed", step = step.name, reason = summary.error }
+    end
+  end
+  if (self.target_reads or 0) > reads_before then
+    -- what checking done records costs (target_path), in the run log
+    log.info("recorded objects looked at in the tenant", { step = step.name,
+      reads = self.target_reads - reads_before })
+  end
+  self:emit { kind = "step_done", step = step.name, counts = summary.counts }
+  return summary
+end
+
+return M
