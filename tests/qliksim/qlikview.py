@@ -96,18 +96,25 @@ def documents(share):
                     yield os.path.relpath(os.path.join(folder, name), share).replace(os.sep, "/"), prj
 
 
+def write_document_exports(doc, prj, out):
+    """Every chart's export of one document; the paths written."""
+    p = read_prj(prj)
+    folder = os.path.join(out, doc[:-4])
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    for chart in p["charts"]:
+        path = os.path.join(folder, chart["id"] + ".csv")
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(export_text(*chart_rows(p["script"], chart)))
+        written.append(path)
+    return written
+
+
 def write_exports(share, out):
     """Every chart's export of every document of the share; the paths written."""
     written = []
     for doc, prj in documents(share):
-        p = read_prj(prj)
-        folder = os.path.join(out, doc[:-4])
-        os.makedirs(folder, exist_ok=True)
-        for chart in p["charts"]:
-            path = os.path.join(folder, chart["id"] + ".csv")
-            with open(path, "w", encoding="utf-8", newline="") as f:
-                f.write(export_text(*chart_rows(p["script"], chart)))
-            written.append(path)
+        written += write_document_exports(doc, prj, out)
     return written
 
 

@@ -84,13 +84,14 @@ function M.finish(ctx, outcomes, origin)
     if row then list[#list + 1] = row end
   end
   table.sort(list, function(a, b) return tostring(a.source_id) < tostring(b.source_id) end)
+  local all = others(ctx, origin)
+  for _, row in ipairs(list) do all[#all + 1] = row end
+  -- the spreadsheet has what validation.json has: the project's validation as of this run
   local xlsx
   if ctx.run_id then
     xlsx = "validations/" .. fs.safe_name(ctx.job_name or "job") .. "/" .. ctx.run_id .. ".xlsx"
-    assert(workbook.write(ctx.project:path(xlsx), list))
+    assert(workbook.write(ctx.project:path(xlsx), all))
   end
-  local all = others(ctx, origin)
-  for _, row in ipairs(list) do all[#all + 1] = row end
   assert(fs.write_file(ctx.project:path("reports", "validation.json"), json.encode({ format = 1,
     run_id = ctx.run_id, job = ctx.job_name, workbook = xlsx, apps = json.array(all) }, { sort_keys = true }),
     { mode = 384, atomic = true }))
