@@ -7,6 +7,8 @@ local t = require "testing"
 local cli = require "cli"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
+local qix = require "qmig.qix"
+local read = require "qmig.validation.read"
 local simlib = require "sim"
 
 local T = t.suite("qvvalidate")
@@ -54,14 +56,29 @@ plan:
       - {find: "ODBC CONNECT TO 'Warehouse ODBC'", replace: "LIB CONNECT TO 'QV staging:Warehouse'"}
       - {find: 'lib://Shared Files/', replace: 'lib://QV staging:DataFiles/'}]]
 
--- A project of its own, the share's exports in dir/exports (the charts as
--- QlikView shows them).
-local function job()
-  local s = the_sim()
-  local dir = fs.realpath(t.tmpdir())
-  local rc = os.execute(string.format("python3 tests/qliksim/qlikview.py exports '%s' '%s' >/dev/null", SHARE,
+local function copy_tree(from, to)
+  assert(fs.mkdirs(to, 448))
+  for _, n in ipairs(assert(fs.dir(from))) do
+    local st = fs.stat(from .. "/" .. n)
+    if st.type == "directory" then copy_tree(from .. "/" .. n, to .. "/" .. n)
+    else t.write(to .. "/" .. n, t.read(from .. "/" .. n)) end
+  end
+end
+
+-- The charts as QlikView shows them, exported into dir/exports.
+local function export(share, dir)
+  local rc = os.execute(string.format("python3 tests/qliksim/qlikview.py exports '%s' '%s' >/dev/null", share,
     dir .. "/exports"))
   assert(rc, "qlikview.py exports")
+end
+
+-- A project of its own, with the share's exports (share: the demo's unless
+-- given).
+local function job(share)
+  local s = the_sim()
+  local dir = fs.realpath(t.tmpdir())
+  share = share and share(dir) or SHARE
+  export(share, dir)
   local c = s.info.certs
   t.write(dir .. "/job.yaml", table.concat({
     "version: 1",
@@ -71,7 +88,7 @@ local function job()
     "  url: " .. s.info.qrs_url,
     "  cert: " .. c.client_cert, "  key: " .. c.client_key, "  ca: " .. c.ca,
     "  user: 'INTERNAL\\sa_api'",
-    "  qlikview: {folder: '" .. SHARE .. "', exports: exports}",
+    "  qlikview: {folder: '" .. share .. "', exports: exports}",
     "target: {type: cloud, url: " .. s.info.cloud_url .. ", api_key: " .. s.info.api_key .. "}",
     PLAN,
     "options: {concurrency: 4, catalogue_lag: " .. simlib.CATALOGUE_LAG .. "}",
@@ -81,12 +98,18 @@ local function job()
   return dir .. "/job.yaml", dir
 end
 
+local function by(list, field)
+  local out = {}
+  for _, x in ipairs(list) do out[x[field]] = x end
+  return out
+end
+
 local function status(file)
   local code, out, err = cli.run { "status", file, "--json" }
   assert(code == 0, err)
-  local by = {}
-  for _, r in ipairs(json.decode(out)) do by[r.kind .. " " .. r.source_id] = r end
-  return by
+  local recs = {}
+  for _, r in ipairs(json.decode(out)) do recs[r.kind .. " " .. r.source_id] = r end
+  return recs
 end
 
 local function rows_of(dir)
@@ -170,6 +193,52 @@ T.test("a changed value fails naming the chart and the cell; a malformed export 
   t.eq(code, 1, out)
   t.match(status(file)["qvapp.validation " .. SALES].last_error, path:gsub("%p", "%%%0")
     .. ":3: 4 field%(s%), the header row has 3")
+end)
+
+T.test("a document saved with a changed expression changes its master measure in place; validation follows", function()
+  tenant()
+  local file, dir = job(function(d)
+    copy_tree(SHARE, d .. "/share")
+    return d .. "/share"
+  end)
+  local code, out = cli.run { "run", file }
+  t.eq(code, 0, out)
+  local st = status(file)
+  local app_id = st["qvapp " .. SALES].target_id
+  local conv_file = dir .. "/project/" .. st["qvapp.convert " .. SALES].target_id .. "/conversion.json"
+  local before = json.decode(t.read(conv_file))
+  -- the document saved in QlikView with CH03's "Orders" counting something else
+  local ch03 = dir .. "/share/Finance/Sales Dashboard-prj/CH03.xml"
+  local xml = t.read(ch03)
+  local changed, n = xml:gsub("=Count%(DISTINCT OrderID%)", "=Max(Sales)")
+  assert(n == 1)
+  t.write(ch03, changed)
+  assert(os.execute("rm -rf '" .. dir .. "/exports'"))
+  export(dir .. "/share", dir)
+  code, out = cli.run { "run", file }
+  t.eq(code, 0, out)
+  st = status(file)
+  t.eq(st["qvapp " .. SALES].status, "updated")
+  t.match(st["qvapp " .. SALES].reason, "0 measure%(s%), 0 visualization%(s%) written, 1 measure%(s%) changed")
+  t.eq(st["qvapp " .. SALES].target_id, app_id)
+  local after = json.decode(t.read(conv_file))
+  t.eq(#after.measures, #before.measures, "the same master measures")
+  local ids = {}
+  for _, m in ipairs(before.measures) do ids[m.id] = m.expression end
+  for _, m in ipairs(after.measures) do t.truthy(ids[m.id], "measure " .. m.id .. " kept its id") end
+  -- the Cloud app has the one measure, changed, and the chart is equal to its new export
+  local session = assert(qix.open { url = the_sim().info.cloud_engine_url, app_id = app_id,
+    headers = { Authorization = "Bearer " .. the_sim().info.api_key } })
+  local doc = assert(session:open_doc())
+  local counts = assert(read.counts(doc))
+  local id = by(after.measures, "title").Orders.id
+  local r = assert(doc:call("GetMeasure", { qId = id }))
+  local props = assert(session:call(r.qReturn.qHandle, "GetProperties"))
+  session:close()
+  t.eq(counts.measures, #before.measures, "no second measure")
+  t.eq(props.qProp.qMeasure.qDef, "Max(Sales)")
+  t.eq(st["qvapp.validation " .. SALES].status, "unchanged", tostring(st["qvapp.validation " .. SALES].last_error))
+  t.match(st["qvapp.validation " .. SALES].reason, "^equal: 4 chart%(s%)")
 end)
 
 return T
