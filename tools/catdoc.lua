@@ -27,6 +27,7 @@ for _, entry in ipairs(catalogue.list) do
   local mod, path = steps.resolve(entry.name, {})
   assert(mod, path)
   local rel = path:gsub("^.*/steps/", "steps/")
-  print(string.format("## %d `%s` — %s\n\nObject kind `%s`; `%s`.\n\n%s\n", entry.order, entry.name, entry.title,
-    mod.object, rel, header_comment(path)))
+  print(string.format("## %d `%s` — %s\n\nObject kind `%s`; `%s`.%s\n\n%s\n", entry.order, entry.name, entry.title,
+    mod.object, rel, entry.addition and " A qmig-lua addition: Qlik's tool has no such step." or "",
+    header_comment(path)))
 end

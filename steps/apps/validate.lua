@@ -25,21 +25,7 @@ local common = require "qmig.domain.apps"
 local compare = require "qmig.domain.validation.compare"
 local engines = require "qmig.domain.validation.engines"
 local errors = require "qmig.clients.errors"
-local fs = require "qmig.fs"
-local json = require "qmig.json"
-local workbook = require "qmig.domain.validation.workbook"
-
-local KIND = "app.validation"
-local COLUMNS = { "source_id", "name", "target_id", "outcome", "tables", "rows", "target_rows", "fields", "charts",
-  "cells", "differences", "details" }
-
-local rows = {}   -- key -> row, for this process's run
-
-local function csv_field(v)
-  v = tostring(v == nil and "" or v)
-  if v:find('[",\r\n]') then v = '"' .. v:gsub('"', '""') .. '"' end
-  return v
-end
+local report = require "qmig.domain.validation.report"
 
 -- Both apps open, compared, both sessions closed whatever happens.
 local function validate(ctx, item)
@@ -61,10 +47,10 @@ end
 
 return {
   name = "apps.validate", title = "Validate Applications", order = 270,
-  object = KIND,
+  object = report.KIND,
   requires = { "apps.import" },
   items = function(ctx)
-    rows = {}
+    report.reset()
     local items = common.imported(ctx)
     for _, item in ipairs(items) do item.open_id = ctx.app_for(item.id) or item.app_id end
     return items
@@ -77,56 +63,7 @@ return {
     end
     local result, err = validate(ctx, item)
     if not result then common.fail("cannot validate: " .. tostring(err)) end
-    local c = result.counts
-    local row = { source_id = item.id, name = item.name, target_id = item.open_id, outcome = result.outcome,
-      tables = c.tables, rows = c.rows, target_rows = c.target_rows, fields = c.fields, charts = c.charts,
-      cells = c.cells, differences = result.found or 0, first_differences = result.differences }
-    if result.no_data == "both" then
-      row.details = "no data in either app (0 rows at the source and in Qlik Cloud): nothing to compare"
-    elseif result.outcome == "equal" then
-      row.details = string.format("equal: %d table(s), %d row(s), %d field(s), %d chart(s), %d cell(s)",
-        c.tables, c.rows, c.fields, c.charts, c.cells)
-    else
-      row.details = compare.summary(result)
-    end
-    rows[item.id] = row
-    if ctx.dry_run then
-      -- plan: the apps may not be where this run will put them yet
-      return { status = "skipped", target_id = item.open_id,
-        reason = "would validate; now " .. result.outcome .. ": " .. row.details }
-    end
-    if result.outcome == "differs" then common.fail("validation differs: " .. row.details) end
-    return { status = result.no_data and "skipped" or "unchanged", target_id = item.open_id,
-      reason = row.details, data = { row = row } }
+    return report.outcome(ctx, item, result)
   end,
-  finish = function(ctx, outcomes)
-    if ctx.dry_run then return end
-    local list = {}
-    for _, o in ipairs(outcomes) do
-      local row = o.key and rows[o.key]
-      if not row and o.key then
-        local rec = ctx.cache:get(KIND, o.key)
-        row = rec and type(rec.data) == "table" and rec.data.row or nil
-      end
-      if row then list[#list + 1] = row end
-    end
-    table.sort(list, function(a, b) return tostring(a.source_id) < tostring(b.source_id) end)
-    local xlsx
-    if ctx.run_id then
-      xlsx = "validations/" .. fs.safe_name(ctx.job_name or "job") .. "/" .. ctx.run_id .. ".xlsx"
-      assert(workbook.write(ctx.project:path(xlsx), list))
-    end
-    -- what report.json and report.html show (qmig.domain.validation.section)
-    assert(fs.write_file(ctx.project:path("reports", "validation.json"), json.encode({ format = 1,
-      run_id = ctx.run_id, job = ctx.job_name, workbook = xlsx, apps = json.array(list) }, { sort_keys = true }),
-      { mode = 384, atomic = true }))
-    local lines = { table.concat(COLUMNS, ",") }
-    for _, row in ipairs(list) do
-      local fields = {}
-      for i, c in ipairs(COLUMNS) do fields[i] = csv_field(row[c]) end
-      lines[#lines + 1] = table.concat(fields, ",")
-    end
-    assert(fs.write_file(ctx.project:path("reports", "validation.csv"), table.concat(lines, "\r\n") .. "\r\n",
-      { mode = 384, atomic = true }))
-  end,
+  finish = function(ctx, outcomes) return report.finish(ctx, outcomes) end,
 }

@@ -20,7 +20,8 @@
 -- attempt whose reply was lost, or a lost cache), before it creates one;
 -- the master items keep the ids of the conversion, so filling an app
 -- again adds only what is missing.  The fingerprint is the document's: a
--- document converted again is filled again (new master items are added;
+-- document converted again is filled again (new master items are added, a
+-- master measure whose expression or label changed is changed in place;
 -- the script follows the document).  Undo deletes the apps it created.
 local conversion = require "qmig.domain.qlikview.conversion"
 local errors = require "qmig.clients.errors"
@@ -141,9 +142,10 @@ return {
     if not ok then error(counts, 0) end
     data.written = counts
     local made = (counts.variable or 0) + (counts.dimension or 0) + (counts.measure or 0)
-      + (counts.visualization or 0)
-    local reason = string.format("%d variable(s), %d dimension(s), %d measure(s), %d visualization(s) written%s%s",
+      + (counts.visualization or 0) + (counts.changed or 0)
+    local reason = string.format("%d variable(s), %d dimension(s), %d measure(s), %d visualization(s) written%s%s%s",
       counts.variable or 0, counts.dimension or 0, counts.measure or 0, counts.visualization or 0,
+      counts.changed and (", " .. counts.changed .. " measure(s) changed") or "",
       counts.existing and (", " .. counts.existing .. " already there") or "", counts.script and ", script set" or "")
     local status = r.status
     if status == "unchanged" and (made > 0 or counts.script) then status = "updated" end

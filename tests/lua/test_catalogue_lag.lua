@@ -10,6 +10,7 @@ local fs = require "qmig.fs"
 local retrieve = require "qmig.clients.retrieve"
 local simlib = require "sim"
 local demo_outcome = require "demo_outcome"
+local demo_share = require "demo_share"
 
 local T = t.suite("catalogue_lag")
 local sim, env, dir
@@ -34,8 +35,7 @@ local function demo_job(lag_s)
     "options: {concurrency: 8, rate_limits: false, catalogue_lag: %s}", lag_s))
   t.eq(n, 1, "the demo job's options line")
   -- the demo names its QlikView share relative to its own folder
-  job = job:gsub("qlikview: {folder: qlikview}",
-    "qlikview: {folder: " .. fs.realpath("examples/demo/qlikview") .. "}")
+  job = demo_share.absolute(job)
   local d = fs.realpath(t.tmpdir())
   t.write(d .. "/job.yaml", job)
   local e = {}

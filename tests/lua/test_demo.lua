@@ -175,7 +175,8 @@ T.test("the demo re-run makes zero writes; the password is nowhere in the projec
   files:close()
 end)
 
-T.test("validation by data: all equal but the app whose reload loaded other data; the XLSX as report.json", function()
+T.test("validation by data: all equal but the app whose reload loaded other data (QlikView documents too); the XLSX "
+  .. "as report.json", function()
   setup()
   local out = migrate()
   -- the differing app: its item names the chart and the first differing cells
@@ -186,19 +187,25 @@ T.test("validation by data: all equal but the app whose reload loaded other data
   local report = json.decode(t.read(project .. "/reports/report.json"))
   local v = report.validation
   t.truthy(v, "report.json has the validation")
-  t.eq(v.totals, { equal = 10, differs = 1, ["no data"] = 1 })
+  -- 10 Qlik Sense apps equal, and the 2 QlikView documents (qvapps.validate) against their charts' exports
+  t.eq(v.totals, { equal = 12, differs = 1, ["no data"] = 1 })
   local by_name = {}
   for _, a in ipairs(v.apps) do by_name[a.name] = a end
   t.eq(by_name["Accounts Payable"].outcome, "differs")
   t.eq(by_name["Forecast Draft"].outcome, "no data")
   t.match(by_name["Forecast Draft"].details, "^no data in either app")
   t.eq(by_name["Sales Overview"].outcome, "equal")
+  for _, name in ipairs { "Sales Dashboard", "Inventory" } do
+    t.eq({ by_name[name].outcome, by_name[name].origin }, { "equal", "qlikview" }, name)
+    t.truthy(by_name[name].cells > 0 and by_name[name].charts > 0, name)
+  end
   t.truthy(by_name["Sales Overview"].cells > 0 and by_name["Sales Overview"].charts > 0)
   local first = by_name["Accounts Payable"].first_differences[1]
   t.eq(first.check, "chart")
   t.match(first.where, "^row 1 ")
   -- the spreadsheet of the run, read back as a spreadsheet program reads it
-  t.match(v.workbook, "^validations/apps/%d+%.xlsx$")
+  -- (the last validation step's: the QlikView job's, with every row)
+  t.match(v.workbook, "^validations/qlikview/%d+%.xlsx$")
   local p = assert(io.popen("python3 tests/lua/lib/read_xlsx.py " .. cli.quote(project .. "/" .. v.workbook)))
   local book = assert(json.decode(p:read("a")))
   p:close()
@@ -222,7 +229,7 @@ T.test("validation by data: all equal but the app whose reload loaded other data
   t.eq(book.sheets.Differences[2][5], first.where)
   -- the report's section says the same
   local html = t.read(project .. "/reports/report.html")
-  t.match(html, "<h2 id=\"validation\">Validation by data %(10 equal, 1 differ, 1 without data%)</h2>")
+  t.match(html, "<h2 id=\"validation\">Validation by data %(12 equal, 1 differ, 1 without data%)</h2>")
 end)
 
 T.test("the demo's schedules are scheduling tasks, and its two-level chain runs in QSEoW's order", function()

@@ -2,6 +2,7 @@
 -- engine and built-in steps under PREFIX/share/qmig-lua, and the man page.
 local t = require "testing"
 local fs = require "qmig.fs"
+local demo_share = require "demo_share"
 
 local T = t.suite("install")
 
@@ -49,9 +50,8 @@ function wrapped.run(ctx, item)
 end
 return wrapped
 ]])
-  t.write(dir .. "/job.yaml", (t.read("examples/demo/job.yaml"):gsub("\nplan:\n",
-    "\nsteps_path: [" .. dir .. "/pack]\nplan:\n", 1)
-    :gsub("qlikview: {folder: qlikview}", "qlikview: {folder: " .. fs.realpath("examples/demo/qlikview") .. "}")))
+  t.write(dir .. "/job.yaml", demo_share.absolute((t.read("examples/demo/job.yaml"):gsub("\nplan:\n",
+    "\nsteps_path: [" .. dir .. "/pack]\nplan:\n", 1))))
   local env = { QMIG_DEMO_QRS_URL = sim.info.qrs_url, QMIG_DEMO_CLOUD_URL = sim.info.cloud_url,
     QMIG_DEMO_API_KEY = sim.info.api_key, QMIG_DEMO_CERTS = fs.dirname(sim.info.certs.ca),
     QMIG_DEMO_PROJECT = dir .. "/project", QMIG_DEMO_DIR = dir }

@@ -11,6 +11,7 @@ local json = require "qmig.json"
 local oauth = require "qmig.clients.oauth"
 local simlib = require "sim"
 local demo_outcome = require "demo_outcome"
+local demo_share = require "demo_share"
 
 local T = t.suite("oauth")
 local SECRET = "m2m-canary-secret-7f3e"
@@ -40,8 +41,7 @@ local function demo_job(client, secret_line)
     .. "\n    " .. (secret_line or "client_secret: ${QMIG_TEST_M2M_SECRET}") .. "\n")
   t.eq(n, 1, "the demo job names target.api_key once")
   -- the demo names its QlikView share relative to its own folder
-  with_oauth = with_oauth:gsub("qlikview: {folder: qlikview}",
-    "qlikview: {folder: " .. fs.realpath("examples/demo/qlikview") .. "}")
+  with_oauth = demo_share.absolute(with_oauth)
   t.write(dir .. "/job.yaml", with_oauth)
   t.write(dir .. "/secrets.yaml", "Finance DB: {username: u, password: p1}\n'Sales DB (CORP_jdoe)': {username: s, "
     .. "password: p2}\n")

@@ -10,6 +10,7 @@ local json = require "qmig.json"
 local retrieve = require "qmig.clients.retrieve"
 local simlib = require "sim"
 local demo_outcome = require "demo_outcome"
+local demo_share = require "demo_share"
 
 local T = t.suite("soak")
 
@@ -21,9 +22,8 @@ local function demo(faults)
   fs.chmod(dir .. "/secrets.yaml", 384)
   -- the demo job, with fast retries so injected faults cost little time
   -- (its QlikView share is named relative to examples/demo)
-  local job = t.read("examples/demo/job.yaml"):gsub("options: {concurrency: 8}",
-    "options: {concurrency: 8, retries: 10, retry_delay: 0.05, catalogue_lag: 4}")
-    :gsub("folder: qlikview}", "folder: '" .. fs.realpath("examples/demo/qlikview") .. "'}")
+  local job = demo_share.absolute((t.read("examples/demo/job.yaml"):gsub("options: {concurrency: 8}",
+    "options: {concurrency: 8, retries: 10, retry_delay: 0.05, catalogue_lag: 4}")))
   t.write(dir .. "/job.yaml", job)
   local env = { QMIG_DEMO_QRS_URL = sim.info.qrs_url, QMIG_DEMO_CLOUD_URL = sim.info.cloud_url,
     QMIG_DEMO_API_KEY = sim.info.api_key, QMIG_DEMO_CERTS = fs.dirname(sim.info.certs.ca),

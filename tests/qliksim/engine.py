@@ -39,7 +39,7 @@ PARAMS = {
     "GetHyperCubeData": ["qPath", "qPages"], "GetHyperCubePivotData": ["qPath", "qPages"],
     "GetTablesAndKeys": ["qWindowSize", "qNullSize", "qCellHeight", "qSyntheticMode", "qIncludeSysVars"],
     "GetDimension": ["qId"], "GetMeasure": ["qId"], "GetVariableById": ["qId"],
-    "GetVariableByName": ["qName"],
+    "GetVariableByName": ["qName"], "SetProperties": ["qProp"],
 }
 
 
@@ -521,6 +521,26 @@ class Session:
                               "title": c["title"], "visualization": c["type"],
                               "qHyperCubeDef": engine_data.hypercube_def(c)}}
         return {"qProp": {k: v for k, v in obj["prop"].items() if not k.startswith("_")}}
+
+    def object_SetProperties(self, obj, p):
+        """GenericObject/GenericDimension/GenericMeasure SetProperties: the
+        object's properties become qProp, its id and type stay (a stored
+        object's change is the app's, seen by every later session)."""
+        prop = p.get("qProp")
+        if not isinstance(prop, dict):
+            raise RpcError(-32602, "Invalid parameters", "qProp")
+        if obj["kind"] not in ("stored", "session"):
+            # (a sheet or chart derived from the site's data: not writable here)
+            raise RpcError(-32601, "Method not found", "SetProperties")
+        old = obj["prop"]
+        new = json.loads(json.dumps(prop))
+        new["qInfo"] = old["qInfo"]
+        if "_class" in old:
+            new["_class"] = old["_class"]
+        with self.app.state.lock:
+            old.clear()
+            old.update(new)
+        return {}
 
     def object_GetInfo(self, obj, p):
         if obj["kind"] == "sheet":

@@ -2,7 +2,11 @@
 """Synthetic qliksim site generator (for benchmarks and large tests).
 
   python3 tests/qliksim/generate.py --apps 2000 --users 5000 --streams 200 \\
-      --connections 1000 --tasks 1000 [--app-size BYTES] [--seed S] > site.json
+      --connections 1000 --tasks 1000 [--app-size BYTES] [--seed S] \\
+      [--qlikview DIR [--qv-documents N]] > site.json
+
+--qlikview also writes a QlikView estate under DIR (DIR/share, DIR/exports:
+tests/qliksim/qv_estate.py) whose scripts use the site's data connections.
 
 The output is deterministic for a given set of arguments. About 1 name in 37 is
 deliberately awkward (quotes, ampersands, non-ASCII) so clients meet them at scale.
@@ -207,8 +211,13 @@ def main(argv=None):
         p.add_argument(f"--{name}", type=int, default=10)
     p.add_argument("--app-size", type=int, default=200 * 1024, help="fileSize of every app")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--qlikview", help="a folder for a generated QlikView estate (share and exports)")
+    p.add_argument("--qv-documents", type=int, default=4, help="ordinary QlikView documents in it")
     a = p.parse_args(argv)
     site = generate(a.apps, a.users, a.streams, a.connections, a.tasks, a.app_size, a.seed)
+    if a.qlikview:
+        import qv_estate
+        qv_estate.write(a.qlikview, a.qv_documents, [dc["name"] for dc in site["qrs"]["data_connections"]], a.seed)
     json.dump(site, sys.stdout, separators=(",", ":"))
     sys.stdout.write("\n")
     return 0

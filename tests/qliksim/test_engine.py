@@ -237,6 +237,26 @@ class EngineTest(unittest.TestCase):
                                               ("GetVariableByName", {"qName": "nope"}))):
             self.assertIsNone(c.rpc(30 + i, method, doc, params)["result"]["qReturn"]["qHandle"])
 
+    def test_set_properties_changes_a_master_item_for_later_sessions(self):
+        c = self.cloud()
+        c.text()
+        doc = c.rpc(1, "OpenDoc", params=[APP])["result"]["qReturn"]["qHandle"]
+        c.rpc(2, "CreateMeasure", doc, [{"qInfo": {"qId": "mesSet", "qType": "measure"},
+                                         "qMeasure": {"qDef": "Sum(Amount)", "qLabel": "Amount"}}])
+        h = c.rpc(3, "GetMeasure", doc, {"qId": "mesSet"})["result"]["qReturn"]["qHandle"]
+        r = c.rpc(4, "SetProperties", h, [{"qInfo": {"qId": "other", "qType": "measure"},
+                                           "qMeasure": {"qDef": "Sum(Amount) * 2", "qLabel": "Double"}}])
+        self.assertEqual(r["result"], {})
+        c = self.cloud()
+        c.text()
+        doc = c.rpc(1, "OpenDoc", params=[APP])["result"]["qReturn"]["qHandle"]
+        self.assertIsNone(c.rpc(2, "GetMeasure", doc, {"qId": "other"})["result"]["qReturn"]["qHandle"],
+                          "the id stays")
+        h = c.rpc(3, "GetMeasure", doc, {"qId": "mesSet"})["result"]["qReturn"]["qHandle"]
+        props = c.rpc(4, "GetProperties", h, [])["result"]["qProp"]
+        self.assertEqual(props["qMeasure"], {"qDef": "Sum(Amount) * 2", "qLabel": "Double"})
+        self.assertEqual(c.rpc(5, "SetProperties", h, [])["error"]["code"], -32602)
+
     def test_a_reset_tenant_has_no_engine_state(self):
         c = self.cloud()
         c.text()

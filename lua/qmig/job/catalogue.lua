@@ -1,7 +1,8 @@
 -- The step catalogue (SPEC §5.1): every step name the engine knows, its
 -- place in the global order and Qlik's title for it.  Inside a job the
 -- engine runs the chosen steps in this order, whatever order they were
--- written in: deletes first, post-migration last.
+-- written in: deletes first, post-migration last.  An entry marked
+-- `addition` is qmig-lua's own: Qlik's tool has no such step.
 local M = {}
 
 local entries = {
@@ -28,7 +29,7 @@ local entries = {
   { 210, "apps.reload", "Reload Applications" },
   { 220, "apps.publish", "Publish Applications" },
   { 230, "apps.shares", "Add Shares To Applications" },
-  { 235, "tags.migrate", "Migrate Tags And Custom Properties" },
+  { 235, "tags.migrate", "Migrate Tags And Custom Properties", addition = true },
   { 240, "nprinting.reports", "Migrate NPrinting Reports" },
   { 250, "nprinting.filters", "Migrate NPrinting Filters" },
   { 260, "apps.schedules", "Add Reload Schedules To Applications" },
@@ -40,6 +41,7 @@ local entries = {
   { 320, "qvapps.reload", "Reload QlikView Applications" },
   { 330, "qvapps.publish", "Publish QlikView Applications" },
   { 340, "qvapps.owners", "Update QlikView Application Owners" },
+  { 345, "qvapps.validate", "Validate QlikView Applications", addition = true },
   { 350, "post.reset_descriptions", "Reset App Descriptions" },
   { 360, "post.reset_qv_descriptions", "Reset QlikView App Descriptions" },
 }
@@ -47,7 +49,7 @@ local entries = {
 M.by_name = {}
 M.list = {}
 for _, e in ipairs(entries) do
-  local entry = { order = e[1], name = e[2], title = e[3] }
+  local entry = { order = e[1], name = e[2], title = e[3], addition = e.addition or false }
   M.by_name[entry.name] = entry
   M.list[#M.list + 1] = entry
 end

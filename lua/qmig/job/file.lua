@@ -152,7 +152,12 @@ M.schema = S.record {
     engine_url = S.string { nonempty = true, validate = engine_url },
     -- QlikView documents: a folder (a mounted share) of .qvw files, each
     -- read through its -prj folder (docs/qlikview.md)
-    qlikview = S.record { folder = S.path { required = true, exists = true } },
+    qlikview = S.record {
+      folder = S.path { required = true, exists = true },
+      -- the charts' exports from QlikView (qvapps.validate): <document path
+      -- without .qvw>/<chart object id>.csv or .qvo
+      exports = S.path { exists = true },
+    },
   }, { required = true }),
   target = S.record({
     type = S.enum({ "cloud" }, { required = true }),

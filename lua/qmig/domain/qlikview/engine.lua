@@ -42,6 +42,24 @@ local function created(counts, kind, ok, err, code, e)
   end
 end
 
+-- A master item with the id of one already there: the same, counted as
+-- existing; else its properties set to the conversion's (SetProperties on
+-- the fixed id: no second item, and the visualizations that use it follow).
+local function changed(doc, counts, method, props, differs)
+  local res, err = doc:call(method, { qId = props.qInfo.qId })
+  local h = res and type(res.qReturn) == "table" and res.qReturn.qHandle
+  if type(h) ~= "number" then error(method .. " " .. props.qInfo.qId .. ": " .. tostring(err or "not found"), 0) end
+  local cur, gerr = doc.session:call(h, "GetProperties")
+  if not cur then error(method .. " " .. props.qInfo.qId .. ": " .. tostring(gerr), 0) end
+  if not differs(cur.qProp or {}) then
+    counts.existing = (counts.existing or 0) + 1
+    return
+  end
+  local ok, serr = doc.session:call(h, "SetProperties", { qProp = props })
+  if not ok then error("SetProperties " .. props.qInfo.qId .. ": " .. tostring(serr), 0) end
+  counts.changed = (counts.changed or 0) + 1
+end
+
 local function array(list)
   return setmetatable(list, require("qmig.json").array_mt)
 end
@@ -74,7 +92,8 @@ function M.visualization(v)
 end
 
 -- write(doc, conv) -> counts {script = bool, variable, dimension, measure,
--- visualization, existing}
+-- visualization, existing, changed (master measures whose expression or
+-- label changed)}
 function M.write(doc, conv)
   local counts = { script = false }
   local current = assert(doc:script())
@@ -87,7 +106,18 @@ function M.write(doc, conv)
       qDefinition = v.definition, qComment = v.comment, qIncludeInBookmark = false })
   end
   for _, d in ipairs(conv.dimensions) do created(counts, "dimension", doc:create_dimension(M.dimension(d))) end
-  for _, m in ipairs(conv.measures) do created(counts, "measure", doc:create_measure(M.measure(m))) end
+  for _, m in ipairs(conv.measures) do
+    local props = M.measure(m)
+    local obj, err, code, e = doc:create_measure(props)
+    if not obj and code == "qix" and type(e) == "table" and e.code == EXISTS then
+      changed(doc, counts, "GetMeasure", props, function(cur)
+        local a, b = cur.qMeasure or {}, props.qMeasure
+        return a.qDef ~= b.qDef or a.qLabel ~= b.qLabel or (cur.qMetaDef or {}).title ~= props.qMetaDef.title
+      end)
+    else
+      created(counts, "measure", obj, err, code, e)
+    end
+  end
   for _, v in ipairs(conv.visualizations) do
     created(counts, "visualization", doc:create_object(M.visualization(v)))
   end

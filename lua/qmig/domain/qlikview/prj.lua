@@ -296,8 +296,11 @@ function M.read(doc, qv_id)
           local key = m.expression .. "\0" .. label
           local meas = measure_by_key[key]
           if not meas then
-            meas = { id = "qv" .. short(qv_id .. "\0measure\0" .. key), title = label, expression = m.expression,
-              from = "chart " .. oid }
+            -- the id is the place it was first met (chart, expression), not the
+            -- expression: the document saved with a changed expression changes
+            -- the same master measure (qmig.domain.qlikview.engine)
+            meas = { id = "qv" .. short(qv_id .. "\0measure\0" .. oid .. "\0" .. i), title = label,
+              expression = m.expression, from = "chart " .. oid }
             conv.measures[#conv.measures + 1] = meas
             measure_by_key[key] = meas
           end

@@ -17,7 +17,7 @@ local M = {}
 
 M.KINDS = { app = "qvapp", ["app.published"] = "qvapp.published", ["app.reload"] = "qvapp.reload",
   ["app.description"] = "qvapp.description", ["app.script"] = "qvapp.script", ["app.owner"] = "qvapp.owner",
-  ["app.delete"] = "qvapp.delete" }
+  ["app.delete"] = "qvapp.delete", ["app.validation"] = "qvapp.validation" }
 
 local function kind(k) return M.KINDS[k] or k end
 

@@ -131,6 +131,12 @@ end
 function M.chart(doc, id)
   local obj, err, code = doc:object(id)
   if not obj then return nil, err, code end
+  return M.cube(obj, id)
+end
+
+-- read.cube(obj, id) -> the same of an open object (a session object of
+-- qvapps.validate's, say): its layout, then every row of its hypercube.
+function M.cube(obj, id)
   local layout, lerr, lcode = obj:layout()
   if not layout then return nil, lerr, lcode end
   local meta = layout.qMeta or {}
