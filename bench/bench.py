@@ -627,6 +627,25 @@ def part6(ctx, say, seeds):
     say("   slept most in the worst run (summed over tasks): " + ", ".join(f"{w} {s:.1f} s" for w, s in slept))
     say("   grew most in the worst run: " + ", ".join(
         f"{row['step']} +{g:.1f} s (items() {row['items_s']:.1f} s, {row['n']} items)" for g, row in grown))
+    for g, row in grown:
+        causes = step_sleeps(row)
+        if causes:
+            say(f"     {row['step']} slept (summed over tasks): " + ", ".join(
+                f"{c} {s:.1f} s" for c, s in sorted(causes.items(), key=lambda x: -x[1])[:5]))
+
+
+def step_sleeps(row):
+    """A steptime row's sleeps by cause: the limiter's per tier (its own
+    count of waits), retry backoff, ensure's catalogue-lag looks, and any
+    other place by file:line."""
+    out = {f"limiter {t}": w for t, w in (row.get("waited") or {}).items() if w >= 0.05}
+    for where, s in (row.get("sleeps") or {}).items():
+        f = where.rsplit(":", 1)[0]
+        cause = {"qmig/retry.lua": "retry", "qmig/ensure.lua": "ensure"}.get(f)
+        if f == "qmig/limiter.lua" or s < 0.05:
+            continue
+        out[cause or where] = out.get(cause or where, 0) + s
+    return out
 
 
 def demo_env(ctx, d, sim):

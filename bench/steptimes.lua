@@ -48,20 +48,23 @@ end
 -- Where the run slept: seconds summed over every task, per the place
 -- that called qmig.sleep (the engine's module and line), on a last line
 -- `sleeps {"file:line": seconds}` (bench.py, part 6, prints the largest).
+-- The same per step, on each steptime line (`sleeps`), while a step runs.
 local sleeps = {}
+local step_sleeps
 do
   local sleep = qmig.sleep
   qmig.sleep = function(s)
     local info = debug.getinfo(2, "Sl")
     local where = info and (info.short_src:gsub("^.*/lua/", "") .. ":" .. tostring(info.currentline)) or "?"
     sleeps[where] = (sleeps[where] or 0) + (tonumber(s) or 0)
+    if step_sleeps then step_sleeps[where] = (step_sleeps[where] or 0) + (tonumber(s) or 0) end
     return sleep(s)
   end
 end
 
-local function used()
+local function used(what)
   local out = {}
-  for tier, st in pairs(the_limiter and the_limiter:stats() or {}) do out[tier] = st.used end
+  for tier, st in pairs(the_limiter and the_limiter:stats() or {}) do out[tier] = st[what or "used"] end
   return out
 end
 local control = os.getenv("BENCH_SIM_URL") and http.client { base_url = os.getenv("BENCH_SIM_URL") }
@@ -85,8 +88,10 @@ end
 local rows = {}
 local run_step = Engine.run_step
 function Engine.run_step(self, step)
-  local row = { step = step.name }
+  local row = { step = step.name, sleeps = {} }
   rows[#rows + 1] = row
+  step_sleeps = row.sleeps
+  local w0 = used("waited")
   local c0 = counts()
   local t0 = qmig.monotonic()
   local t1, c1 = t0, c0
@@ -108,6 +113,12 @@ function Engine.run_step(self, step)
   for tier, n in pairs(u2) do
     if n - ((u1 or u2)[tier] or 0) > 0 then row.tiers[tier] = n - ((u1 or u2)[tier] or 0) end
   end
+  -- seconds waited for each tier's tokens during the step (over tasks)
+  row.waited = {}
+  for tier, w in pairs(used("waited")) do
+    if w - (w0[tier] or 0) > 0 then row.waited[tier] = w - (w0[tier] or 0) end
+  end
+  step_sleeps = nil
   row.items_s, row.run_s = t1 - t0, t2 - t1
   row.items_requests, row.run_requests = c1.total - c0.total, c2.total - c1.total
   row.endpoints = diff(c1, c2)
@@ -121,6 +132,8 @@ for _, r in ipairs(rows) do
   if next(r.endpoints or {}) == nil then r.endpoints = nil end
   if next(r.items_endpoints or {}) == nil then r.items_endpoints = nil end
   if next(r.tiers or {}) == nil then r.tiers = nil end
+  if next(r.sleeps or {}) == nil then r.sleeps = nil end
+  if next(r.waited or {}) == nil then r.waited = nil end
   io.stdout:write("steptime ", json.encode(r, { sort_keys = true }), "\n")
 end
 io.stdout:write("limits ", json.encode({ seen429 = seen429, stats = the_limiter and the_limiter:stats() or {} },

@@ -114,6 +114,27 @@ T.test("in doubt: not absent until the catalogue's lag passed; the lagging objec
   t.eq(calls.find, 1)
 end)
 
+T.test("in doubt, consistent: one look, after the write that lost its connection had time to end", function()
+  -- the doubt began just now (a dropped connection): the look waits for
+  -- the rest of WITNESS_MARGIN, then is believed, however long the lag
+  local ctx = ctx_of { resume = true, started_at = iso(qmig.time() - 5), lag = 30 }
+  ctx.doubt_at = qmig.monotonic()
+  local s, calls = spec { consistent = true }
+  local looked_at
+  local find = s.find
+  s.find = function() looked_at = qmig.monotonic(); return find() end
+  local r = sched.run(function() return ensure.run(ctx, s) end)
+  t.eq({ r.status, calls.find, calls.create }, { "created", 1, 1 })
+  t.truthy(looked_at - ctx.doubt_at >= ensure.WITNESS_MARGIN - 0.01,
+    string.format("looked %.2f s after the doubt", looked_at - ctx.doubt_at))
+  -- a doubt long enough ago: at once
+  ctx = ctx_of { resume = true, started_at = iso(qmig.time() - 5), lag = 30 }
+  ctx.doubt_at = qmig.monotonic() - ensure.WITNESS_MARGIN - 1
+  s, calls = spec { consistent = true }
+  r = sched.run(function() return ensure.run(ctx, s) end)
+  t.eq({ r.status, calls.find, r.waited }, { "created", 1, 0 })
+end)
+
 T.test("in doubt, with a witness: absent at once once a later create of the step is listed", function()
   local ws = {}
   -- another item of the step creates after this one's doubtful write

@@ -147,6 +147,53 @@ T.test("over half a minute's budget sent, then a 429: still well under, the buck
   t.truthy(now.t - started < 1.01, string.format("10 more right after the pause (%.1f s)", now.t - started))
 end)
 
+T.test("alone, a 429 while the bucket holds over a quarter of its burst is a stray, however much was sent; a second "
+  .. "one before the clean answers empties it", function()
+  local l, now = fake({ tier2 = 100 })  -- 100 tokens, 95 a minute
+  -- a minute's worth sent, then 40 s in which the refill put 63 back, 20 more
+  for _ = 1, 100 do l:acquire("tier2") end
+  now.t = now.t + 40
+  for _ = 1, 20 do l:acquire("tier2") end
+  l:pause("tier2", 1)
+  local started = now.t
+  for _ = 1, 30 do l:acquire("tier2") end
+  t.truthy(now.t - started < 1.01, string.format("30 more right after the pause (%.1f s)", now.t - started))
+  -- the second before 3 clean answers: the budget is smaller than thought
+  now.t = now.t + 1
+  l:answered("tier2")
+  l:pause("tier2", 1)
+  started = now.t
+  for _ = 1, 5 do l:acquire("tier2") end
+  t.truthy(now.t - started > 2, string.format("emptied: 5 more took %.1f s", now.t - started))
+  -- a low bucket (under a quarter) with as much sent: near, emptied at once
+  local l2, now2 = fake({ tier2 = 100 })
+  for _ = 1, 90 do l2:acquire("tier2") end
+  l2:pause("tier2", 1)
+  local t0 = now2.t
+  for _ = 1, 5 do l2:acquire("tier2") end
+  t.truthy(now2.t - t0 > 2, "near the budget: the rate holds")
+end)
+
+T.test("with another process on the identity, a full bucket is no proof of a stray: the count decides", function()
+  local budget = require "qmig.budget"
+  local dir = os.tmpname(); os.remove(dir)
+  local target = { url = "https://t.example/", api_key = "k" }
+  local l1, now1 = fake({ tier2 = 100 }, { budget = budget.open(target, { dir = dir }) })
+  local l2, now2 = fake({ tier2 = 100 }, { budget = budget.open(target, { dir = dir }) })
+  -- both send: 60 of l1 and 30 of l2 within the minute (over 3/4 of it)
+  for _ = 1, 30 do l2:acquire("tier2") end
+  now1.t = now2.t
+  for _ = 1, 30 do l1:acquire("tier2") end
+  now1.t = now1.t + 35
+  now2.t = now1.t
+  l2:sync(true)
+  for _ = 1, 30 do l1:acquire("tier2") end
+  l1:sync(true)
+  t.truthy(l1.buckets.tier2.others and l1.buckets.tier2.others.procs == 1, "l1 sees l2")
+  l1:pause("tier2", 1)
+  t.eq(l1.buckets.tier2.tokens, 0, "emptied")
+end)
+
 T.test("a 429 well under the budget, then clean answers: a stray, the rate comes back; near the budget it stays cut",
   function()
   local l, now = fake({ tier2 = 600 })

@@ -65,8 +65,13 @@ T.test("503s and timeouts: backoff per host; a stray failure costs only its own 
   retry.answered(host, true)
   retry.answered(host, false)
   t.truthy(retry.delay(1, nil, host) <= retry.base_delay, "a stray 503: the first delay")
+  -- two in a row (by chance, from two tasks): still each its own first delay
+  retry.answered(host, false)
+  for _ = 1, 20 do
+    t.truthy(retry.delay(1, nil, host) <= retry.base_delay, "two strays in a row: the first delay")
+  end
   -- failures in a row over every task: each retry waits as long as the streak says
-  for _ = 1, 4 do retry.answered(host, false) end
+  for _ = 1, 3 do retry.answered(host, false) end
   t.truthy(retry.delay(1, nil, host) >= retry.base_delay * 2 ^ 4 * 0.5, "the host's streak sets the delay")
   retry.answered(host, true)
   t.truthy(retry.delay(1, nil, host) <= retry.base_delay, "an answer ends the streak")

@@ -121,6 +121,7 @@ local function job(steps, opts)
     .. "steps_path: [" .. FIXTURES .. "/steps]"
   t.write(dir .. "/job.yaml", the_sim():job_yaml {
     project_dir = dir .. "/project", api_key = "test-key", concurrency = opts.concurrency or 4, extra = extra,
+    catalogue_lag = opts.catalogue_lag,
     jobs = "  - {name: apps, steps: [" .. FIXTURE_STEPS .. ", " .. steps .. "]}",
   })
   t.write(dir .. "/fixture.json", json.encode(records(opts.records)))
@@ -445,6 +446,22 @@ T.test("publish: killed right after the move, resumed: adopted, not published tw
   t.match(out, "apps%.publish%s+1 adopted, 2 skipped")
   t.eq(writes("POST /api/v1/apps/{appId}/publish"), 1)
   t.eq(cloud_app(APP_A).spaceId, FINANCE)
+end)
+
+T.test("publish: a 503 on the move is looked for once, by a read of the app, not until the catalogue's lag", function()
+  clean()
+  local file, _, env = job("apps.publish", { concurrency = 1, catalogue_lag = 20 })
+  the_sim():faults { rules = { { match = "POST /api/v1/apps/" .. APP_A .. "/publish", nth = 1, action = "error" } } }
+  the_sim():reset_counters()
+  local code, out, err = run(file, env)
+  t.eq(code, 0, out .. err)
+  t.match(out, "apps%.publish%s+1 created, 2 skipped")
+  t.eq(the_sim():counts().total_writes, 2, "the 503, then the move")
+  t.eq(cloud_app(APP_A).spaceId, FINANCE)
+  -- the catalogue is listed once per look (for someone else's copy):
+  -- waiting out its lag re-listed it every second or two for 20 s
+  local listed = the_sim():counts().requests["GET /api/v1/items"] or 0
+  t.eq(listed, 2, "a look before the 503 and one after")
 end)
 
 T.test("publish: a copy published earlier (originAppId) is adopted; publish: false skips", function()

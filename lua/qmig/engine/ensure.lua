@@ -8,7 +8,11 @@
 --   get = fn(id) -> obj | nil       the recorded target, if it still exists (a read by id)
 --   find = fn() -> obj | nil        by natural key or marker
 --   candidates = fn() -> {obj...}   instead of find, when several may match
---   consistent = false              true when find reads a consistent source
+--   consistent = false              true when what this item's own write makes is
+--                                   seen by find at once (a read by id, a listing
+--                                   that reads its writes): an item in doubt looks
+--                                   once; what others made may still lag, as for
+--                                   an item never attempted
 --   unique = false                  true when the service refuses a second one
 --                                   (create's 409, checked on its own records,
 --                                   not the lagging catalogue): an item in doubt
@@ -174,7 +178,14 @@ local function find_settled(ctx, spec)
   end
   -- (unique: an object our attempt made and the catalogue does not list
   -- yet makes the create's 409, and M.run recovers it then)
-  if spec.consistent or spec.unique or not ctx.resume then return pick(), how, refused, 0 end
+  if spec.unique or not ctx.resume then return pick(), how, refused, 0 end
+  if spec.consistent then
+    -- a read that is never behind still cannot see a write the server is
+    -- still making after its connection dropped (M.WITNESS_MARGIN)
+    local settle = ctx.doubt_at and ctx.doubt_at + M.WITNESS_MARGIN - qmig.monotonic() or 0
+    if settle > 0 and not ctx.dry_run then qmig.sleep(settle) end
+    return pick(), how, refused, math.max(settle, 0)
+  end
   local first = qmig.monotonic()
   local tried = {}
   local obj = M.listed(ctx, pick, function()
