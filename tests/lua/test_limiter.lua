@@ -175,7 +175,7 @@ T.test("alone, a 429 while the bucket holds over a quarter of its burst is a str
 end)
 
 T.test("with another process on the identity, a full bucket is no proof of a stray: the count decides", function()
-  local budget = require "qmig.budget"
+  local budget = require "qmig.rate.budget"
   local dir = os.tmpname(); os.remove(dir)
   local target = { url = "https://t.example/", api_key = "k" }
   local l1, now1 = fake({ tier2 = 100 }, { budget = budget.open(target, { dir = dir }) })
