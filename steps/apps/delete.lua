@@ -13,7 +13,8 @@
 -- the set of those apps, so deleting again after a re-import works.  A
 -- delete cannot be undone: it is recorded as irreversible.
 local retrieve = require "qmig.clients.retrieve"
-local scope = require "qmig.domain.appscope"
+local common = require "qmig.domain.apps"
+local scope = require "qmig.domain.scope"
 
 local KINDS = { "app", "app.published" }
 -- kinds of this pipeline recording work done on the target app
@@ -48,7 +49,7 @@ return {
     -- every marked app of the tenant, in one listing
     for item in ctx.target:each("items", { resourceType = "app", query = "[qmig-lua:" }) do
       -- marked, or still carrying its importing name (a half-finished import)
-      local source_id = retrieve.read_marker(item.description) or scope.read_importing(item.name)
+      local source_id = retrieve.read_marker(item.description) or common.read_importing(item.name)
       if source_id and known[source_id] then add(source_id, item.resourceId, "marker") end
     end
     local out = {}
@@ -70,18 +71,12 @@ return {
     end
     for _, kind in ipairs(KINDS) do
       local rec = ctx.cache:get(kind, x.id)
-      if rec and rec.target_id and x.kinds[rec.target_id] then
-        ctx.cache:finish_item(kind, x.id,
-          { status = "deleted", reason = "deleted by apps.delete", run_id = ctx.run_id })
-      end
+      if rec and rec.target_id and x.kinds[rec.target_id] then ctx.forget(kind, x.id, "deleted by apps.delete") end
     end
     -- what was done to the deleted apps is gone with them: a re-import redoes it
     for _, kind in ipairs(DEPENDENT) do
       local rec = ctx.cache:get(kind, x.id)
-      if rec and rec.status ~= "deleted" then
-        ctx.cache:finish_item(kind, x.id,
-          { status = "deleted", reason = "app deleted by apps.delete", run_id = ctx.run_id })
-      end
+      if rec and rec.status ~= "deleted" then ctx.forget(kind, x.id, "app deleted by apps.delete") end
     end
     return { status = "deleted", target_id = table.concat(deleted, ","),
       reason = "deleted " .. #deleted .. " app(s): " .. table.concat(deleted, ", "), data = { deleted = deleted } }

@@ -3,7 +3,7 @@
 -- exports/apps/<source app id>.qvf (never the app name in a path), with a
 -- sidecar exports/apps/<source app id>.json {fingerprint, size, scope,
 -- with_data, name, exported_at}.  A file already exported for the same
--- fingerprint (scope.export_fingerprint: modifiedDate, fileSize,
+-- fingerprint (qmig.domain.apps.export_fingerprint: modifiedDate, fileSize,
 -- lastReloadTime, with_data, export scope) is reused, not downloaded again.
 --
 -- Export scope: plan.apps.export_scope (default all).  QRS releases before
@@ -22,7 +22,8 @@ local fs = require "qmig.fs"
 local json = require "qmig.json"
 local qmig = require "qmig"
 local qrs = require "qmig.clients.qrs"
-local scope = require "qmig.domain.appscope"
+local common = require "qmig.domain.apps"
+local scope = require "qmig.domain.scope"
 
 local EXPORT_SCOPE_SINCE = { 14, 97 }  -- Qlik Sense November 2022
 local SCOPE_STATES = {
@@ -95,14 +96,14 @@ return {
   key = function(app) return app.id end,
   fingerprint = function(app)
     local o = app.__export or {}
-    return scope.export_fingerprint(app,
+    return common.export_fingerprint(app,
       { with_data = o.with_data, scope = o.scope_supported and o.scope or "approved" })
   end,
   run = function(ctx, app)
     local o = app.__export
     local effective = o.scope_supported and o.scope or "approved"
-    local fingerprint = scope.export_fingerprint(app, { with_data = o.with_data, scope = effective })
-    local file, meta_path = scope.export_path(ctx, app.id), scope.export_meta_path(ctx, app.id)
+    local fingerprint = common.export_fingerprint(app, { with_data = o.with_data, scope = effective })
+    local file, meta_path = common.export_path(ctx, app.id), common.export_meta_path(ctx, app.id)
     local rel = "exports/apps/" .. fs.basename(file)
     local reason
     if not o.scope_supported and o.scope ~= "approved" then

@@ -30,7 +30,7 @@
 --      identity, still carrying its importing name, that the attempt made
 --      (ctx.ensure's clock-safe age check) is ours: it is renamed, marked
 --      and kept.  The upload uses the name "<name> [qmig-lua:importing:<source
---      id>]" (scope.importing_name) and the marker write sets the final name,
+--      id>]" (qmig.domain.apps.importing_name) and the marker write sets the final name,
 --      so a half-finished import can never be confused with a pre-existing
 --      app, nor with the import of another source app of the same name in
 --      the same stream.
@@ -48,7 +48,8 @@ local errors = require "qmig.clients.errors"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
 local retrieve = require "qmig.clients.retrieve"
-local scope = require "qmig.domain.appscope"
+local common = require "qmig.domain.apps"
+local scope = require "qmig.domain.scope"
 
 local MiB = 1024 * 1024
 
@@ -135,7 +136,7 @@ return {
   requires = { "apps.export", "spaces.create" },
   items = function(ctx) return scope.list(ctx) end,
   key = function(app) return app.id end,
-  fingerprint = scope.definition_fingerprint,
+  fingerprint = common.definition_fingerprint,
   -- (an app gone from the tenant is imported again; what later steps did
   -- on it is redone, as the engine forgets their records)
   target_path = function(rec) return "apps/" .. rec.target_id end,
@@ -144,7 +145,7 @@ return {
     local where = placement(ctx, app)
     if not where then return nil end
     local data = { space_id = where.space_id, name = app.name, bound_for = where.bound_for,
-      staged = where.bound_for ~= nil, fingerprint = scope.definition_fingerprint(app) }
+      staged = where.bound_for ~= nil, fingerprint = common.definition_fingerprint(app) }
     -- read back, the app is the importing identity's, in its space
     return { data = data, object = { attributes = { name = app.name, ownerId = ctx.target:me().id,
       spaceId = where.space_id, description = retrieve.mark(app.description or "", app.id) } } }
@@ -159,7 +160,7 @@ return {
       where = { space_id = target.space_id, bound_for = where.bound_for,
         query = { spaceId = target.space_id or "personal" } }
     end
-    local fingerprint = scope.definition_fingerprint(app)
+    local fingerprint = common.definition_fingerprint(app)
     local data = { space_id = where.space_id, name = target.name, bound_for = where.bound_for,
       staged = where.bound_for ~= nil, fingerprint = fingerprint }
 
@@ -178,7 +179,7 @@ return {
         local found = by_marker(ctx, app, where)
         marked = #found
         if #found == 0 and ctx.resume then
-          local half = retrieve.unmarked_app(ctx.target, scope.importing_name(target.name, app.id), where.query,
+          local half = retrieve.unmarked_app(ctx.target, common.importing_name(target.name, app.id), where.query,
             me.id)
           if half then half.half_imported = true; found[1] = half end
         end
@@ -191,7 +192,7 @@ return {
       others = "ignore",
       -- 4. import
       create = function()
-        local file = scope.export_path(ctx, app.id)
+        local file = common.export_path(ctx, app.id)
         local st = fs.stat(file)
         if not st or st.type ~= "file" then
           if ctx.dry_run then
@@ -201,7 +202,7 @@ return {
           return nil
         end
         data.file = "exports/apps/" .. fs.basename(file)
-        local attrs = upload(ctx, file, st.size, { name = scope.importing_name(target.name, app.id),
+        local attrs = upload(ctx, file, st.size, { name = common.importing_name(target.name, app.id),
           space_id = where.space_id })
         -- (the undo first: a failed marker write must not leave an app undo forgets)
         ctx.undo { method = "DELETE", path = "apps/" .. attrs.id }

@@ -15,7 +15,7 @@
 -- reload goes on in Qlik Cloud; the next run finds it again, see above).
 local errors = require "qmig.clients.errors"
 local qmig = require "qmig"
-local scope = require "qmig.domain.appscope"
+local scope = require "qmig.domain.scope"
 
 local POLL = { first = 0.05, max = 10, timeout = 3600 }
 local ENDED = { SUCCEEDED = true, FAILED = true, CANCELED = true, EXCEEDED_LIMIT = true }

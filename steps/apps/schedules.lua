@@ -65,7 +65,7 @@ end
 
 -- The QRS apps plan.apps covers, when the apps helpers are there.
 local function apps_in_scope(ctx)
-  local ok, scope = pcall(require, "qmig.domain.appscope")
+  local ok, scope = pcall(require, "qmig.domain.scope")
   if not ok or type(scope) ~= "table" or type(scope.list) ~= "function" then return nil end
   local set = {}
   for _, app in ipairs(scope.list(ctx)) do set[app.id] = true end

@@ -4,6 +4,7 @@
 -- is adopted, never duplicated or changed.  See docs/assets.md.
 local common = require "qmig.domain.assets"
 local errors = require "qmig.clients.errors"
+local glob = require "qmig.job.glob"
 local retrieve = require "qmig.clients.retrieve"
 
 -- QSEoW type -> Qlik Cloud qType and datasourceID (docs/assets.md).  The
@@ -68,7 +69,7 @@ return {
     local out = {}
     for _, c in ipairs(ctx.source:full("dataconnection")) do
       local clean = common.strip_owner_suffix(c.name, c.owner)
-      if common.any_glob(p.names, c.name) or (clean ~= c.name and common.any_glob(p.names, clean)) then
+      if glob.any(p.names, c.name, true) or (clean ~= c.name and glob.any(p.names, clean, true)) then
         local entry = common.map_entry(p.map, { c.name, clean }) or {}
         local cred = common.map_entry(creds, { c.name, clean })
         local stream = entry.space and streams[entry.space:lower()]

@@ -44,7 +44,7 @@ end
 
 -- A space by name: one spaces.create made (its record, also in a plan,
 -- where the space is only planned), else the tenant's.
-local USABLE = { created = true, updated = true, adopted = true, unchanged = true, planned = true }
+local USABLE = require("qmig.store.status").USABLE
 local function space_named(ctx, name)
   for _, rec in ipairs(ctx.cache:items("space")) do
     local d = type(rec.data) == "table" and rec.data or {}

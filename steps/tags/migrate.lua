@@ -6,7 +6,7 @@
 -- app (kind "app") and its published copy (kind "app.published").  Apps
 -- not imported yet are skipped with a reason.  See docs/assets.md.
 local errors = require "qmig.clients.errors"
-local scope = require "qmig.domain.appscope"
+local scope = require "qmig.domain.scope"
 
 -- The Cloud tag names of a QRS app, sorted, without duplicates.
 local function tag_names(app)
@@ -14,7 +14,7 @@ local function tag_names(app)
   local function add(n)
     if type(n) == "string" and n ~= "" and not set[n] then set[n] = true; out[#out + 1] = n end
   end
-  for _, t in ipairs(app.tags or {}) do add(t.name) end
+  for _, n in ipairs(scope.tags(app)) do add(n) end
   for _, cp in ipairs(app.customProperties or {}) do
     local def = type(cp.definition) == "table" and cp.definition.name
     if def and cp.value ~= nil then add(def .. ":" .. tostring(cp.value)) end

@@ -36,7 +36,7 @@ local RELAYS = {
   ["lua/qmig/engine/undo.lua"] = { entries = true },
   ["steps/apps/schedules.lua"] = { entries = true },
   -- declared = the paths are what the steps' target_path functions return
-  ["lua/qmig/engine/step.lua"] = { declared = true },
+  ["lua/qmig/engine/gone.lua"] = { declared = true },
 }
 
 -- Values the scanner cannot see (a field of a table chosen at run time).

@@ -196,7 +196,8 @@ local function check_imported(msg)
 end
 
 T.test("scope: streams, personal, names, tags and excludes, case-insensitive globs", function()
-  local scope = require "qmig.domain.appscope"
+  local scope = require "qmig.domain.scope"
+  local glob = require "qmig.job.glob"
   local function app(name, stream, tags)
     local tl = {}
     for _, x in ipairs(tags or {}) do tl[#tl + 1] = { name = x } end
@@ -215,10 +216,10 @@ T.test("scope: streams, personal, names, tags and excludes, case-insensitive glo
   t.truthy(not scope.in_scope(p, app("B", "Finance", { "X" })), "exclude tags")
   t.truthy(scope.in_scope({ tags = { "keep" } }, app("B", "S", { "Keep" })))
   t.truthy(not scope.in_scope({ tags = { "keep" } }, app("B", "S", { "other" })))
-  t.truthy(scope.glob_match("O'Brien's ../Q1/*", AWKWARD))
-  t.truthy(scope.glob_match("?udget", "budget"))
-  t.truthy(not scope.glob_match("B.dget", "Budget"), "'.' is literal")
-  t.truthy(scope.glob_match("100%", "100%"))
+  t.truthy(glob.match("O'Brien's ../Q1/*", AWKWARD))
+  t.truthy(glob.match("?udget", "budget"))
+  t.truthy(not glob.match("B.dget", "Budget"), "'.' is literal")
+  t.truthy(glob.match("100%", "100%"))
 end)
 
 T.test("export + import: every app once in the right place, QVFs by id, markers; re-run makes zero writes", function()

@@ -84,7 +84,7 @@ function M.open(job, opts)
   local target = cloud.new(job.target, { retries = job.options.retries, dry_run = opts.dry_run, rate_limits = rates })
   breaker.new({ side = "source", url = job.source.url }):guard(source)
   breaker.new({ side = "target", url = job.target.url }):guard(target)
-  local ok, err = pcall(function() return target:get("users/me") end)
+  local ok, err = pcall(function() return target:me() end)
   if not ok then return nil, M.problem("target", job.target, err) end
   ok, err = pcall(function() return source:about() end)
   if not ok then return nil, M.problem("source", job.source, err) end

@@ -1,22 +1,23 @@
--- Shared helpers of the second half of the application pipeline
--- (apps.object_owners, apps.scripts, apps.publish, apps.shares,
--- apps.owners, apps.validate).
+-- Shared helpers of the application steps: the fingerprints, export paths
+-- and importing name of apps.export / apps.import (below), and what the
+-- later steps (apps.object_owners, apps.scripts, apps.publish, apps.shares,
+-- apps.owners, apps.validate) read of what apps.import recorded.
 --
--- These steps act on what apps.import recorded: their items are the QRS
+-- The later steps act on what apps.import recorded: their items are the QRS
 -- apps that have a done `app` cache record (key QRS app id -> Cloud app
 -- id, data {space_id, bound_for}).  Each item carries the ids it depends
 -- on, so the engine's fingerprint changes (and the step runs again) when
 -- the app is re-imported or a mapping it uses appears later.
 local errors = require "qmig.clients.errors"
+local hash = require "qmig.hash"
 local json = require "qmig.json"
+local scope = require "qmig.domain.scope"
 
 local M = {}
 
-local DONE = { created = true, updated = true, adopted = true, unchanged = true }
-M.DONE = DONE
--- ...and, in a plan, what an earlier step would have done (qmig.store.overlay:
--- such records exist only in a dry run's memory)
-local USABLE = { created = true, updated = true, adopted = true, unchanged = true, planned = true }
+local status = require "qmig.store.status"
+M.DONE = status.DONE
+local USABLE = status.USABLE
 
 -- The cache record of kind for key when it is done and has a target.
 function M.done(ctx, kind, key)
@@ -135,6 +136,65 @@ function M.list(words, max)
   local text = table.concat(shown, ", ")
   if #words > max then text = text .. string.format(" (+%d more)", #words - max) end
   return text
+end
+
+-- {====== fingerprints
+-- apps.export: the app's modifiedDate, fileSize and lastReloadTime (a
+-- reload changes the data an export with data carries) and the export
+-- options; a change re-exports the app.  Object-only changes (a user editing
+-- a private sheet) do not change the app's modifiedDate in every QRS
+-- release: re-export those with --force.
+function M.export_fingerprint(app, opts)
+  opts = opts or {}
+  return table.concat({ "v1", tostring(app.modifiedDate), tostring(app.fileSize), tostring(app.lastReloadTime),
+    tostring(opts.with_data or false), tostring(opts.scope or "") }, "|")
+end
+
+-- apps.import and later: the definition only (modifiedDate, name,
+-- description, where it is published), so a mere reload at the source is
+-- not reported as a change.
+function M.definition_fingerprint(app)
+  local stream = scope.stream(app)
+  return hash.sha256(json.encode({
+    v = 1, modified = app.modifiedDate, name = app.name, description = app.description,
+    stream = stream and stream.id or json.null,
+  }, { sort_keys = true }))
+end
+-- }======
+
+-- Path of an app's export, by source id only (never its name).
+function M.export_path(ctx, app_id)
+  return ctx.project:object_path("exports/apps", app_id, ".qvf")
+end
+
+function M.export_meta_path(ctx, app_id)
+  return ctx.project:object_path("exports/apps", app_id, ".json")
+end
+
+-- {====== the name an app carries between its import and its marker
+-- apps.import uploads under "<name> [qmig-lua:importing:<source id>]" and
+-- sets the final name together with the marker (one PUT).  An app still
+-- carrying that name is a half-finished import of exactly that source app:
+-- never a pre-existing app, never another source app of the same name.
+function M.importing_name(name, source_id)
+  return string.format("%s [qmig-lua:importing:%s]", name, source_id)
+end
+
+-- -> source id, or nil when the name is not an importing name.
+function M.read_importing(name)
+  if type(name) ~= "string" then return nil end
+  return name:match(" %[qmig%-lua:importing:([^%]]+)%]$")
+end
+-- }======
+
+-- The app users open for a source app: the published copy when there is
+-- one (apps.publish's record, kind "app.published"), else the imported app
+-- (apps.import's, kind "app"); its id and kind, or nil.  ctx.app_for.
+function M.app_for(ctx, source_id)
+  local published = ctx.lookup("app.published", source_id)
+  if published then return published, "app.published" end
+  local imported = ctx.lookup("app", source_id)
+  return imported, imported and "app" or nil
 end
 
 return M

@@ -1,22 +1,16 @@
 -- Shared helpers of the built-in asset steps (data connections,
--- extensions, themes, tags): glob matching, QSEoW name clean-up, the
+-- extensions, themes, tags): QSEoW name clean-up, the
 -- credentials file, extension listing from the QRS, dry-run refusals.
 local cloud = require "qmig.clients.cloud"
 local errors = require "qmig.clients.errors"
 local fs = require "qmig.fs"
+local glob = require "qmig.job.glob"
 local json = require "qmig.json"
 local log = require "qmig.ui.log"
 local yaml = require "qmig.yaml"
 
 local M = {}
 
-M.glob_match = require("qmig.job.glob").match
-
--- true when name matches one of globs; an empty or absent list matches
--- everything unless empty_matches == false.
-function M.any_glob(globs, name, empty_matches)
-  return require("qmig.job.glob").any(globs, name, empty_matches ~= false)
-end
 
 -- QSEoW hub connections carry their owner as a suffix: "Sales DB
 -- (corp_jdoe)".  The suffix is removed only when it names the owner of the
@@ -59,7 +53,7 @@ function M.map_entry(map, names)
   table.sort(globs, function(a, b) return #a > #b or (#a == #b and a < b) end)
   for _, g in ipairs(globs) do
     for _, n in ipairs(names) do
-      if M.glob_match(g, n) then return map[g], g end
+      if glob.match(g, n) then return map[g], g end
     end
   end
   return nil

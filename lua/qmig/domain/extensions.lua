@@ -17,7 +17,7 @@ local KINDS = {
   theme = { folder = "exports/themes", api = "themes", themes = true, plural = "themes", find = retrieve.theme },
 }
 
-local DONE = { created = true, updated = true, adopted = true, unchanged = true }
+local DONE = require("qmig.store.status").DONE
 
 -- The exported zip of an item, if export recorded one and it is still
 -- there: -> absolute path, record

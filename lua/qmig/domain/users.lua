@@ -17,6 +17,7 @@
 -- in scope, users named in plan.spaces.assignments / owners,
 -- plan.apps.shares and plan.users.map, and users named by security rules
 -- on streams in scope.
+local glob = require "qmig.job.glob"
 local rules = require "qmig.domain.rules"
 local scope = require "qmig.domain.scope"
 
@@ -131,7 +132,7 @@ function M.in_scope(ctx)
     local stream_ids, globs = {}, scope.stream_globs(plan)
     for _, s in ipairs(streams) do
       add_owner(wanted, s)
-      if scope.glob_any(globs, s.name) then stream_ids[s.id] = true end
+      if glob.any(globs, s.name, false) then stream_ids[s.id] = true end
     end
     local apps = scope.apps(ctx, stream_ids)
     if #apps > 0 then

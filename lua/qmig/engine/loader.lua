@@ -7,7 +7,7 @@ local qmig = require "qmig"
 
 local M = {}
 
-local STATUSES = { created = true, updated = true, adopted = true, skipped = true, unchanged = true, deleted = true }
+local STATUSES = require("qmig.store.status").OUTCOME
 M.statuses = STATUSES
 
 local function file_exists(path)

@@ -3,6 +3,7 @@
 -- reads.  Each finding: {level = "ok" | "warn" | "fail", text = ...}.
 local assets = require "qmig.domain.assets"
 local errors = require "qmig.clients.errors"
+local glob = require "qmig.job.glob"
 local identity_spaces = require "qmig.domain.spaces"
 local identity_users = require "qmig.domain.users"
 
@@ -48,7 +49,7 @@ function M.run(job, source, target, transforms)
   local largest = 0
   local identity = target.oauth and "the OAuth client" or "the API key"
   try(out, identity, function()
-    local me = target:get("users/me")
+    local me = target:me()
     local roles = {}
     for _, r in ipairs(type(me.assignedRoles) == "table" and me.assignedRoles or {}) do roles[#roles + 1] = r.name end
     local admin = false
@@ -112,7 +113,7 @@ function M.run(job, source, target, transforms)
     if not dc then return end
     local without = {}
     for _, c in ipairs(source:full("dataconnection")) do
-      if assets.any_glob(dc.names, c.name, true)
+      if glob.any(dc.names, c.name, true)
         and not assets.map_entry(dc.map or {}, { c.name, assets.strip_owner_suffix(c.name, c.owner) }) then
         without[#without + 1] = c.name
       end
@@ -123,6 +124,32 @@ function M.run(job, source, target, transforms)
     end
   end)
   return out
+end
+
+-- check JOB: M.check(opts, say, complain) -> exit status.  Loads the job
+-- file and its transforms, opens both connections (dry run: no write can
+-- leave), says who they are, then the findings of M.run.
+function M.check(opts, say, complain)
+  local runner = require "qmig.engine.job"
+  local EXIT = runner.EXIT
+  local job, err = runner.load(opts)
+  if not job then complain("%s", err); return EXIT.config end
+  local hooks, terr = require("qmig.job.transforms").load(job.transforms)
+  if not hooks then complain("%s", terr); return EXIT.config end
+  local source, target, status = require("qmig.clients.connect").open(job, { dry_run = true })
+  if not source then complain("%s", target); return status end
+  local about = source:about()
+  say("job file %s: valid", job.file)
+  say("source %s: QRS %s", job.source.url, tostring(about.buildVersion))
+  local me = target:me()
+  say("target %s: authenticated as %s with %s", job.target.url, tostring(me and (me.email or me.name or me.id)),
+    target:auth_description())
+  local failed = false
+  for _, f in ipairs(M.run(job, source, target, hooks)) do
+    say("%-4s %s", f.level, f.text)
+    failed = failed or f.level == "fail"
+  end
+  return failed and EXIT.failed or EXIT.ok
 end
 
 return M

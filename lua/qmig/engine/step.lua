@@ -20,11 +20,9 @@ local Engine = {}
 Engine.__index = Engine
 
 -- Outcomes that mean "done; leave it alone on the next run".
-local DONE = { created = true, updated = true, adopted = true, unchanged = true }
+local DONE = require("qmig.store.status").DONE
 M.DONE = DONE
 
--- Which argument of each hook is the value it may change (SPEC §5.3).
-M.TRANSFORM_VALUE = { space = 2, user = 2, app = 2, script = 1, data_connection = 1, schedule = 2 }
 
 -- A step's error as its message: the file:line is in it; the traceback
 -- goes to the debug log, not into reasons, the report or the terminal.
@@ -34,7 +32,7 @@ local function step_error(e)
   return tostring(e)
 end
 
-local VERB = { POST = "create", PUT = "update", PATCH = "update", DELETE = "delete" }
+
 
 -- M.new{job=, project=, source=, target=, transforms=, run_id=, dry_run=,
 -- force=, concurrency=, retries=, reporter=fn(event)}
@@ -57,80 +55,6 @@ function M.fingerprint(step, item)
   return hash.sha256(json.encode(item, { sort_keys = true }))
 end
 
--- What a step sees (SPEC §5.2).
--- The witnesses of a step's items (qmig.engine.ensure), one list per step and run.
-function Engine:witnesses(step)
-  self.step_witnesses = self.step_witnesses or {}
-  local ws = self.step_witnesses[step.name]
-  if not ws then
-    ws = {}
-    self.step_witnesses[step.name] = ws
-  end
-  return ws
-end
-
-function Engine:context(step, extra)
-  local engine = self
-  local ctx = {
-    source = self.source, target = self.target, plan = self.job.plan, job = self.job,
-    cache = self.cache, project = self.project, transforms = self.transforms or {},
-    dry_run = self.dry_run or false, force = self.force or false, run_id = self.run_id, step = step.name,
-    job_name = self.job_name,
-    log = log.with { step = step.name },
-  }
-  -- True for the target id of an object this plan would create (it has
-  -- a placeholder id: qmig.store.overlay); never in a run.
-  function ctx.is_planned(id) return engine.dry_run and overlay.is_placeholder(id) or false end
-  -- Target id recorded by an earlier step for a source object.
-  function ctx.lookup(kind, source_id)
-    local rec = engine.cache and engine.cache:get(kind, tostring(source_id))
-    if rec and rec.target_id and rec.status ~= "deleted" and rec.status ~= "failed" then return rec.target_id, rec end
-    return nil, rec
-  end
-  -- The cache records of `kind` whose target objects this project created
-  -- and has not deleted: what a delete step may remove (never adopted ones).
-  function ctx.created(kind)
-    local out = {}
-    for _, rec in ipairs(engine.cache and engine.cache:items(kind) or {}) do
-      if rec.created_by_us and rec.target_id and rec.status ~= "deleted" and rec.status ~= "failed" then
-        out[#out + 1] = rec
-      end
-    end
-    return out
-  end
-  -- Marks another step's record of a source object as deleted (a delete
-  -- step undoing what create steps recorded), so a later run redoes it.
-  function ctx.forget(kind, source_id)
-    if engine.dry_run or not engine.cache then return end
-    local rec = engine.cache:get(kind, tostring(source_id))
-    if rec then engine.cache:finish_item(kind, tostring(source_id), { status = "deleted" }) end
-  end
-  -- The app users open for a source app: the published copy when there is
-  -- one, else the imported app (SPEC §6 "several targets per source").
-  function ctx.app_for(source_id)
-    local published = ctx.lookup("app.published", source_id)
-    if published then return published, "app.published" end
-    local imported = ctx.lookup("app", source_id)
-    return imported, imported and "app" or nil
-  end
-  -- ctx.transform(name, ...) calls the transforms.lua hook `name` with the
-  -- arguments of SPEC §5.3 and returns the value it produced (nil: leave
-  -- the item out); without a hook, the value passed in.
-  function ctx.transform(name, ...)
-    local value_arg = M.TRANSFORM_VALUE[name]
-    assert(value_arg, "unknown transform hook '" .. tostring(name) .. "'")
-    local hook = ctx.transforms[name]
-    if not hook then return (select(value_arg, ...)) end
-    local ok, result = pcall(hook, ...)
-    if not ok then
-      error(errors.new { message = "transforms.lua: hook '" .. name .. "' failed: " .. tostring(result) }, 0)
-    end
-    return result
-  end
-  for k, v in pairs(extra or {}) do ctx[k] = v end
-  return ctx
-end
-
 local function outcome_error(step, res)
   return string.format("step %s returned %s; expected {status = created|updated|adopted|skipped|unchanged, ...}",
     step.name, type(res) == "table" and ("status " .. tostring(res.status)) or type(res))
@@ -140,122 +64,13 @@ function Engine:emit(event)
   if self.reporter then self.reporter(event) end
 end
 
--- A dry run's item that reached its first write: recorded in the overlay
--- as what the write would make, with a placeholder target id when it
--- would create, so later steps plan against it.  step.planned(item, ctx,
--- write) -> {data=, object=, target_id=} may give the data later steps
--- read from the record (a space's type), the object as the tenant would
--- return it when read (default: the create's body) and the target id when
--- it is known (an app published by moving it keeps its id); write =
--- {method=, path=, body=}.  A step that refuses its own write (a local
--- export) may instead put data and target_id into the refusal.
-function Engine:planned(step, item, ctx, key, err, fingerprint)
-  local body = type(err.body) == "table" and err.body or {}
-  local name = body.name or body.qName or body.email or body.subject
-  local action = VERB[err.method] or err.method
-  local rec = self.cache and self.cache:get(step.object, key)
-  local target_id = err.target_id or (rec and rec.target_id)
-  if not target_id or ctx.gone or (rec and rec.status == "deleted") or overlay.is_placeholder(target_id) then
-    target_id = action == "create" and overlay.placeholder(step.object, key) or target_id
-  end
-  local data = type(err.data) == "table" and err.data or nil
-  local made = err.body
-  if not data and type(step.planned) == "function" then
-    local ok, p = pcall(step.planned, item, ctx, { method = err.method, path = err.path, body = err.body })
-    if ok and type(p) == "table" then
-      data = type(p.data) == "table" and p.data or nil
-      made = type(p.object) == "table" and p.object or made
-      if p.target_id ~= nil then target_id = tostring(p.target_id) end
-    end
-  end
-  local outcome = { status = "planned", key = key, action = action, target_id = target_id,
-    reason = err.reason or (err.method .. " " .. err.path), write = { method = err.method, path = err.path },
-    target_name = type(name) == "string" and name or nil, changes = ctx.changes[1] and ctx.changes or nil }
-  if ctx.gone and action == "create" then outcome.action = "recreate" end
-  -- where it would go, by name: the space of its body or of its data
-  local space_id = body.spaceId or (data and data.space_id)
-  local space = space_id and self.cache and self.cache:find_by_target("space", space_id)
-  if space then
-    outcome.space_name = type(space.data) == "table" and space.data.name or space.natural_key
-  end
-  if self.cache then
-    if action == "create" then
-      -- what its creator makes is its creator's, as in the tenant
-      if type(made) == "table" and made.ownerId == nil and self.target and self.target.me then
-        local owned = { ownerId = self.target:me().id }
-        for k, v in pairs(made) do owned[k] = v end
-        made = owned
-      end
-      self.cache:remember_create(target_id, made)
-    end
-    self.cache:finish_item(step.object, key, { status = "planned", planned = true, action = action,
-      target_id = target_id, natural_key = outcome.target_name or M.item_name(item, outcome), data = data,
-      fingerprint = fingerprint, step = step.name })
-  end
-  return outcome
-end
+-- What a step sees: lua/qmig/engine/context.lua; a plan's record of an
+-- item: lua/qmig/engine/plan.lua; a recorded object deleted in the
+-- tenant: lua/qmig/engine/gone.lua.  Each adds methods to Engine.
+require("qmig.engine.context").install(Engine)
+require("qmig.engine.plan").install(Engine, M)
+local reported_gone = require("qmig.engine.gone").install(Engine, M).reported
 
--- {====== recorded targets deleted in the tenant
---
--- A done record is trusted without running its step, so an object
--- deleted by hand in the tenant would never be looked at again.  A step
--- that creates target objects declares the read that shows its record's
--- object is still there (step.target_path(rec) -> path | nil, for records
--- with a target id), and the engine makes that read for each record it
--- would leave alone: one GET per record, and a path read once per run
--- whichever steps ask (an app imported and then published by moving it is
--- one app).
-M.GONE = "deleted in the tenant"
-
--- A record reported (step.if_gone = "report") as deleted in the tenant:
--- it stays reported, without a read, until --force makes it again.
-local function reported_gone(rec)
-  return rec.status == "failed" and rec.last_error == nil and type(rec.reason) == "string"
-    and rec.reason:sub(1, #M.GONE + 1) == M.GONE .. ":"
-end
-
--- Is path in the tenant?  Memoised per run; concurrent items asking for
--- the same path wait for the first one's read.
-function Engine:present(path)
-  local reads = self.reads or {}
-  self.reads = reads
-  while reads[path] == "reading" do qmig.sleep(0.01) end
-  if reads[path] ~= nil then return reads[path] end
-  reads[path] = "reading"
-  local ok, err = pcall(self.target.get, self.target, path)
-  if not ok and not (errors.is(err) and (err.status == 404 or err.status == 410)) then
-    reads[path] = nil
-    error(err, 0)
-  end
-  reads[path] = ok
-  self.target_reads = (self.target_reads or 0) + 1
-  return ok
-end
-
--- The declared path of a done record when its object is gone, or nil.
-function Engine:gone_path(step, rec)
-  if type(step.target_path) ~= "function" or not rec.target_id or not self.target or not self.target.get then
-    return nil
-  end
-  local path = step.target_path(rec)
-  if type(path) ~= "string" or self:present(path) then return nil end
-  return path
-end
-
--- What was done on a gone object is gone with it (a space's assignments,
--- an app's reload, scripts, owners): the records of the steps that
--- require this one, for the same source object (qmig.engine.undo's rule), are
--- marked deleted so those steps redo them on what replaces it.
-function Engine:forget_dependants(step, key, why)
-  local undo = require "qmig.engine.undo"
-  self.closure = self.closure or undo.requirements(self.job and self.job.steps_path)
-  for _, dep in ipairs(undo.dependants(self.cache, self.closure, step.name, step.object, key)) do
-    if not reported_gone(dep) then
-      self.cache:finish_item(dep.kind, dep.source_id, { status = "deleted", reason = why })
-    end
-  end
-end
--- }======
 
 -- Runs one item; returns its outcome table {status=, reason=, ...}.
 function Engine:run_item(step, item)

@@ -210,4 +210,21 @@ function M.terminal_ask()
   end
 end
 
+-- undo JOB: M.run(opts, {say=, complain=, ask=}) -> exit status.  Opens
+-- the project (locked, as a run) and a client of the target, then
+-- M.command.
+function M.run(opts, env)
+  local jobfile = require "qmig.job.file"
+  local EXIT = require("qmig.clients.connect").EXIT
+  local job, err = jobfile.load(opts.file or "")
+  if not job then env.complain("%s", err); return EXIT.config end
+  local proj, perr, pcode = require("qmig.store.project").open(job.project.dir)
+  if not proj then env.complain("%s", perr); return pcode == "locked" and EXIT.auth or EXIT.config end
+  local target = require("qmig.clients.cloud").new(job.target, { retries = job.options.retries })
+  local code = M.command(opts, { job = job, proj = proj, target = target, say = env.say, complain = env.complain,
+    ask = env.ask or M.terminal_ask() })
+  proj:close()
+  return code
+end
+
 return M

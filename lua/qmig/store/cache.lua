@@ -14,172 +14,25 @@
 -- summary) goes through log.redact first, so no registered secret can end
 -- up in the file.
 --
--- Schema v1 (PRAGMA user_version counts the applied MIGRATIONS):
---   runs(id, command, job_file, started_at, finished_at, status, pid,
---        args JSON, summary JSON)
---   items(kind, source_id, target_id, natural_key, status, step, run_id,
---         attempts, last_error, reason, fingerprint, data JSON,
---         created_by_us, started_at, updated_at), key (kind, source_id)
---   events(id, run_id, at, step, kind, source_id, status, message, data JSON)
---   undo(id, run_id, at, step, kind, source_id, target_id, action, payload
---        JSON, undone_at, undone_by_run)
---   meta(key, value)
--- Timestamps are ISO 8601 UTC strings (qmig.isotime), which sort as text.
--- items is WITHOUT ROWID: it is only ever reached through its key or the
--- (kind, target_id) index.
+-- The schema and its migrations: lua/qmig/store/migrations.lua.
 
 local qmig = require "qmig"
 local sqlite = require "qmig.sqlite"
 local durable = require "qmig.store.durable"
 local fs = require "qmig.fs"
 local http = require "qmig.http"
-local log = require "qmig.ui.log"
+local migrations = require "qmig.store.migrations"
 
 local M = {}
 
 local RUN_STATUS = { running = true, done = true, failed = true, interrupted = true, crashed = true }
-local ITEM_STATUS = {
-  in_progress = true, created = true, updated = true, adopted = true, skipped = true,
-  unchanged = true, failed = true, deleted = true,
-}
-local UNDO_ACTION = { delete = true, restore = true, irreversible = true }
-local MAX_TEXT = 4000  -- an error message longer than this is noise
+local ITEM_STATUS = require("qmig.store.status").RECORD
 
-local MIGRATIONS = {
-  [[
-  CREATE TABLE runs (
-    id          INTEGER PRIMARY KEY,
-    command     TEXT NOT NULL,
-    job_file    TEXT,
-    started_at  TEXT NOT NULL,
-    finished_at TEXT,
-    status      TEXT NOT NULL
-                CHECK (status IN ('running','done','failed','interrupted','crashed')),
-    pid         INTEGER,
-    args        TEXT,
-    summary     TEXT
-  );
-  CREATE TABLE items (
-    kind          TEXT NOT NULL,
-    source_id     TEXT NOT NULL,
-    target_id     TEXT,
-    natural_key   TEXT,
-    status        TEXT NOT NULL
-                  CHECK (status IN ('in_progress','created','updated','adopted','skipped',
-                                    'unchanged','failed','deleted')),
-    step          TEXT,
-    run_id        INTEGER REFERENCES runs(id),
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    last_error    TEXT,
-    reason        TEXT,
-    fingerprint   TEXT,
-    data          TEXT,
-    created_by_us INTEGER NOT NULL DEFAULT 0,
-    started_at    TEXT,
-    updated_at    TEXT,
-    PRIMARY KEY (kind, source_id)
-  ) WITHOUT ROWID;
-  CREATE INDEX items_by_target ON items(kind, target_id);
-  CREATE INDEX items_by_status ON items(status, kind);
-  CREATE TABLE events (
-    id        INTEGER PRIMARY KEY,
-    run_id    INTEGER REFERENCES runs(id),
-    at        TEXT NOT NULL,
-    step      TEXT,
-    kind      TEXT,
-    source_id TEXT,
-    status    TEXT,
-    message   TEXT,
-    data      TEXT
-  );
-  CREATE INDEX events_by_run ON events(run_id);
-  CREATE INDEX events_by_item ON events(kind, source_id);
-  CREATE TABLE undo (
-    id            INTEGER PRIMARY KEY,
-    run_id        INTEGER REFERENCES runs(id),
-    at            TEXT NOT NULL,
-    step          TEXT,
-    kind          TEXT,
-    source_id     TEXT,
-    target_id     TEXT,
-    action        TEXT NOT NULL CHECK (action IN ('delete','restore','irreversible')),
-    payload       TEXT,
-    undone_at     TEXT,
-    undone_by_run INTEGER REFERENCES runs(id)
-  );
-  CREATE INDEX undo_by_run ON undo(run_id);
-  CREATE TABLE meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT
-  );
-  ]],
-}
-M.SCHEMA_VERSION = #MIGRATIONS
+M.SCHEMA_VERSION = migrations.VERSION
 
--- {====== values in and out
-
-local json_mod
-local function json()
-  if not json_mod then json_mod = require "qmig.json" end
-  return json_mod
-end
-
--- Everything stored is redacted: secrets never reach the cache.  What must
--- come back byte for byte (a script to restore) is kept in a file of the
--- project instead (see apps.scripts' undo entries).
-local function encode(v)
-  if v == nil then return nil end
-  return json().encode(log.redact(v), { sort_keys = true })
-end
-
-local function decode(s)
-  if s == nil then return nil end
-  local v, err = json().decode(s)
-  if v == nil and err then error("cache: stored JSON is unreadable: " .. err, 3) end
-  return v
-end
-
-local function text(s)
-  if s == nil then return nil end
-  s = log.redact(tostring(s))
-  if #s > MAX_TEXT then s = s:sub(1, MAX_TEXT) .. "..." end
-  return s
-end
-
--- An error value as one line of text (error objects may be tables).
-local function error_text(err)
-  if type(err) == "table" then
-    if type(err.message) == "string" then return text(err.message) end
-    local ok, s = pcall(encode, err)
-    return text(ok and s or tostring(err))
-  end
-  return text(err)
-end
-
-local function check_key(kind, source_id)
-  if type(kind) ~= "string" or kind == "" then error("cache: kind must be a non-empty string", 3) end
-  local t = type(source_id)
-  if t ~= "string" and t ~= "number" then error("cache: source_id must be a string", 3) end
-  return kind, tostring(source_id)
-end
-
-local function item_out(row)
-  if row == nil then return nil end
-  row.data = decode(row.data)
-  row.created_by_us = row.created_by_us == 1
-  return row
-end
-
-local function items_out(rows)
-  for i, row in ipairs(rows) do rows[i] = item_out(row) end
-  return rows
-end
-
-local function bool(v)
-  if v == nil then return nil end
-  return v and 1 or 0
-end
--- }======
+local values = require "qmig.store.values"
+local encode, decode, text, error_text = values.encode, values.decode, values.text, values.error_text
+local check_key, item_out, items_out, bool = values.check_key, values.item_out, values.items_out, values.bool
 
 -- WHERE clause for the filter fields present; the SQL text varies only by
 -- which fixed conditions are in it, the values stay parameters.
@@ -415,42 +268,10 @@ function Cache:events(filter)
 end
 -- }======
 
--- {====== undo journal
+-- the undo journal: lua/qmig/store/journal.lua
+local journal = require "qmig.store.journal"
+Cache.add_undo, Cache.undo_entries, Cache.mark_undone = journal.add_undo, journal.undo_entries, journal.mark_undone
 
---- c:add_undo{run_id=, step=, kind=, source_id=, target_id=, action=,
--- payload=} -> id
-function Cache:add_undo(u)
-  if type(u) ~= "table" or not UNDO_ACTION[u.action] then
-    error("cache: bad undo action '" .. tostring(u and u.action) .. "'", 2)
-  end
-  local _, id = self.db:run(
-    "INSERT INTO undo (run_id, at, step, kind, source_id, target_id, action, payload) " ..
-    "VALUES (:run_id, :at, :step, :kind, :source_id, :target_id, :action, :payload)",
-    { run_id = u.run_id, at = qmig.isotime(), step = u.step, kind = u.kind,
-      source_id = u.source_id ~= nil and tostring(u.source_id) or nil,
-      target_id = u.target_id ~= nil and tostring(u.target_id) or nil,
-      action = u.action, payload = encode(u.payload) })
-  return id
-end
-
---- c:undo_entries({run_id=}) -> entries not yet undone, newest first
-function Cache:undo_entries(filter)
-  local run_id = filter and filter.run_id
-  local sql = "SELECT * FROM undo WHERE undone_at IS NULL" ..
-              (run_id and " AND run_id = :run_id" or "") .. " ORDER BY id DESC"
-  local rows = self.db:all(sql, { run_id = run_id })
-  for _, r in ipairs(rows) do r.payload = decode(r.payload) end
-  return rows
-end
-
---- c:mark_undone(id, run_id) -> true when the entry was still pending
-function Cache:mark_undone(id, run_id)
-  local n = self.db:run(
-    "UPDATE undo SET undone_at = ?, undone_by_run = ? WHERE id = ? AND undone_at IS NULL",
-    qmig.isotime(), run_id, id)
-  return n == 1
-end
--- }======
 
 -- {====== meta, transactions, closing
 
@@ -548,36 +369,11 @@ Cache.__close = Cache.close
 Cache.__tostring = function(self) return "qmig.Cache (" .. self.path .. ")" end
 -- }======
 
--- Applies the migrations not yet applied, all in one transaction: a crash
--- half-way leaves the previous version intact.  The version is re-read
--- inside the transaction, as another process may have migrated meanwhile.
-local function migrate(db, path)
-  local function version() return db:first("PRAGMA user_version").user_version end
-  local function newer(v)
-    return string.format("%s: cache schema version %d is newer than this qmig-lua (%d)",
-                         path, v, #MIGRATIONS)
-  end
-  local v = version()
-  if v > #MIGRATIONS then return nil, newer(v), "version" end
-  if v == #MIGRATIONS then return true end
-  return db:transaction(function()
-    v = version()
-    if v > #MIGRATIONS then return nil, newer(v), "version" end
-    for i = v + 1, #MIGRATIONS do
-      local step = MIGRATIONS[i]
-      if type(step) == "function" then step(db) else db:exec(step) end
-      -- A PRAGMA takes no parameters; i is our own loop counter.
-      db:exec(string.format("PRAGMA user_version = %d", i))
-    end
-    return true
-  end)
-end
-
 --- cache.open(path) -> cache | nil, msg, code
 function M.open(path)
   local db, msg, code = sqlite.open(path)
   if not db then return nil, msg, code end
-  local ok, res, mmsg, mcode = pcall(migrate, db, path)
+  local ok, res, mmsg, mcode = pcall(migrations.apply, db, path)
   if not ok or not res then
     db:close()
     if not ok then

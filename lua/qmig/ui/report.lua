@@ -29,7 +29,7 @@ M.PIPELINE = {
   { "publish", "app.published" }, { "schedules", "app.schedule" }, { "owners", "app.owner" },
   { "validate", "app.validation" },
 }
-local OK = { created = true, updated = true, adopted = true, unchanged = true }
+local OK = require("qmig.store.status").DONE
 local WORST = { failed = 1, in_progress = 2, deleted = 3, skipped = 4 }
 
 -- One row per source app: its outcome in each app step, and whether it is done.

@@ -6,7 +6,7 @@
 -- Qlik Sense step and hands its functions a context in which
 --   - the cache kinds of the app pipeline are the QlikView ones (KINDS:
 --     "app" is "qvapp", "app.published" is "qvapp.published", ...), for
---     ctx.cache, ctx.lookup and ctx.app_for;
+--     ctx.cache, ctx.lookup, ctx.forget and ctx.app_for;
 --   - ctx.source:full("app") lists the converted documents shaped like the
 --     QRS apps the Qlik Sense steps expect ({id = document path, name,
 --     owner, stream = the folder when it is published}); every other
@@ -56,6 +56,7 @@ function M.ctx(ctx)
     cache = methods(ctx.cache, kind),
     source = source,
     lookup = lookup,
+    forget = function(k, id, reason) return ctx.forget(kind(k), id, reason) end,
     app_for = function(id)
       local pub = lookup("app.published", id)
       if pub then return pub, "qvapp.published" end

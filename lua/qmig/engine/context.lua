@@ -1,0 +1,74 @@
+-- What a step sees: the ctx of run(item, ctx) and the other functions of a
+-- step (docs/steps.md lists its fields).  Methods of the engine
+-- (lua/qmig/engine/step.lua).
+local log = require "qmig.ui.log"
+local overlay = require "qmig.store.overlay"
+local transforms = require "qmig.job.transforms"
+
+local M = {}
+
+function M.install(Engine)
+  -- The witnesses of a step's items (qmig.engine.ensure), one list per step and run.
+  function Engine:witnesses(step)
+    self.step_witnesses = self.step_witnesses or {}
+    local ws = self.step_witnesses[step.name]
+    if not ws then
+      ws = {}
+      self.step_witnesses[step.name] = ws
+    end
+    return ws
+  end
+
+  function Engine:context(step, extra)
+    local engine = self
+    local ctx = {
+      source = self.source, target = self.target, plan = self.job.plan, job = self.job,
+      cache = self.cache, project = self.project, transforms = self.transforms or {},
+      dry_run = self.dry_run or false, force = self.force or false, run_id = self.run_id, step = step.name,
+      job_name = self.job_name,
+      log = log.with { step = step.name },
+    }
+    -- True for the target id of an object this plan would create (it has
+    -- a placeholder id: qmig.store.overlay); never in a run.
+    function ctx.is_planned(id) return engine.dry_run and overlay.is_placeholder(id) or false end
+    -- Target id recorded by an earlier step for a source object.
+    function ctx.lookup(kind, source_id)
+      local rec = engine.cache and engine.cache:get(kind, tostring(source_id))
+      if rec and rec.target_id and rec.status ~= "deleted" and rec.status ~= "failed" then return rec.target_id, rec end
+      return nil, rec
+    end
+    -- The cache records of `kind` whose target objects this project created
+    -- and has not deleted: what a delete step may remove (never adopted ones).
+    function ctx.created(kind)
+      local out = {}
+      for _, rec in ipairs(engine.cache and engine.cache:items(kind) or {}) do
+        if rec.created_by_us and rec.target_id and rec.status ~= "deleted" and rec.status ~= "failed" then
+          out[#out + 1] = rec
+        end
+      end
+      return out
+    end
+    -- Marks another step's record of a source object as deleted (a delete
+    -- step undoing what create steps recorded), so a later run redoes it;
+    -- reason (optional) says why, in the record.  The only way a step changes
+    -- a record that is not its own.
+    function ctx.forget(kind, source_id, reason)
+      if engine.dry_run or not engine.cache then return end
+      local rec = engine.cache:get(kind, tostring(source_id))
+      if rec then
+        engine.cache:finish_item(kind, tostring(source_id),
+          { status = "deleted", reason = reason, run_id = engine.run_id })
+      end
+    end
+    -- The app users open for a source app (qmig.domain.apps.app_for, which
+    -- knows the apps steps' cache kinds; the engine does not).
+    function ctx.app_for(source_id) return require("qmig.domain.apps").app_for(ctx, source_id) end
+    -- ctx.transform(name, ...): the job's transforms hook `name` (the
+    -- arguments and the value it returns: qmig.job.transforms.HOOKS).
+    function ctx.transform(name, ...) return transforms.call(ctx.transforms, name, ...) end
+    for k, v in pairs(extra or {}) do ctx[k] = v end
+    return ctx
+  end
+end
+
+return M
