@@ -713,6 +713,24 @@ async function run(base) {
       await session.close();
     }
   });
+  // qvapps.import changes a master measure in place (qmig.qlikview.engine)
+  await check("qix: createMeasure, getMeasure, setProperties: the same id, the new definition", async () => {
+    const session = qix.openAppSession({ appId: ENGINE_APP, hostConfig });
+    try {
+      const app = await session.getDoc();
+      const made = await app.createMeasure({ qInfo: { qId: "conf-measure", qType: "measure" },
+        qMeasure: { qDef: "Sum(Amount)", qLabel: "Amount" }, qMetaDef: { title: "Amount" } });
+      eq(made.id, "conf-measure");
+      const m = await app.getMeasure("conf-measure");
+      await m.setProperties({ qInfo: { qId: "conf-measure", qType: "measure" },
+        qMeasure: { qDef: "Max(Amount)", qLabel: "Largest" }, qMetaDef: { title: "Largest" } });
+      const again = await (await app.getMeasure("conf-measure")).getProperties();
+      eq(again.qMeasure, { qDef: "Max(Amount)", qLabel: "Largest" });
+      eq(again.qInfo.qId, "conf-measure");
+    } finally {
+      await session.close();
+    }
+  });
   await check("qix: a wrong API key is refused at the upgrade", async () => {
     const session = qix.openAppSession({ appId: ENGINE_APP, hostConfig: { ...hostConfig, apiKey: "wrong" } });
     const err = await session.getDoc().then(() => null, (e) => e);
