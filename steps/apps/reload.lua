@@ -62,7 +62,14 @@ return {
     -- a reload started by an earlier attempt (reply lost, crash) is
     -- followed; one started before it is no reason not to reload
     local r = ctx.ensure {
-      candidates = function() return ctx.resume and our_reloads(ctx, app_id) or {} end,
+      -- (not `ctx.resume and ...` here: this reload, once made, is a
+      -- witness for the items of the step in doubt, looked for by this
+      -- function; ctx.resume stays false for it, and its look found
+      -- nothing, so no witness ever counted and each lost reply of
+      -- POST /reloads waited the whole options.catalogue_lag: bench/,
+      -- part 6, 40 s over the step's tasks)
+      candidates = function() return our_reloads(ctx, app_id) end,
+      fresh_look = false,  -- (a special-tier request saved per reload)
       mine = { created = function(x) return x.creationTime end },
       adopt = function() return false end,
       others = "ignore",

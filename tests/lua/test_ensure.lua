@@ -114,6 +114,17 @@ T.test("in doubt: not absent until the catalogue's lag passed; the lagging objec
   t.eq(calls.find, 1)
 end)
 
+T.test("fresh_look = false: an item never attempted does not look; in doubt it does", function()
+  local s, calls = spec { find = function() return { id = "x", owner = "me" } end }
+  s.fresh_look = false
+  local r = ensure.run(ctx_of {}, s)
+  t.eq({ r.status, r.how, calls.find, calls.create }, { "created", "created", 0, 1 })
+  s, calls = spec { find = function() return { id = "x", owner = "me", created = iso(qmig.time()) } end }
+  s.fresh_look = false
+  r = ensure.run(ctx_of { resume = true, started_at = iso(qmig.time() - 5) }, s)
+  t.eq({ r.status, r.how, calls.find, calls.create }, { "created", "recovered", 1, 0 })
+end)
+
 T.test("in doubt, consistent: one look, after the write that lost its connection had time to end", function()
   -- the doubt began just now (a dropped connection): the look waits for
   -- the rest of WITNESS_MARGIN, then is believed, however long the lag

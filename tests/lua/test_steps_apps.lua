@@ -99,7 +99,7 @@ local function job(opts)
   opts = opts or {}
   local dir = fs.realpath(t.tmpdir())
   local text = the_sim():job_yaml {
-    project_dir = dir .. "/project", concurrency = opts.concurrency,
+    project_dir = dir .. "/project", concurrency = opts.concurrency, catalogue_lag = opts.catalogue_lag,
     extra = "steps_path: [" .. FIXTURES .. "/steps]\n" .. PLAN:format(opts.apps_extra or ""),
     jobs = opts.jobs or "  - {name: apps, steps: [fixture.spaces, apps.export, apps.import]}",
   }
@@ -474,6 +474,22 @@ T.test("reload: success recorded, a failing script fails its item with the engin
   t.eq(code, 1)
   t.match(out, "apps%.reload%s+5 unchanged, 1 failed")
   t.eq(#the_sim():state().cloud.reloads, 7)
+end)
+
+T.test("reload: a lost POST /reloads stops looking once a later reload of the step is listed (a witness)", function()
+  clean()
+  local file = job { concurrency = 2, catalogue_lag = 60,
+    jobs = "  - {name: apps, steps: [fixture.spaces, apps.export, apps.import, apps.reload]}" }
+  -- (the polls slowed, each reload takes 2 s: the later ones begin after the doubt)
+  the_sim():faults { slow_ms = 2000, rules = { { match = "POST /api/v1/reloads", nth = 1, action = "error" },
+    { match = "GET /api/v1/reloads/", nth = 1, times = 1000, action = "slow" } } }
+  local code, out, _, msg = run({ "run", file })
+  t.eq(code, 1, msg)
+  t.match(out, "apps%.reload%s+5 created, 1 failed")
+  t.eq(#the_sim():state().cloud.reloads, 6, "the 503 made nothing; each app reloaded once")
+  -- waiting out the lag re-listed the app's reloads every 2 s for 60 s
+  local listed = the_sim():counts().requests["GET /api/v1/reloads"] or 0
+  t.truthy(listed < 15, "reloads listed " .. listed .. " times")
 end)
 
 T.test("apps not imported are not reloaded", function()

@@ -13,6 +13,10 @@
 --                                   that reads its writes): an item in doubt looks
 --                                   once; what others made may still lag, as for
 --                                   an item never attempted
+--   fresh_look = true               false: an item never attempted does not look
+--                                   (it adopts nothing and nothing of its own can
+--                                   exist: a request saved); find/candidates
+--                                   then look whenever called, as witnesses' looks need
 --   unique = false                  true when the service refuses a second one
 --                                   (create's 409, checked on its own records,
 --                                   not the lagging catalogue): an item in doubt
@@ -178,6 +182,7 @@ local function find_settled(ctx, spec)
   end
   -- (unique: an object our attempt made and the catalogue does not list
   -- yet makes the create's 409, and M.run recovers it then)
+  if not ctx.resume and spec.fresh_look == false then return nil, nil, nil, 0 end
   if spec.unique or not ctx.resume then return pick(), how, refused, 0 end
   if spec.consistent then
     -- a read that is never behind still cannot see a write the server is
