@@ -499,6 +499,21 @@ T.test("Ctrl-C stops cleanly with exit 130; the next run finishes without duplic
   t.eq(test_spaces(), ALL)
 end)
 
+T.test("Ctrl-C while the connections are being checked: exit 130, nothing made, not a connection failure", function()
+  clean()
+  local file, dir = job { concurrency = 1 }
+  the_sim():faults { latency_ms = 1500 }
+  local pid, release = cli.spawn_held { "run", file }
+  os.execute("(sleep 0.5; kill -INT " .. pid .. ") &")
+  local status, out, err = release()
+  the_sim():faults {}
+  t.eq(status, 130, out .. err)
+  t.match(err, "interrupted")
+  t.truthy(not err:find("unreachable", 1, true) and not err:find("interrupted!", 1, true), err)
+  t.eq(#test_spaces(), 0)
+  t.truthy(not fs.exists(dir .. "/project"), "no project folder made")
+end)
+
 T.test("under 5xx, 429 and dropped connections every object is made exactly once", function()
   clean()
   local streams = {}

@@ -196,7 +196,14 @@ end
 -- M.run(opts, emit) -> exit status.  opts: the CLI's (file, jobs, steps,
 -- dry_run, force, yes, plan_file, out, concurrency).
 function M.run(opts, emit)
-  local function refuse(text, code) emit { kind = "job.error", text = text }; return code end
+  local function refuse(text, code)
+    -- Ctrl-C before the trap below is set raises "interrupted!" inside
+    -- whatever request was under way (the connection checks), which would
+    -- read as that side failing
+    if qmig.interrupted() then text, code = "interrupted before anything was changed", EXIT.interrupted end
+    emit { kind = "job.error", text = text }
+    return code
+  end
   local job, err = M.load(opts)
   if not job then return refuse(err, EXIT.config) end
   local selection
