@@ -45,8 +45,15 @@ local function label(o)
 end
 
 return {
-  name = "apps.object_owners", title = "Update App Object Owners", order = 190,
+  name = "apps.object_owners",
   object = KIND,
+  produces = { data = { "app_id", "done", "skipped", "missing" } },
+  consumes = {
+    { kind = "app", data = { "space_id", "bound_for" } },
+    { kind = "app.published" },
+    { kind = "app.export", data = { "objects" } },
+    { kind = "user" },
+  },
   requires = { "apps.export", "apps.import" },
   items = function(ctx)
     local items, memo = common.imported(ctx), {}

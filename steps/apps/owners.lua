@@ -19,8 +19,10 @@ local common = require "qmig.domain.apps"
 local names = require "qmig.store.names"
 
 return {
-  name = "apps.owners", title = "Update Application Owners", order = 280,
+  name = "apps.owners",
   object = "app.owner",
+  produces = { data = { "owner", "previous_owner" } },
+  consumes = { { kind = "app", data = { "space_id", "bound_for" } }, { kind = "app.published" }, { kind = "user" } },
   requires = { "apps.import", "users.import" },
   items = function(ctx)
     local items = common.imported(ctx)

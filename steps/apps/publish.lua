@@ -45,8 +45,10 @@ local function find_copy(ctx, space_id, staged)
 end
 
 return {
-  name = "apps.publish", title = "Publish Applications", order = 220,
+  name = "apps.publish",
   object = "app.published",
+  produces = { data = { "mode", "space_id", "staged" } },
+  consumes = { { kind = "app", data = { "space_id", "bound_for" } }, { kind = "space", data = { "type" } } },
   requires = { "apps.import", "spaces.create" },
   items = function(ctx)
     local items = common.imported(ctx)

@@ -60,8 +60,10 @@ local function validate(ctx, item)
 end
 
 return {
-  name = "apps.validate", title = "Validate Applications", order = 270,
+  name = "apps.validate",
   object = KIND,
+  produces = { data = { "row" } },
+  consumes = { { kind = "app", data = { "space_id", "bound_for" } }, { kind = "app.published" } },
   requires = { "apps.import" },
   items = function(ctx)
     rows = {}

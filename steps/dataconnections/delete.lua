@@ -3,8 +3,10 @@
 -- by us), never adopted ones.  The dataconnection record is then marked
 -- deleted, so a later dataconnections.migrate creates it again.
 return {
-  name = "dataconnections.delete", title = "Delete Data Connections", order = 40,
+  name = "dataconnections.delete",
   object = "dataconnection.delete",
+  produces = {},
+  consumes = { { kind = "dataconnection", data = { "name" } } },
 
   items = function(ctx)
     local out = {}

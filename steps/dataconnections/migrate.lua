@@ -55,8 +55,10 @@ local function credential(ctx, item)
 end
 
 return {
-  name = "dataconnections.migrate", title = "Migrate Data Connections", order = 160,
+  name = "dataconnections.migrate",
   object = "dataconnection",
+  produces = { data = { "name", "space_id", "space_name", "login_set" } },
+  consumes = { { kind = "space", data = { "name" } } },
   requires = {},  -- spaces from spaces.create when the map names streams; literal Cloud spaces otherwise
 
   -- The QSEoW connections whose names match plan.data_connections.names

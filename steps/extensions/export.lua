@@ -2,5 +2,5 @@
 -- becomes a zip in <project>/exports/extensions/, built from the files the QRS
 -- serves at /extensions/<name>/<file>.  See docs/assets.md.
 return require("qmig.domain.extensions").export("extension", {
-  name = "extensions.export", title = "Export Extensions", order = 90,
+  name = "extensions.export",
 })

@@ -2,6 +2,6 @@
 -- Cloud; a extension of the same name is adopted, never replaced.  See
 -- docs/assets.md.
 return require("qmig.domain.extensions").import("extension", {
-  name = "extensions.import", title = "Import Extensions", order = 100,
+  name = "extensions.import",
   export = "extensions.export",
 })

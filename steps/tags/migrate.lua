@@ -65,8 +65,10 @@ local function app_item(ctx, app_id)
 end
 
 return {
-  name = "tags.migrate", title = "Migrate Tags And Custom Properties", order = 235,
+  name = "tags.migrate",
   object = "app.tags",
+  produces = { data = { "tags", "collections" } },
+  consumes = { { kind = "app" }, { kind = "app.published" } },
   requires = { "apps.import" },
 
   items = function(ctx)

@@ -2,5 +2,5 @@
 -- becomes a zip in <project>/exports/themes/, built from the files the QRS
 -- serves at /extensions/<name>/<file>.  See docs/assets.md.
 return require("qmig.domain.extensions").export("theme", {
-  name = "themes.export", title = "Export Themes", order = 110,
+  name = "themes.export",
 })

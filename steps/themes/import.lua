@@ -2,6 +2,6 @@
 -- Cloud; a theme of the same name is adopted, never replaced.  See
 -- docs/assets.md.
 return require("qmig.domain.extensions").import("theme", {
-  name = "themes.import", title = "Import Themes", order = 120,
+  name = "themes.import",
   export = "themes.export",
 })

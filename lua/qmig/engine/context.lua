@@ -19,6 +19,28 @@ function M.install(Engine)
     return ws
   end
 
+  -- The ctx of a step's items(), key(), fingerprint() and depends(), one
+  -- per run of the step; ctx.memo is shared with its items' contexts.
+  function Engine:memo(step)
+    self.step_memos = self.step_memos or {}
+    local m = self.step_memos[step.name]
+    if not m then
+      m = {}
+      self.step_memos[step.name] = m
+    end
+    return m
+  end
+
+  function Engine:step_context(step)
+    self.step_ctxs = self.step_ctxs or {}
+    local ctx = self.step_ctxs[step.name]
+    if not ctx then
+      ctx = self:context(step)
+      self.step_ctxs[step.name] = ctx
+    end
+    return ctx
+  end
+
   function Engine:context(step, extra)
     local engine = self
     local ctx = {
@@ -27,6 +49,9 @@ function M.install(Engine)
       dry_run = self.dry_run or false, force = self.force or false, run_id = self.run_id, step = step.name,
       job_name = self.job_name,
       log = log.with { step = step.name },
+      -- a step's own table for one run of it: what items() worked out
+      -- (plan options, a listing) for key, fingerprint and run to read
+      memo = self:memo(step),
     }
     -- True for the target id of an object this plan would create (it has
     -- a placeholder id: qmig.store.overlay); never in a run.
