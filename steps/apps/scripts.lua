@@ -1,4 +1,4 @@
--- apps.scripts — Update Application Scripts (SPEC §5.1 order 200; QAMT
+-- apps.scripts — Update Application Scripts (QAMT
 -- "Update Application Scripts").
 --
 -- For each imported app (the `app` record, i.e. the app apps.reload

@@ -1,5 +1,5 @@
--- apps.shares — Add Shares To Applications (SPEC §5.1 order 230; QAMT "Add
--- Shares To Applications"; reference/qlik-apis.md B7 shares).
+-- apps.shares — Add Shares To Applications (QAMT "Add Shares To
+-- Applications").
 --
 -- plan.apps.shares maps an app name (as in QSEoW; exact, else
 -- case-insensitive) to a list of {user = 'DIR\user' | email, roles} or

@@ -1,4 +1,4 @@
--- apps.validate — Validate Applications (SPEC §5.1 order 270; QAMT
+-- apps.validate — Validate Applications (QAMT
 -- "Validate Applications"): each imported app against its source, by the
 -- data both engines hold, as Qlik's own tool does.
 --

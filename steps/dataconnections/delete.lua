@@ -1,4 +1,4 @@
--- Delete Data Connections (SPEC §5.1, order 40): deletes the Qlik Cloud
+-- Delete Data Connections: deletes the Qlik Cloud
 -- connections this project created (cache kind "dataconnection", created
 -- by us), never adopted ones.  The dataconnection record is then marked
 -- deleted, so a later dataconnections.migrate creates it again.

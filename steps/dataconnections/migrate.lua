@@ -1,4 +1,4 @@
--- Migrate Data Connections (SPEC §5.1, order 160): each QSEoW data
+-- Migrate Data Connections: each QSEoW data
 -- connection in scope becomes a Qlik Cloud connection in the space the
 -- plan names.  Identity in Cloud = (name, space): an existing connection
 -- is adopted, never duplicated or changed.  See docs/assets.md.

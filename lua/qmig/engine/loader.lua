@@ -1,4 +1,4 @@
--- Step resolution and the step-module contract (SPEC §5.2).
+-- Step resolution and the step-module contract (docs/steps.md).
 -- Search order for step "cat.action": the job's steps_path folders, then
 -- QMIG_STEPS_PATH, then Lua's package.path (module qmig.steps.cat.action,
 -- where LuaRocks step packs install), then the built-in steps/ folder.

@@ -1,4 +1,4 @@
--- The day-one preflight of `qmig-lua check` (SPEC §9): everything that
+-- The day-one preflight of `qmig-lua check` (docs/qmig-lua.1): everything that
 -- would make a migration fail, found before anything is written.  Only
 -- reads.  Each finding: {level = "ok" | "warn" | "fail", text = ...}.
 local assets = require "qmig.domain.assets"

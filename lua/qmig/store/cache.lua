@@ -1,4 +1,4 @@
--- qmig.store.cache — the project's SQLite store (SPEC §6): which target object
+-- qmig.store.cache — the project's SQLite store: which target object
 -- each source object became, the run history, per-item events and the undo
 -- journal.  It is what lets a re-run, a later job or a run resumed after
 -- kill -9 find its own work again instead of duplicating it.
