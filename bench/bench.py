@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""qmig-lua benchmark (SPEC §9 "Speed"; bench/README.md explains every figure).
+"""qmig-lua benchmark (bench/README.md explains every figure).
 
   bench/bench.py [--quick] [--only NAMES] [--bin ./qmig-lua] [--work DIR]
 

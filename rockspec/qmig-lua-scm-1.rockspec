@@ -45,6 +45,7 @@ build = {
     ["qmig.store.durable"] = "lua/qmig/store/durable.lua",
     ["qmig.engine.step"] = "lua/qmig/engine/step.lua",
     ["qmig.engine.context"] = "lua/qmig/engine/context.lua",
+    ["qmig.engine.contract"] = "lua/qmig/engine/contract.lua",
     ["qmig.engine.gone"] = "lua/qmig/engine/gone.lua",
     ["qmig.engine.plan"] = "lua/qmig/engine/plan.lua",
     ["qmig.engine.job"] = "lua/qmig/engine/job.lua",

@@ -33,7 +33,7 @@ static const char DONE_KEY = 'd';      /* array of finished, undelivered request
 static CURLM *multi = NULL;
 static int inflight_count = 0;
 
-/* http.before_send(fn): fn runs before curl is next driven when a write
+/* host.before_send(fn) (qmig.host): fn runs before curl is next driven when a write
 ** (any method but GET/HEAD) was queued since, so that the cache can commit
 ** the in-progress markers announcing those writes first (group commit,
 ** see Cache:group).  curl sends nothing before curl_multi_perform. */
@@ -812,8 +812,10 @@ static int http_abort(lua_State *L) {
   return 0;
 }
 
-/* http.before_send(fn | nil): sets or clears the hook (see SEND_HOOK_KEY). */
-static int http_before_send(lua_State *L) {
+/* host.before_send(fn | nil): sets or clears the hook (see SEND_HOOK_KEY).
+** Part of qmig.host (lqmig.c), the engine's, not of the http library steps
+** use. */
+int qmig_http_before_send(lua_State *L) {
   if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &SEND_HOOK_KEY);
@@ -914,7 +916,6 @@ static const luaL_Reg httplib[] = {
   {"client", http_client},
   {"poll", http_poll},
   {"abort", http_abort},
-  {"before_send", http_before_send},
   {"pending", http_pending},
   {"stats", http_stats},
   {"is_request", http_is_request},

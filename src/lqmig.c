@@ -234,7 +234,7 @@ static int q_interrupted(lua_State *L) {
   return 1;
 }
 
-/* qmig.trap_interrupt(on): in trap mode Ctrl-C never raises an error in
+/* host.trap_interrupt(on): in trap mode Ctrl-C never raises an error in
 ** the middle of Lua code; the engine polls qmig.interrupted() instead. */
 static int q_trap_interrupt(lua_State *L) {
   trap_mode = lua_toboolean(L, 1);
@@ -242,7 +242,7 @@ static int q_trap_interrupt(lua_State *L) {
   return 0;
 }
 
-/* qmig.mark_task(co): the scheduler declares co one of its tasks, so
+/* host.mark_task(co): the scheduler declares co one of its tasks, so
 ** requests and sleeps inside it yield instead of blocking. */
 static int q_mark_task(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTHREAD);
@@ -281,8 +281,6 @@ static const luaL_Reg qmiglib[] = {
   {"getpid", q_getpid},
   {"isatty", q_isatty},
   {"interrupted", q_interrupted},
-  {"trap_interrupt", q_trap_interrupt},
-  {"mark_task", q_mark_task},
   {"in_task", q_in_task},
   {NULL, NULL}
 };
@@ -300,6 +298,22 @@ int luaopen_qmig(lua_State *L) {
   return 1;
 }
 
+/* qmig.host: what only the engine calls (lua/qmig/engine/sched.lua,
+** engine/job.lua, store/cache.lua), kept off the qmig table that steps
+** use: the scheduler's task mark, Ctrl-C trap mode, and the hook that
+** runs before a write request is sent. */
+static const luaL_Reg hostlib[] = {
+  {"trap_interrupt", q_trap_interrupt},
+  {"mark_task", q_mark_task},
+  {"before_send", qmig_http_before_send},
+  {NULL, NULL}
+};
+
+int luaopen_qmig_host(lua_State *L) {
+  luaL_newlib(L, hostlib);
+  return 1;
+}
+
 static const luaL_Reg preloads[] = {
   {"qmig", luaopen_qmig},
   {"qmig.http", luaopen_qmig_http},
@@ -311,6 +325,7 @@ static const luaL_Reg preloads[] = {
   {"qmig.ws", luaopen_qmig_ws},
   {"qmig.xlsx", luaopen_qmig_xlsx},
   {"qmig.xml", luaopen_qmig_xml},
+  {"qmig.host", luaopen_qmig_host},
   {NULL, NULL}
 };
 

@@ -22,6 +22,9 @@ int luaopen_qmig_hash(lua_State *L);
 int luaopen_qmig_ws(lua_State *L);
 int luaopen_qmig_xlsx(lua_State *L);
 int luaopen_qmig_xml(lua_State *L);
+int luaopen_qmig_host(lua_State *L);
+/* host.before_send (lhttp.c), a function of qmig.host */
+int qmig_http_before_send(lua_State *L);
 
 /* Opens the standard libraries, preloads every qmig library, sets the
 ** global `qmig` and points package.path at the host's Lua folder. */

@@ -25,7 +25,9 @@ local function live(rec)
 end
 
 return {
-  name = "apps.delete", title = "Delete Applications", order = 20, object = "app.delete",
+  name = "apps.delete", object = "app.delete",
+  produces = { data = { "deleted" } },
+  consumes = { { kind = "app" }, { kind = "app.published" } },
   requires = {},
   items = function(ctx)
     local by_source, known = {}, {}

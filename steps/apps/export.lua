@@ -78,7 +78,10 @@ local function reusable(meta_path, file, fingerprint)
 end
 
 return {
-  name = "apps.export", title = "Export Applications", order = 170, object = "app.export",
+  name = "apps.export", object = "app.export",
+  produces = { data = { "file", "name", "stream", "published", "owner", "description", "scope", "with_data",
+    "objects" } },
+  consumes = {},
   requires = {},
   items = function(ctx)
     local p = ctx.plan.apps or {}
@@ -89,20 +92,19 @@ return {
       scope_supported = version_at_least(about and about.buildVersion, EXPORT_SCOPE_SINCE),
       build = about and about.buildVersion,
     }
-    local apps = scope.list(ctx)
-    for _, app in ipairs(apps) do app.__export = opts end
-    return apps
+    ctx.memo.export = opts
+    return scope.list(ctx)
   end,
   key = function(app) return app.id end,
-  fingerprint = function(app)
-    local o = app.__export or {}
+  fingerprint = function(app, ctx)
+    local o = ctx.memo.export
     return common.export_fingerprint(app,
       { with_data = o.with_data, scope = o.scope_supported and o.scope or "approved" })
   end,
   run = function(ctx, app)
-    local o = app.__export
+    local o = ctx.memo.export
     local effective = o.scope_supported and o.scope or "approved"
-    local fingerprint = common.export_fingerprint(app, { with_data = o.with_data, scope = effective })
+    local fingerprint = ctx.fingerprint
     local file, meta_path = common.export_path(ctx, app.id), common.export_meta_path(ctx, app.id)
     local rel = "exports/apps/" .. fs.basename(file)
     local reason

@@ -132,7 +132,13 @@ local function mark(ctx, app_id, target, source_id)
 end
 
 return {
-  name = "apps.import", title = "Import Applications", order = 180, object = "app",
+  name = "apps.import", object = "app",
+  produces = { data = { "space_id", "name", "bound_for", "staged", "fingerprint", "file" } },
+  consumes = {
+    { kind = "space", data = { "type" }, keys = { "@staging" } },
+    { kind = "user" },
+    { kind = "app.export" },
+  },
   requires = { "apps.export", "spaces.create" },
   items = function(ctx) return scope.list(ctx) end,
   key = function(app) return app.id end,

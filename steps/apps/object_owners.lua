@@ -1,4 +1,4 @@
--- apps.object_owners — Update App Object Owners (SPEC §5.1 order 190; QAMT
+-- apps.object_owners — Update App Object Owners (QAMT
 -- "Update App Object Owners").
 --
 -- After an import every sheet, story and bookmark belongs to the importing
@@ -26,7 +26,8 @@
 -- Undo: irreversible (the importer no longer owns the objects, and only
 -- their owner can give them back).
 --
--- SPEC §6 "several targets per source" — the choice: this step runs
+-- One source app, two target apps (the imported one, the published one) —
+-- the choice: this step runs
 -- before apps.publish (190 < 220) on the imported app, and apps.publish
 -- publishes apps bound for a managed space with `moveApp: true`, which
 -- moves that very app (same id) into the managed space keeping every
@@ -45,8 +46,15 @@ local function label(o)
 end
 
 return {
-  name = "apps.object_owners", title = "Update App Object Owners", order = 190,
+  name = "apps.object_owners",
   object = KIND,
+  produces = { data = { "app_id", "done", "skipped", "missing" } },
+  consumes = {
+    { kind = "app", data = { "space_id", "bound_for" } },
+    { kind = "app.published" },
+    { kind = "app.export", data = { "objects" } },
+    { kind = "user" },
+  },
   requires = { "apps.export", "apps.import" },
   items = function(ctx)
     local items, memo = common.imported(ctx), {}

@@ -1,5 +1,5 @@
--- apps.owners — Update Application Owners (SPEC §5.1 order 280; QAMT
--- "Update Application Owners"; reference/qlik-apis.md B8, D1).
+-- apps.owners — Update Application Owners (QAMT
+-- "Update Application Owners").
 --
 -- The owner of the app users open (ctx.app_for: the published app when
 -- there is one, else the imported one) becomes the Cloud user mapped by
@@ -12,15 +12,17 @@
 --     fingerprint changes and the next run sets it;
 --   * already owned by the mapped user: unchanged, no write.
 -- The previous owner is recorded in the item's data and in the undo
--- journal, as irreversible (SPEC §6): once ownership left the importing
+-- journal, as irreversible: once ownership left the importing
 -- identity, taking it back needs the new owner or an administrator in the
 -- hub.
 local common = require "qmig.domain.apps"
 local names = require "qmig.store.names"
 
 return {
-  name = "apps.owners", title = "Update Application Owners", order = 280,
+  name = "apps.owners",
   object = "app.owner",
+  produces = { data = { "owner", "previous_owner" } },
+  consumes = { { kind = "app", data = { "space_id", "bound_for" } }, { kind = "app.published" }, { kind = "user" } },
   requires = { "apps.import", "users.import" },
   items = function(ctx)
     local items = common.imported(ctx)

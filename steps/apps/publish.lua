@@ -1,12 +1,12 @@
--- apps.publish — Publish Applications (SPEC §5.1 order 220; QAMT "Publish
--- Applications"; reference/qlik-apis.md B8, D1).
+-- apps.publish — Publish Applications (QAMT "Publish
+-- Applications").
 --
 -- Apps whose stream maps to a MANAGED space were imported into the staging
 -- space (managed spaces take no imports).  This step publishes each of
 -- them into its managed space and records the result under its own kind,
 -- `app.published` (key QRS app id, target = the published app), so
--- ctx.app_for(id) — the app users open — finds it (SPEC §6 "several
--- targets per source").
+-- ctx.app_for(id) — the app users open — finds it (one source app, two
+-- target apps: the cache keeps both, kinds "app" and "app.published").
 --
 -- First publish: POST /apps/{staged}/publish {spaceId, moveApp: true}.
 -- moveApp moves the imported app itself (same id) into the managed space
@@ -45,8 +45,10 @@ local function find_copy(ctx, space_id, staged)
 end
 
 return {
-  name = "apps.publish", title = "Publish Applications", order = 220,
+  name = "apps.publish",
   object = "app.published",
+  produces = { data = { "mode", "space_id", "staged" } },
+  consumes = { { kind = "app", data = { "space_id", "bound_for" } }, { kind = "space", data = { "type" } } },
   requires = { "apps.import", "spaces.create" },
   items = function(ctx)
     local items = common.imported(ctx)

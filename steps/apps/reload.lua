@@ -47,7 +47,9 @@ local function wait(ctx, reload)
 end
 
 return {
-  name = "apps.reload", title = "Reload Applications", order = 210, object = "app.reload",
+  name = "apps.reload", object = "app.reload",
+  produces = { data = { "app_id", "app_kind", "status", "endTime" } },
+  consumes = { { kind = "app" }, { kind = "app.published" } },
   requires = { "apps.import" },
   poll = POLL,
   items = function(ctx) return scope.list(ctx) end,

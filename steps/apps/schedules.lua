@@ -684,8 +684,10 @@ local function finish(ctx, outcomes)
 end
 
 return {
-  name = "apps.schedules", title = "Add Reload Schedules To Applications", order = 260,
+  name = "apps.schedules",
   object = KIND,
+  produces = { data = { "task", "trigger", "app", "app_id" } },
+  consumes = { { kind = "app" }, { kind = "app.published" } },
   requires = { "apps.import" },
   items = items,
   key = function(item) return item.id end,

@@ -1,4 +1,4 @@
--- apps.scripts — Update Application Scripts (SPEC §5.1 order 200; QAMT
+-- apps.scripts — Update Application Scripts (QAMT
 -- "Update Application Scripts").
 --
 -- For each imported app (the `app` record, i.e. the app apps.reload
@@ -77,8 +77,13 @@ local function restore_entry(ctx, item, text)
 end
 
 return {
-  name = "apps.scripts", title = "Update Application Scripts", order = 200,
+  name = "apps.scripts",
   object = "app.script",
+  produces = { data = { "app_id", "connections", "replacements" } },
+  consumes = {
+    { kind = "app", data = { "space_id", "bound_for" } },
+    { kind = "dataconnection", data = { "name", "space_id", "space_name" } },
+  },
   requires = { "apps.import" },
   items = function(ctx)
     current_table = nil

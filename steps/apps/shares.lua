@@ -1,5 +1,5 @@
--- apps.shares — Add Shares To Applications (SPEC §5.1 order 230; QAMT "Add
--- Shares To Applications"; reference/qlik-apis.md B7 shares).
+-- apps.shares — Add Shares To Applications (QAMT "Add Shares To
+-- Applications").
 --
 -- plan.apps.shares maps an app name (as in QSEoW; exact, else
 -- case-insensitive) to a list of {user = 'DIR\user' | email, roles} or
@@ -74,8 +74,15 @@ local function same_roles(a, b)
 end
 
 return {
-  name = "apps.shares", title = "Add Shares To Applications", order = 230,
+  name = "apps.shares",
   object = "app.shares",
+  produces = { data = { "app_id", "space_id", "created", "existing", "skipped" } },
+  consumes = {
+    { kind = "app", data = { "space_id", "bound_for" } },
+    { kind = "app.published" },
+    { kind = "space", data = { "name" } },
+    { kind = "user" },
+  },
   requires = { "apps.import", "users.import" },
   items = function(ctx)
     local plan_shares = ctx.plan and ctx.plan.apps and ctx.plan.apps.shares

@@ -1,4 +1,4 @@
--- apps.validate — Validate Applications (SPEC §5.1 order 270; QAMT
+-- apps.validate — Validate Applications (QAMT
 -- "Validate Applications"): each imported app against its source, by the
 -- data both engines hold, as Qlik's own tool does.
 --
@@ -46,8 +46,10 @@ local function validate(ctx, item)
 end
 
 return {
-  name = "apps.validate", title = "Validate Applications", order = 270,
+  name = "apps.validate",
   object = report.KIND,
+  produces = { data = { "row" } },
+  consumes = { { kind = "app", data = { "space_id", "bound_for" } }, { kind = "app.published" } },
   requires = { "apps.import" },
   items = function(ctx)
     report.reset()

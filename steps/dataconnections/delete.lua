@@ -1,10 +1,12 @@
--- Delete Data Connections (SPEC §5.1, order 40): deletes the Qlik Cloud
+-- Delete Data Connections: deletes the Qlik Cloud
 -- connections this project created (cache kind "dataconnection", created
 -- by us), never adopted ones.  The dataconnection record is then marked
 -- deleted, so a later dataconnections.migrate creates it again.
 return {
-  name = "dataconnections.delete", title = "Delete Data Connections", order = 40,
+  name = "dataconnections.delete",
   object = "dataconnection.delete",
+  produces = {},
+  consumes = { { kind = "dataconnection", data = { "name" } } },
 
   items = function(ctx)
     local out = {}

@@ -1,4 +1,4 @@
--- Migrate Data Connections (SPEC §5.1, order 160): each QSEoW data
+-- Migrate Data Connections: each QSEoW data
 -- connection in scope becomes a Qlik Cloud connection in the space the
 -- plan names.  Identity in Cloud = (name, space): an existing connection
 -- is adopted, never duplicated or changed.  See docs/assets.md.
@@ -55,8 +55,10 @@ local function credential(ctx, item)
 end
 
 return {
-  name = "dataconnections.migrate", title = "Migrate Data Connections", order = 160,
+  name = "dataconnections.migrate",
   object = "dataconnection",
+  produces = { data = { "name", "space_id", "space_name", "login_set" } },
+  consumes = { { kind = "space", data = { "name" } } },
   requires = {},  -- spaces from spaces.create when the map names streams; literal Cloud spaces otherwise
 
   -- The QSEoW connections whose names match plan.data_connections.names

@@ -1,7 +1,7 @@
--- Import Extensions (SPEC §5.1): uploads the zips of extensions.export to Qlik
+-- Import Extensions: uploads the zips of extensions.export to Qlik
 -- Cloud; a extension of the same name is adopted, never replaced.  See
 -- docs/assets.md.
 return require("qmig.domain.extensions").import("extension", {
-  name = "extensions.import", title = "Import Extensions", order = 100,
+  name = "extensions.import",
   export = "extensions.export",
 })

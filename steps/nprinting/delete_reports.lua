@@ -83,8 +83,10 @@ local function depends(x, all)
 end
 
 return {
-  name = "nprinting.delete_reports", title = "Delete NPrinting Reports", order = 50,
+  name = "nprinting.delete_reports",
   object = "nprinting.report.delete",
+  produces = { data = { "deleted", "name" } },
+  consumes = { { kind = "nprinting.report", data = { "name" } } },
   requires = {},
   items = function(ctx)
     local list = items(ctx)

@@ -185,8 +185,10 @@ local function run(ctx, item)
 end
 
 return {
-  name = "nprinting.filters", title = "Migrate NPrinting Filters", order = 250,
+  name = "nprinting.filters",
   object = KIND,
+  produces = { data = { "app_id", "name" } },
+  consumes = { { kind = "app" }, { kind = "app.published" } },
   requires = { "apps.import" },
   items = items,
   key = function(item) return item.id end,

@@ -430,8 +430,10 @@ local function finish(ctx, outcomes)
 end
 
 return {
-  name = "nprinting.reports", title = "Migrate NPrinting Reports", order = 240,
+  name = "nprinting.reports",
   object = KIND,
+  produces = { data = { "name", "app_id" } },
+  consumes = { { kind = "app" }, { kind = "app.published" }, { kind = "user" } },
   requires = { "apps.import" },
   items = items,
   key = function(item) return item.id end,

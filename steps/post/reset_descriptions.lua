@@ -18,7 +18,9 @@ local function live(rec)
 end
 
 return {
-  name = "post.reset_descriptions", title = "Reset App Descriptions", order = 350, object = "app.description",
+  name = "post.reset_descriptions", object = "app.description",
+  produces = { data = { "reset" } },
+  consumes = { { kind = "app" }, { kind = "app.published" } },
   requires = { "apps.import" },
   items = function(ctx)
     local out = {}

@@ -12,7 +12,7 @@ local function live(rec)
 end
 
 return variant.of(require "qmig.steps.post.reset_descriptions", {
-  name = "post.reset_qv_descriptions", title = "Reset QlikView App Descriptions", order = 360,
+  name = "post.reset_qv_descriptions",
   object = "qvapp.description", requires = { "qvapps.import" },
   -- the marker names the generated id, the cache key is the document
   items = function(ctx)

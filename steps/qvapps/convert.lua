@@ -30,7 +30,7 @@ local function csv(v)
 end
 
 return {
-  name = "qvapps.convert", title = "Convert QlikView Applications", order = 290, object = "qvapp.convert",
+  name = "qvapps.convert", object = "qvapp.convert",
   requires = {},
   items = function(ctx)
     local docs = conversion.documents(ctx)

@@ -15,7 +15,7 @@ local function live(rec)
 end
 
 return variant.of(require "qmig.steps.apps.delete", {
-  name = "qvapps.delete", title = "Delete QlikView Applications", order = 30, object = "qvapp.delete",
+  name = "qvapps.delete", object = "qvapp.delete",
   requires = {},
   items = function(ctx)
     local by_doc, doc_of = {}, {}

@@ -88,7 +88,7 @@ local function placement(ctx, item)
 end
 
 return {
-  name = "qvapps.import", title = "Import QlikView Applications", order = 300, object = "qvapp",
+  name = "qvapps.import", object = "qvapp",
   requires = { "qvapps.convert" },
   items = function(ctx)
     local items = conversion.converted(ctx)

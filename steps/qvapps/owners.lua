@@ -9,7 +9,7 @@ local retrieve = require "qmig.clients.retrieve"
 local base = require "qmig.steps.apps.owners"
 
 return variant.of(base, {
-  name = "qvapps.owners", title = "Update QlikView Application Owners", order = 340, object = "qvapp.owner",
+  name = "qvapps.owners", object = "qvapp.owner",
   requires = { "qvapps.import" },
   items = function(ctx)
     local map = ctx.plan.qlikview and ctx.plan.qlikview.owners or {}

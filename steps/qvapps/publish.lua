@@ -6,6 +6,6 @@
 local variant = require "qmig.domain.qlikview.variant"
 
 return variant.of(require "qmig.steps.apps.publish", {
-  name = "qvapps.publish", title = "Publish QlikView Applications", order = 330, object = "qvapp.published",
+  name = "qvapps.publish", object = "qvapp.published",
   requires = { "qvapps.import" },
 })

@@ -5,7 +5,7 @@
 local variant = require "qmig.domain.qlikview.variant"
 
 return variant.of(require "qmig.steps.apps.reload", {
-  name = "qvapps.reload", title = "Reload QlikView Applications", order = 320, object = "qvapp.reload",
+  name = "qvapps.reload", object = "qvapp.reload",
   requires = { "qvapps.import" },
   items = function(ctx) return variant.documents(ctx) end,
 })

@@ -4,6 +4,6 @@
 local variant = require "qmig.domain.qlikview.variant"
 
 return variant.of(require "qmig.steps.apps.scripts", {
-  name = "qvapps.scripts", title = "Update QlikView Application Scripts", order = 310, object = "qvapp.script",
+  name = "qvapps.scripts", object = "qvapp.script",
   requires = { "qvapps.import" },
 })

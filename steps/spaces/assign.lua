@@ -135,8 +135,10 @@ local function items(ctx)
 end
 
 return {
-  name = "spaces.assign", title = "Add Assignments To Spaces", order = 140,
+  name = "spaces.assign",
   object = "space.assignments",
+  produces = { data = { "created", "updated", "assignees" } },
+  consumes = { { kind = "space", data = { "name", "type" } }, { kind = "user" } },
   requires = { "spaces.create" },
   items = items,
   key = function(item) return item.stream.id end,

@@ -33,8 +33,10 @@ local function rename(ctx, item, space)
 end
 
 return {
-  name = "spaces.create", title = "Create Spaces", order = 130,
+  name = "spaces.create",
   object = "space",
+  produces = { data = { "name", "type" }, keys = { "@staging" } },
+  consumes = {},
   items = spaces.items,
   key = function(item) return item.key end,
   fingerprint = function(item)

@@ -7,8 +7,10 @@
 local errors = require "qmig.clients.errors"
 
 return {
-  name = "spaces.delete", title = "Delete Spaces", order = 60,
+  name = "spaces.delete",
   object = "space.delete",
+  produces = {},
+  consumes = { { kind = "space", data = { "name" } } },
   items = function(ctx) return ctx.created("space") end,
   key = function(rec) return rec.source_id end,
   fingerprint = function(rec) return rec.target_id end,

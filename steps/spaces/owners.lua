@@ -48,8 +48,10 @@ local function items(ctx)
 end
 
 return {
-  name = "spaces.owners", title = "Update Space Owners", order = 150,
+  name = "spaces.owners",
   object = "space.owner",
+  produces = { data = { "owner_id", "previous_owner_id" } },
+  consumes = { { kind = "space", data = { "name", "type" } }, { kind = "user" } },
   requires = { "spaces.create", "users.import" },
   items = items,
   key = function(item) return item.stream.id end,

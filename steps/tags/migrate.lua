@@ -1,5 +1,4 @@
--- QRS tags and custom properties -> Cloud tags (SPEC §5.1, order 235,
--- after publish).  Cloud tags are public collections: each QRS tag, and
+-- QRS tags and custom properties -> Cloud tags (after publish).  Cloud tags are public collections: each QRS tag, and
 -- each custom-property value as "<Property>:<Value>", becomes a public
 -- collection (created or adopted by name), and the Cloud app's item is
 -- added to it.  Every Cloud copy of the app gets the tags: the imported
@@ -65,8 +64,10 @@ local function app_item(ctx, app_id)
 end
 
 return {
-  name = "tags.migrate", title = "Migrate Tags And Custom Properties", order = 235,
+  name = "tags.migrate",
   object = "app.tags",
+  produces = { data = { "tags", "collections" } },
+  consumes = { { kind = "app" }, { kind = "app.published" } },
   requires = { "apps.import" },
 
   items = function(ctx)

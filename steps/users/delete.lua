@@ -2,8 +2,10 @@
 -- (users.import with plan.users.create_missing), never adopted ones.  A
 -- user already gone counts as deleted.  Irreversible: undo lists it.
 return {
-  name = "users.delete", title = "Delete Users", order = 10,
+  name = "users.delete",
   object = "user.delete",
+  produces = {},
+  consumes = { { kind = "user", data = { "email", "dir_user" } } },
   items = function(ctx) return ctx.created("user") end,
   key = function(rec) return rec.source_id end,
   fingerprint = function(rec) return rec.target_id end,

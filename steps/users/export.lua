@@ -9,8 +9,10 @@ local errors = require "qmig.clients.errors"
 local json = require "qmig.json"
 
 return {
-  name = "users.export", title = "Export Users", order = 70,
+  name = "users.export",
   object = "user.export",
+  produces = { data = { "email", "subject", "name", "dir_user", "source" } },
+  consumes = {},
   items = function(ctx)
     local users, _, warnings = identity.in_scope(ctx)
     for _, w in ipairs(warnings) do ctx.log.warn(w) end

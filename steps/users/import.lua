@@ -24,8 +24,10 @@ local function find(ctx, want, subjects)
 end
 
 return {
-  name = "users.import", title = "Import Users", order = 80,
+  name = "users.import",
   object = "user",
+  produces = { data = { "email", "subject", "dir_user" } },
+  consumes = {},
   requires = { "users.export" },
   items = function(ctx)
     local items = {}

@@ -1,4 +1,4 @@
--- Bad input, table driven (SPEC §9 "Reliability"): broken job files, step
+-- Bad input, table driven: broken job files, step
 -- modules and transforms.lua files.  A configuration error exits 2 with
 -- a message naming the file (and line where there is one), no traceback,
 -- ZERO requests to the simulator and no project folder created.  A step

@@ -1,4 +1,4 @@
--- Bad server replies (SPEC §9 "Reliability"): invalid JSON, HTML pages,
+-- Bad server replies: invalid JSON, HTML pages,
 -- truncated bodies, odd content types, Qlik error bodies, redirects, huge
 -- headers, paging links to other hosts or looping, `data` not a list,
 -- 429 without Retry-After, 401 mid-run.  The Cloud and QRS clients turn

@@ -117,7 +117,7 @@ end)
 
 T.test("inside a scheduler task an atomic write runs on the I/O worker, same results", function()
   local http = require "qmig.http"
-  local qmig = require "qmig"
+  local qmig = require "qmig.host"
   local sched = require "qmig.engine.sched"
   local dir = t.tmpdir()
   -- by hand: the task yields an I/O job, http.poll hands it back when done

@@ -1,4 +1,4 @@
--- Hostile source data (SPEC §9 "Security"): stream, app and user names
+-- Hostile source data: stream, app and user names
 -- with quotes, "..", "/", "\", control characters, NUL, 10 KB names,
 -- markup, SQL and QRS-filter injection attempts, bidi overrides and a
 -- lone UTF-16 surrogate.  The names never escape the project folder as

@@ -1,5 +1,5 @@
 -- qmig.domain.schedules: QRS schema events -> Qlik Cloud reload-task schedules,
--- table driven (reference/qlik-apis.md A11, B12, D4).  Every RRULE the
+-- table driven (docs/schedules.md).  Every RRULE the
 -- cases produce is also checked by the simulator's validator
 -- (python3 tests/qliksim/cloud.py), the one /reload-tasks applies.
 local t = require "testing"

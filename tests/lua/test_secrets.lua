@@ -1,4 +1,4 @@
--- Secrets (SPEC §9 "Security"): a canary API key given as ${ENV} in the
+-- Secrets: a canary API key given as ${ENV} in the
 -- job, and the passphrase of an encrypted client key (key_password), never
 -- appear on the terminal, in the logs, the cache (and its WAL), the
 -- reports, status output or error messages, nor in the process's command
@@ -247,7 +247,7 @@ T.test("TLS verification is on by default: an untrusted target certificate is re
   code, out, err = cli.run({ "check", file }, { env = env() })
   t.eq(code, 0, out .. err)
   t.match(out, "authenticated as me@example%.com")
-  -- insecure: true works too, and says so (SPEC §4.2: logged as a warning)
+  -- insecure: true works too, and says so (logged as a warning)
   t.write(file, text:gsub("(url: https://127%.0%.0%.1:%d+/case/ok)", "%1\n  insecure: true"))
   code, out, err = cli.run({ "check", file }, { env = env() })
   stop()

@@ -41,7 +41,7 @@ local function decode_error(text, name)
   return msg
 end
 
--- The job file of SPEC §4.2, verbatim.
+-- The example job file of the product specification, verbatim.
 local JOB = [==[
 version: 1
 project: finance-wave1              # or {name: finance-wave1, dir: path}; the folder defaults

@@ -21,7 +21,7 @@ Cloud.__index = Cloud
 
 function M.new(target, opts)
   opts = opts or {}
-  if target.insecure then  -- SPEC §4.2: `insecure: true` is logged as a warning
+  if target.insecure then  -- turning verification off must never go unnoticed in the log
     require("qmig.ui.log").warn("TLS verification is off for the target (insecure: true): " .. tostring(target.url))
   end
   local base = target.url:gsub("/+$", "")

@@ -13,7 +13,8 @@
 -- WebSocket's codes -- timeout, tls, auth, closed, too_large, ... -- for
 -- the connection).  Calls made in a scheduler task yield on the socket
 -- like HTTP requests do.  A session serves one call at a time: tasks
--- sharing one take turns.  Facts: ../shared/reference/qix-engine.md.
+-- sharing one take turns.  What the engine answers: the simulator
+-- tests/qliksim/engine.py and tests/lua/test_qix.lua.
 local qmig = require "qmig"
 local json = require "qmig.json"
 local ws = require "qmig.ws"

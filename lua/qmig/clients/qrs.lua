@@ -43,7 +43,7 @@ function M.all(clauses) return "(" .. table.concat(clauses, " and ") .. ")" end
 
 -- M.new(source) with source = the job's source table.
 function M.new(source, opts)
-  if source.insecure then  -- SPEC §4.2: `insecure: true` is logged as a warning
+  if source.insecure then  -- turning verification off must never go unnoticed in the log
     require("qmig.ui.log").warn("TLS verification is off for the source (insecure: true): " .. tostring(source.url))
   end
   -- Certificate auth on port 4242 names the acting user in X-Qlik-User;

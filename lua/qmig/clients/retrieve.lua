@@ -1,5 +1,5 @@
 -- Retrieval: finding in the target what a step may already have made, so
--- it is adopted instead of duplicated (SPEC §6).  Natural keys: users by
+-- it is adopted instead of duplicated (docs/steps.md, rule 1).  Natural keys: users by
 -- email then subject, spaces by name, data connections by name + space,
 -- extensions and themes by name, apps by the description marker.
 local cloud = require "qmig.clients.cloud"

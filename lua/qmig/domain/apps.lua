@@ -98,7 +98,8 @@ function M.app(ctx, app_id)
   error(reply, 0)
 end
 
--- The managed space an app is bound for (SPEC D1): the import record's
+-- The managed space an app is bound for (a managed space takes apps only
+-- by publishing, so apps.import stages them): the import record's
 -- bound_for, else the space mapped to its stream when that space is managed.
 function M.managed_space(ctx, item)
   if item.bound_for then return item.bound_for end

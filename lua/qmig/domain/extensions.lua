@@ -32,7 +32,9 @@ end
 function M.export(kind, meta)
   local k = KINDS[kind]
   return {
-    name = meta.name, title = meta.title, order = meta.order, object = kind .. ".export",
+    name = meta.name, object = kind .. ".export",
+    produces = { data = { "file", "sha256", "size", "name", "cloud_name", "modified", "files" } },
+    consumes = {},
     items = function(ctx) return common.extensions(ctx, k.themes) end,
     key = function(x) return x.id end,
     run = function(ctx, x)
@@ -81,7 +83,9 @@ end
 function M.import(kind, meta)
   local k = KINDS[kind]
   return {
-    name = meta.name, title = meta.title, order = meta.order, object = kind,
+    name = meta.name, object = kind,
+    produces = { data = { "name", "sha256" } },
+    consumes = { { kind = kind .. ".export", data = { "file", "sha256" } } },
     requires = { meta.export },
     items = function(ctx) return common.extensions(ctx, k.themes) end,
     key = function(x) return x.id end,

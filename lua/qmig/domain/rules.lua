@@ -1,5 +1,6 @@
 -- QRS security rules on streams -> who may read / publish in each stream
--- (reference/qlik-apis.md A14, D6).  Only what translates exactly is
+-- (the roles each space type allows: docs/catalogue.md, spaces.assign).
+-- Only what translates exactly is
 -- translated; every other rule or condition is reported, never guessed.
 --
 -- A rule applies to a stream when it is a Custom Security rule, enabled,

@@ -1,5 +1,5 @@
--- Load-script rewriting for apps.scripts (SPEC §4.2 plan.scripts.replace,
--- §5 "two notes"): pure functions, no I/O, so they are unit-tested alone.
+-- Load-script rewriting for apps.scripts (plan.scripts.replace in
+-- docs/job-file.md; docs/catalogue.md, apps.scripts): pure functions, no I/O, so they are unit-tested alone.
 --
 -- Order: (1) data-connection renames, (2) the plan's replace rules in the
 -- order written (`find` = plain text, `pattern` = a Lua pattern with %1

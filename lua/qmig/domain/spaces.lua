@@ -1,7 +1,7 @@
 -- Spaces: stream -> space naming, space roles per type, and the
 -- assignment write shared by spaces.assign and spaces.owners.
 --
--- Naming (SPEC §4.2 plan.spaces, reference/qlik-apis.md B7, D1):
+-- Naming (plan.spaces in docs/job-file.md; space types: docs/catalogue.md, spaces.create):
 --   * plan.spaces.map[stream] = {name, type}: name and type as given (a
 --     final name: no prefix/suffix); a missing name is derived as below,
 --     a missing type is managed.

@@ -1,5 +1,5 @@
 -- Users: which QRS users a plan migrates, and how each maps to a Qlik
--- Cloud identity (SPEC §4.2 plan.users, reference/qlik-apis.md D7).
+-- Cloud identity (plan.users in docs/job-file.md).
 --
 -- Email, first rule that gives one:
 --   1. plan.users.map['DIR\userid'] (explicit; keys compared ignoring case)

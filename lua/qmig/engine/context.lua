@@ -7,6 +7,56 @@ local transforms = require "qmig.job.transforms"
 
 local M = {}
 
+-- Every field of a step's ctx, for docs/steps.md (tools/stepdoc.lua; a test
+-- runs a step and fails on a field this list lacks).  `where`: "step" = also
+-- in the ctx of items/key/fingerprint/depends, "item" = in run's only,
+-- "engine" = the engine's own bookkeeping, not for steps.
+M.FIELDS = {
+  { "source", "step", "QRS client: `get(path, query)`, `full(entity, filter)`, `count`, `about`, "
+    .. "`export_app(id, opts, dest)`; filters with `qrs.eq/any/all/quote`" },
+  { "target", "step", "Cloud client: `get`, `post`, `put`, `patch`, `delete`, `find(path)` (get; none -> nil), "
+    .. "`remove(path)` (delete; already gone -> false), `each(path, query)` (all pages), `all`, `me()` (the "
+    .. "identity it acts as, read once), `local_time(iso)` (a tenant time on this machine's clock), "
+    .. "`request(method, path, opts)` (files: `source=`, `sink=`, `multipart=`)" },
+  { "plan", "step", "the job file's `plan` (validated)" },
+  { "job", "step", "the validated job file" },
+  { "cache", "step", "the project's cache (lua/qmig/store/cache.lua); in a plan, its in-memory overlay" },
+  { "project", "step", "the project folder: `path(...)`, `object_path(folder, name, ext)`, `write_json`, `read_json`" },
+  { "transforms", "step", "the job's transforms hooks (call them through `ctx.transform`)" },
+  { "dry_run", "step", "true in a plan (`plan`, `run --dry-run`): the target refuses writes" },
+  { "force", "step", "the run was started with `--force` (e.g. export again even if the file looks current)" },
+  { "run_id", "step", "the run's number in the cache (nil in a plan)" },
+  { "step", "step", "the step's name" },
+  { "job_name", "step", "the name of the job of the file being run" },
+  { "log", "step", "a logger (`info`, `warn`, `debug`, `error`) whose records carry the step's name" },
+  { "memo", "step", "the step's own table for one run of it: what `items` worked out for `key`, `fingerprint` "
+    .. "and `run` to read" },
+  { "is_planned(id)", "step", "true for the placeholder id of an object this plan would create (never in a run)" },
+  { "lookup(kind, source_id)", "step", "target id an earlier step recorded (and the cache record)" },
+  { "created(kind)", "step", "cache records of `kind` whose objects this project created and still has: what a "
+    .. "delete step may remove" },
+  { "forget(kind, source_id, reason)", "step", "marks another step's record deleted (a delete step), so a later "
+    .. "run redoes that object; the only way a step changes a record not its own" },
+  { "app_for(source_app_id)", "step", "the app users open: the published copy (`app.published`) when there is "
+    .. "one, else the imported app (`app`)" },
+  { "transform(hook, ...)", "step", "applies a transforms hook (the table of hooks below); nil = leave the item out" },
+  { "item_key", "item", "the item's key (what `key` returned)" },
+  { "fingerprint", "item", "the item's fingerprint, as the engine computed it" },
+  { "previous", "item", "this item's cache record from an earlier run, or nil" },
+  { "resume", "item", "a previous attempt may have left half-finished work: look for it" },
+  { "started_at", "item", "ISO time the first attempt of this item began" },
+  { "undo(entry)", "item", "records how to reverse what `run` did" },
+  { "change(field, old, new)", "item", "what an update changes, called before its write: the plan prints "
+    .. "`field 'old' -> 'new'` and `plan --json` has it under `changes`" },
+  { "ensure(spec)", "item", "find-or-create (rule 1 below)" },
+  { "listed(fn)", "item", "a look that waits out the catalogue's lag (rule 1)" },
+  { "changes", "engine", "what `ctx.change` collected" },
+  { "catalogue_lag", "engine", "the job's `options.catalogue_lag`, for `ctx.ensure`" },
+  { "witnesses", "engine", "what the step's creates made, for the items in doubt (lua/qmig/engine/ensure.lua)" },
+  { "gone", "engine", "the recorded object was deleted in the tenant (lua/qmig/engine/gone.lua)" },
+  { "doubt_at", "engine", "when an attempt in doubt began (lua/qmig/engine/ensure.lua)" },
+}
+
 function M.install(Engine)
   -- The witnesses of a step's items (qmig.engine.ensure), one list per step and run.
   function Engine:witnesses(step)
@@ -19,6 +69,28 @@ function M.install(Engine)
     return ws
   end
 
+  -- The ctx of a step's items(), key(), fingerprint() and depends(), one
+  -- per run of the step; ctx.memo is shared with its items' contexts.
+  function Engine:memo(step)
+    self.step_memos = self.step_memos or {}
+    local m = self.step_memos[step.name]
+    if not m then
+      m = {}
+      self.step_memos[step.name] = m
+    end
+    return m
+  end
+
+  function Engine:step_context(step)
+    self.step_ctxs = self.step_ctxs or {}
+    local ctx = self.step_ctxs[step.name]
+    if not ctx then
+      ctx = self:context(step)
+      self.step_ctxs[step.name] = ctx
+    end
+    return ctx
+  end
+
   function Engine:context(step, extra)
     local engine = self
     local ctx = {
@@ -27,6 +99,9 @@ function M.install(Engine)
       dry_run = self.dry_run or false, force = self.force or false, run_id = self.run_id, step = step.name,
       job_name = self.job_name,
       log = log.with { step = step.name },
+      -- a step's own table for one run of it: what items() worked out
+      -- (plan options, a listing) for key, fingerprint and run to read
+      memo = self:memo(step),
     }
     -- True for the target id of an object this plan would create (it has
     -- a placeholder id: qmig.store.overlay); never in a run.

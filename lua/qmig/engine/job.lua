@@ -7,6 +7,7 @@
 --
 -- Events, {kind = ...}:
 --   job.error   {text}                     refused or stopped (stderr)
+--   job.contract {text}                    an override lacks what others read
 --   job.notice  {text}                     a plain line (stdout)
 --   job.start   {limiter, file, run_id, dry_run}   the run begins
 --   job.job     {name}                     a job of the file begins
@@ -214,6 +215,11 @@ function M.run(opts, emit)
   if not hooks then return refuse(err, EXIT.config) end
   err = needs_yes(selection, opts)
   if err then return refuse(err, EXIT.config) end
+  -- an override of a built-in step that leaves out what later steps read
+  -- is said now, before anything is contacted
+  for _, text in ipairs(require("qmig.engine.contract").check(job)) do
+    emit { kind = "job.contract", text = text }
+  end
   retry.base_delay = job.options.retry_delay
   -- both connections are proven before the project folder is even made:
   -- a run refused at the door leaves nothing behind
@@ -221,7 +227,7 @@ function M.run(opts, emit)
   if not source then return refuse(target, status) end
   local proj, perr, pcode = project.open(job.project.dir)
   if not proj then return refuse(perr, pcode == "locked" and EXIT.auth or EXIT.config) end
-  qmig.trap_interrupt(true)
+  require("qmig.host").trap_interrupt(true)
   http.configure { max_host_connections = job.options.max_per_host or 0 }
   if opts.plan_file and not opts.dry_run then
     local ok, why, why_status = check_saved_plan(job, selection, proj, hooks, opts)

@@ -1,4 +1,4 @@
--- Step resolution and the step-module contract (SPEC §5.2).
+-- Step resolution and the step-module contract (docs/steps.md).
 -- Search order for step "cat.action": the job's steps_path folders, then
 -- QMIG_STEPS_PATH, then Lua's package.path (module qmig.steps.cat.action,
 -- where LuaRocks step packs install), then the built-in steps/ folder.
@@ -32,9 +32,12 @@ function M.candidates(name, steps_path)
 end
 
 local required_fields = {
-  { "name", "string" }, { "title", "string" }, { "order", "number" }, { "object", "string" },
+  { "name", "string" }, { "object", "string" },
   { "items", "function" }, { "key", "function" }, { "run", "function" },
 }
+-- A step of the catalogue (lua/qmig/job/catalogue.lua) takes its order and
+-- title from there, declared once; a new step (a pack's) must give both.
+local catalogued_fields = { { "title", "string" }, { "order", "number" } }
 local optional_fields = {
   requires = "table", fingerprint = "function", description = "string", finish = "function",
   -- depends(item) -> keys of this step's items that must end first
@@ -46,6 +49,9 @@ local optional_fields = {
   -- target_path(record) -> path | nil: the read showing a done record's
   -- object is still in the tenant; if_gone: what a 404 there means
   target_path = "function", if_gone = "string",
+  -- what it records for later steps, and what it reads of theirs
+  -- (lua/qmig/engine/contract.lua)
+  produces = "table", consumes = "table",
 }
 
 -- Checks a loaded module against the contract; returns true or nil, why.
@@ -56,6 +62,13 @@ function M.validate(mod, name)
       return nil, string.format("field '%s' must be a %s, got %s", f[1], f[2], type(mod[f[1]]))
     end
   end
+  local entry = type(mod.name) == "string" and catalogue.by_name[mod.name]
+  for _, f in ipairs(catalogued_fields) do
+    if (mod[f[1]] ~= nil or not entry) and type(mod[f[1]]) ~= f[2] then
+      return nil, string.format("field '%s' must be a %s, got %s%s", f[1], f[2], type(mod[f[1]]),
+        entry and "" or " (a step the catalogue does not list declares its own title and order)")
+    end
+  end
   for field, ty in pairs(optional_fields) do
     if mod[field] ~= nil and type(mod[field]) ~= ty then
       return nil, string.format("field '%s' must be a %s, got %s", field, ty, type(mod[field]))
@@ -64,6 +77,8 @@ function M.validate(mod, name)
   if mod.if_gone ~= nil and mod.if_gone ~= "recreate" and mod.if_gone ~= "report" then
     return nil, string.format("field 'if_gone' must be \"recreate\" or \"report\", got '%s'", tostring(mod.if_gone))
   end
+  local shaped, why = require("qmig.engine.contract").validate(mod)
+  if not shaped then return nil, why end
   if mod.name ~= name then
     return nil, string.format("field 'name' is '%s' but the file provides step '%s'", mod.name, name)
   end
@@ -81,6 +96,8 @@ function M.load_file(path, name)
   if not ok then return nil, path .. ": error while loading: " .. tostring(mod) end
   local valid, why = M.validate(mod, name)
   if not valid then return nil, path .. ": " .. why end
+  local entry = catalogue.by_name[name]
+  if entry then mod.title, mod.order = entry.title, entry.order end
   return mod
 end
 

@@ -1,4 +1,4 @@
--- The day-one preflight of `qmig-lua check` (SPEC §9): everything that
+-- The day-one preflight of `qmig-lua check` (docs/qmig-lua.1): everything that
 -- would make a migration fail, found before anything is written.  Only
 -- reads.  Each finding: {level = "ok" | "warn" | "fail", text = ...}.
 local assets = require "qmig.domain.assets"
@@ -136,6 +136,7 @@ function M.check(opts, say, complain)
   if not job then complain("%s", err); return EXIT.config end
   local hooks, terr = require("qmig.job.transforms").load(job.transforms)
   if not hooks then complain("%s", terr); return EXIT.config end
+  for _, text in ipairs(require("qmig.engine.contract").check(job)) do complain("warning: %s", text) end
   local source, target, status = require("qmig.clients.connect").open(job, { dry_run = true })
   if not source then complain("%s", target); return status end
   local about = source:about()

@@ -1,7 +1,7 @@
 -- qmig.engine.sched: runs Lua coroutines ("tasks") concurrently.
 --
 -- A task that makes an HTTP request or calls qmig.sleep yields to this
--- scheduler (the C side sees the task was marked with qmig.mark_task); the
+-- scheduler (the C side sees the task was marked with qmig.host.mark_task); the
 -- scheduler drives every transfer at once through http.poll() and resumes
 -- each task when its transfer or timer is done.  At most `concurrency`
 -- tasks run at a time (making requests or computing); the rest wait in
@@ -12,6 +12,7 @@
 -- (default 4 x concurrency) bounds the tasks started and not ended, so
 -- sleepers cannot pile up without limit (e.g. reloads waiting in Qlik).
 local qmig = require "qmig"
+local host = require "qmig.host"
 local http = require "qmig.http"
 
 local M = {}
@@ -49,7 +50,7 @@ function Scheduler:spawn(fn, ...)
   task.co = coroutine.create(function()
     return xpcall(fn, debug.traceback, table.unpack(args, 1, args.n))
   end)
-  qmig.mark_task(task.co)
+  host.mark_task(task.co)
   self.queued[#self.queued + 1] = task
   return task
 end

@@ -50,8 +50,10 @@ function M.new(opts)
   return self
 end
 
-function M.fingerprint(step, item)
-  if step.fingerprint then return tostring(step.fingerprint(item)) end
+-- The fingerprint of an item: step.fingerprint(item, ctx), else a hash of
+-- the item.  ctx is the step's (ctx.memo holds what items() worked out).
+function M.fingerprint(step, item, ctx)
+  if step.fingerprint then return tostring(step.fingerprint(item, ctx)) end
   return hash.sha256(json.encode(item, { sort_keys = true }))
 end
 
@@ -75,13 +77,14 @@ local reported_gone = require("qmig.engine.gone").install(Engine, M).reported
 -- Runs one item; returns its outcome table {status=, reason=, ...}.
 function Engine:run_item(step, item)
   local kind, cache = step.object, self.cache
-  local ok_key, key = pcall(step.key, item)
+  local step_ctx = self:step_context(step)
+  local ok_key, key = pcall(step.key, item, step_ctx)
   if not ok_key or key == nil then
     return { status = "failed",
       reason = ok_key and "step key() returned nil" or ("step key() failed: " .. tostring(key)) }
   end
   key = tostring(key)
-  local fingerprint = M.fingerprint(step, item)
+  local fingerprint = M.fingerprint(step, item, step_ctx)
   local rec = cache and cache:get(kind, key)
   local gone  -- {target_id =, path =}: the recorded object was deleted in the tenant
   if rec and reported_gone(rec) then
@@ -129,6 +132,8 @@ function Engine:run_item(step, item)
     -- what the step's creates made, for the items in doubt (qmig.engine.ensure)
     witnesses = self:witnesses(step),
     gone = gone,
+    -- what the engine computed for this item, so run need not again
+    fingerprint = fingerprint,
   })
   -- What an update changes, old -> new, for the plan and the item's line:
   -- ctx.change("owner", "CORP\\jdoe", "CORP\\asmith"), called before the write.
@@ -212,10 +217,10 @@ end
 -- among the items are ignored; a dependency that closes a cycle is
 -- dropped (the step reports cycles itself: the engine only must not hang).
 -- -> {{key=, item=}}, {key = {keys to wait for}}, done = {}
-function M.dependency_order(step, items)
+function M.dependency_order(step, items, ctx)
   local entries, by_key = {}, {}
   for _, item in ipairs(items) do
-    local ok, key = pcall(step.key, item)
+    local ok, key = pcall(step.key, item, ctx)
     local entry = { key = ok and key ~= nil and tostring(key) or nil, item = item }
     entries[#entries + 1] = entry
     if entry.key then by_key[entry.key] = by_key[entry.key] or entry end
@@ -225,7 +230,7 @@ function M.dependency_order(step, items)
   local function visit(entry)
     if state[entry] == "done" then return end
     state[entry] = "visiting"
-    local ok, deps = pcall(step.depends, entry.item)
+    local ok, deps = pcall(step.depends, entry.item, ctx)
     local waits = {}
     for _, dep in ipairs(ok and type(deps) == "table" and deps or {}) do
       local other = by_key[tostring(dep)]
@@ -299,7 +304,10 @@ end
 function Engine:run_step(step)
   local summary = { step = step.name, counts = {}, outcomes = {} }
   local reads_before = self.target_reads or 0
-  local ctx = self:context(step)
+  -- a new ctx.memo for each run of the step
+  if self.step_ctxs then self.step_ctxs[step.name] = nil end
+  if self.step_memos then self.step_memos[step.name] = nil end
+  local ctx = self:step_context(step)
   local ok, items = xpcall(step.items, step_error, ctx)
   if not ok then
     local err = items
@@ -329,7 +337,7 @@ function Engine:run_step(step)
   -- rate bounds the run, and dozens of items waiting for tokens only
   -- bunch requests into bursts its buckets answer with 429s (bench/,
   -- part 2: 16 429s and 0.83 of the allowed rate, against 4 and 0.91-0.95).
-  local order, after, done = M.dependency_order(step, items)
+  local order, after, done = M.dependency_order(step, items, ctx)
   local limited = self.target and self.target.limiter
   local s = sched.new { concurrency = self.concurrency, max_open = limited and self.concurrency or nil }
   s.on_done = function(task)

@@ -1,4 +1,4 @@
--- The step catalogue (SPEC §5.1): every step name the engine knows, its
+-- The step catalogue (docs/catalogue.md): every step name the engine knows, its
 -- place in the global order and Qlik's title for it.  Inside a job the
 -- engine runs the chosen steps in this order, whatever order they were
 -- written in: deletes first, post-migration last.  An entry marked

@@ -1,4 +1,4 @@
--- Loading a job file (SPEC §4.2): YAML or a .lua file returning the same
+-- Loading a job file (docs/job-file.md): YAML or a .lua file returning the same
 -- table.  Everything is checked before anything is contacted; the errors
 -- name the file and line.  Secrets found on the way are registered with
 -- the log so they are redacted everywhere.

@@ -1,4 +1,4 @@
--- qmig.store.cache — the project's SQLite store (SPEC §6): which target object
+-- qmig.store.cache — the project's SQLite store: which target object
 -- each source object became, the run history, per-item events and the undo
 -- journal.  It is what lets a re-run, a later job or a run resumed after
 -- kill -9 find its own work again instead of duplicating it.
@@ -20,7 +20,7 @@ local qmig = require "qmig"
 local sqlite = require "qmig.sqlite"
 local durable = require "qmig.store.durable"
 local fs = require "qmig.fs"
-local http = require "qmig.http"
+local host = require "qmig.host"
 local migrations = require "qmig.store.migrations"
 
 local M = {}
@@ -302,7 +302,7 @@ end
 -- an fsync of the WAL on the I/O worker (fs.sync), which the task about
 -- to write waits for (qmig.store.durable) while the other tasks go on; one fsync
 -- covers every marker committed before it.  A write made without that
--- barrier still gets a blocking commit + fsync (http.before_send).  A
+-- barrier still gets a blocking commit + fsync (qmig.host.before_send).  A
 -- crash loses at most outcomes not committed yet; their markers are, so
 -- the next run resumes those items exactly as after a crash between a
 -- write and its recorded outcome.
@@ -312,11 +312,11 @@ function Cache:group(on)
     self.db:begin("immediate")
     self.grouped, self.unflushed = true, false
     self.commits, self.durable_upto = 0, 0
-    http.before_send(function() self:flush(true) end)
+    host.before_send(function() self:flush(true) end)
     -- the same barrier: inside a task its fsync runs on the I/O worker
     durable.set(function() self:flush(true) end)
   elseif not on and self.grouped then
-    http.before_send(nil)
+    host.before_send(nil)
     durable.set(nil)
     self.grouped, self.unflushed = false, false
     self.db:commit()

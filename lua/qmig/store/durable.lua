@@ -7,7 +7,7 @@
 -- waits while every other task's transfers go on.  The API clients call
 -- wait() before each write and tell qmig.http the write is covered
 -- (`durable = true`); a write made another way still gets the blocking
--- safety net of http.before_send.
+-- safety net of qmig.host.before_send.
 local M = {}
 
 local barrier

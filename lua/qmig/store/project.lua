@@ -1,5 +1,6 @@
--- The project folder (SPEC §7): created 0700 with a .gitignore, one run at
--- a time (an OS lock on .lock that dies with the process), the cache, the
+-- The project folder (job.project.dir of docs/job-file.md): created 0700
+-- with a .gitignore, one run at a time (an OS lock on .lock that dies with
+-- the process), the cache, the
 -- run logs, and safe paths for everything named after source objects.
 local cache = require "qmig.store.cache"
 local fs = require "qmig.fs"

@@ -92,6 +92,7 @@ function M.run(opts)
   local function print_event(e)
     local kind = e.kind
     if kind == "job.error" then complain("%s", e.text)
+    elseif kind == "job.contract" then complain("warning: %s", e.text)
     elseif kind == "job.notice" then say("%s", e.text)
     elseif kind == "job.start" then
       show = progress.new { tty = qmig.isatty(1), json = opts.json, quiet = opts.quiet, verbose = opts.verbose,
