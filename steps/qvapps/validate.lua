@@ -39,7 +39,7 @@ local function validate(ctx, item, conv)
 end
 
 return variant.of(require "qmig.steps.apps.validate", {
-  name = "qvapps.validate", title = "Validate QlikView Applications", order = 345, object = "qvapp.validation",
+  name = "qvapps.validate", object = "qvapp.validation",
   requires = { "qvapps.import" },
   items = function(ctx)
     report.reset()

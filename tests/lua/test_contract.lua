@@ -3,6 +3,7 @@
 -- the built-in step it replaces, before anything is contacted.
 local t = require "testing"
 local cli = require "cli"
+local demo_share = require "demo_share"
 local fs = require "qmig.fs"
 
 local T = t.suite("contract")
@@ -39,9 +40,8 @@ local function job_with_pack(dir, override)
   t.write(dir .. "/pack/spaces/create.lua", override)
   t.write(dir .. "/secrets.yaml", "Finance DB: {username: u, password: pw}\n")
   fs.chmod(dir .. "/secrets.yaml", 384)
-  t.write(dir .. "/job.yaml", (t.read("examples/demo/job.yaml"):gsub("\nplan:\n",
-    "\nsteps_path: [" .. dir .. "/pack]\nplan:\n", 1)
-    :gsub("qlikview: {folder: qlikview}", "qlikview: {folder: " .. fs.realpath("examples/demo/qlikview") .. "}")))
+  t.write(dir .. "/job.yaml", (demo_share.absolute(t.read("examples/demo/job.yaml")):gsub("\nplan:\n",
+    "\nsteps_path: [" .. dir .. "/pack]\nplan:\n", 1)))
   return dir .. "/job.yaml", {
     QMIG_DEMO_QRS_URL = sim.info.qrs_url, QMIG_DEMO_CLOUD_URL = "https://127.0.0.1:9",
     QMIG_DEMO_API_KEY = sim.info.api_key, QMIG_DEMO_CERTS = fs.dirname(sim.info.certs.ca),
