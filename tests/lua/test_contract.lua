@@ -3,7 +3,6 @@
 -- the built-in step it replaces, before anything is contacted.
 local t = require "testing"
 local cli = require "cli"
-local demo_share = require "demo_share"
 local fs = require "qmig.fs"
 
 local T = t.suite("contract")
@@ -33,20 +32,36 @@ return {
 }
 ]]
 
--- The demo's job file with steps_path = {dir/pack}, its project in dir.
+-- A job file of its own (the demo's steps, so the demo's readers of
+-- spaces.create's records are there) with steps_path = {dir/pack}, its
+-- project in dir, the QRS of the simulator and a Cloud URL nothing answers.
 local function job_with_pack(dir, override)
   sim = sim or require("sim").start { site = "examples/demo/site.json" }
   fs.mkdirs(dir .. "/pack/spaces")
   t.write(dir .. "/pack/spaces/create.lua", override)
-  t.write(dir .. "/secrets.yaml", "Finance DB: {username: u, password: pw}\n")
-  fs.chmod(dir .. "/secrets.yaml", 384)
-  t.write(dir .. "/job.yaml", (demo_share.absolute(t.read("examples/demo/job.yaml")):gsub("\nplan:\n",
-    "\nsteps_path: [" .. dir .. "/pack]\nplan:\n", 1)))
-  return dir .. "/job.yaml", {
-    QMIG_DEMO_QRS_URL = sim.info.qrs_url, QMIG_DEMO_CLOUD_URL = "https://127.0.0.1:9",
-    QMIG_DEMO_API_KEY = sim.info.api_key, QMIG_DEMO_CERTS = fs.dirname(sim.info.certs.ca),
-    QMIG_DEMO_PROJECT = dir .. "/project", QMIG_DEMO_DIR = dir,
-  }
+  local certs = fs.dirname(sim.info.certs.ca)
+  t.write(dir .. "/job.yaml", table.concat({
+    "version: 1",
+    "project: {name: contract, dir: '" .. dir .. "/project'}",
+    "source:",
+    "  type: qrs",
+    "  url: " .. sim.info.qrs_url,
+    "  cert: " .. certs .. "/client.pem",
+    "  key: " .. certs .. "/client_key.pem",
+    "  ca: " .. certs .. "/ca.pem",
+    "  user: 'INTERNAL\\sa_api'",
+    "target:",
+    "  type: cloud",
+    "  url: https://127.0.0.1:9",
+    "  api_key: ${CONTRACT_API_KEY}",
+    "steps_path: [" .. dir .. "/pack]",
+    "jobs:",
+    "  - {name: containers, steps: [spaces.create, spaces.assign, spaces.owners]}",
+    "  - {name: connections, steps: [dataconnections.migrate]}",
+    "  - {name: apps, steps: [apps.export, apps.import, apps.publish, apps.shares]}",
+    "",
+  }, "\n"))
+  return dir .. "/job.yaml", { CONTRACT_API_KEY = sim.info.api_key }
 end
 
 T.test("an override of spaces.create without data.type is warned about before anything is contacted", function()
