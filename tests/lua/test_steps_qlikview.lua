@@ -170,6 +170,33 @@ T.test("qvapps.convert: a hostile -prj fails its document with file:line:col and
   t.eq(fs.dir(dir .. "/project/converted") or {}, {}, "nothing written for a refused document")
 end)
 
+T.test("qvapps.convert: a -prj file that is a symlink or a FIFO fails its document; nothing outside is read",
+    function()
+  local file, dir = job "qvapps.convert"
+  -- Anyone who can write to the share could point a project file at the
+  -- migration host's files (their text would go into a Cloud app) or at
+  -- a FIFO or /dev/zero (the run would block or fill memory).
+  t.write(dir .. "/host-secret.txt", "HOST-SECRET-LINE\n")
+  local script = dir .. "/share/Finance/Sales Dashboard-prj/LoadScript.txt"
+  os.remove(script)
+  assert(os.execute(string.format("ln -s '%s/host-secret.txt' '%s'", dir, script)))
+  local fifo = dir .. "/share/Operations/Inventory-prj/CH02.xml"
+  os.remove(fifo)
+  assert(os.execute(string.format("mkfifo '%s'", fifo)))
+  local code, out, err = cli.run { "run", file }
+  t.eq(code, 1, out .. err)
+  local st = status(file)
+  local sales, inv = st["qvapp.convert " .. SALES], st["qvapp.convert " .. INVENTORY]
+  t.eq({ sales.status, inv.status }, { "failed", "failed" })
+  t.match(sales.last_error, lit(script) .. ": a symbolic link, not a file: refused")
+  t.match(inv.last_error, lit(fifo) .. ": not a regular file: refused")
+  for _, n in ipairs(fs.dir(dir .. "/project/converted") or {}) do
+    for _, f in ipairs(fs.dir(dir .. "/project/converted/" .. n) or {}) do
+      t.truthy(not t.read(dir .. "/project/converted/" .. n .. "/" .. f):find("HOST-SECRET", 1, true), f)
+    end
+  end
+end)
+
 T.test("plan filters by folder and name; the plan shows each document by name and writes nothing", function()
   local file, dir = job("qvapps.convert", "plan:\n  qlikview:\n    folders: [Operations]\n"
     .. "    exclude: {names: ['Legacy*']}")
