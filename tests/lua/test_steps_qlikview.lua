@@ -217,8 +217,18 @@ T.test("job file: a QlikView folder that does not exist is a configuration error
   t.write(file, (t.read(file):gsub("qlikview: {folder: share}", "qlikview: {folder: nowhere}")))
   local code, out, err = cli.run { "check", file }
   t.eq(code, 2, out .. err)
-  t.match(err, lit(file) .. ":%d+: source%.qlikview%.folder: file 'nowhere' does not exist")
-  t.truthy(dir)
+  t.match(err, lit(file) .. ":%d+: source%.qlikview%.folder: folder 'nowhere' does not exist")
+  -- a file where the share should be: the same kind of error, before anything is contacted
+  t.write(dir .. "/afile", "x")
+  for _, key in ipairs { "folder: afile", "folder: share, exports: afile" } do
+    t.write(file, (t.read(file):gsub("qlikview: {[^}]*}", "qlikview: {" .. key .. "}")))
+    for _, cmd in ipairs { "check", "plan", "run" } do
+      code, out, err = cli.run { cmd, file }
+      t.eq(code, 2, cmd .. " " .. key .. ": " .. out .. err)
+      t.match(err, lit(file) .. ":%d+: source%.qlikview%.%a+: 'afile' is not a folder")
+    end
+  end
+  t.truthy(not fs.exists(dir .. "/project/converted"), "nothing converted")
 end)
 
 -- {====== qvapps.import
