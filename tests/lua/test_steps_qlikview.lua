@@ -317,6 +317,33 @@ T.test("qvapps.import: an app per document, filled over the engine; a re-run wri
   t.match(out, "qvapps%.import%s+2 unchanged")
 end)
 
+T.test("qvapps.import: a document gone from the share (renamed, moved, filtered out) is not imported again",
+    function()
+  the_sim():reset()
+  space("Finance QV"); space("QV staging")
+  local file, dir = job("qvapps.convert, qvapps.import", IMPORT_PLAN)
+  t.eq((cli.run { "run", file }), 0)
+  local old = apps_named("Inventory")
+  t.eq(#old, 1)
+  local prj_dir = dir .. "/share/Operations/"
+  assert(os.rename(prj_dir .. "Inventory.qvw", prj_dir .. "Stock.qvw"))
+  assert(os.rename(prj_dir .. "Inventory-prj", prj_dir .. "Stock-prj"))
+  -- what docs/qlikview.md tells a user to do with the app of the old name
+  t.eq((api("DELETE", "apps/" .. old[1].id)), 200)
+  local code, out, err = cli.run { "run", file }
+  t.eq(code, 0, out .. err)
+  t.eq(#apps_named("Stock"), 1, "the renamed document is a new app")
+  t.eq(apps_named("Inventory"), {}, "the old name's app, deleted in Qlik Cloud, is not made again")
+  -- a plan that no longer selects a document leaves its app alone too
+  t.write(file, (t.read(file):gsub("  qlikview:\n", "  qlikview:\n    names: ['Stock']\n", 1)))
+  local sales = apps_named("Sales Dashboard")
+  t.eq((api("DELETE", "apps/" .. sales[1].id)), 200)
+  code, out, err = cli.run { "run", file }
+  t.eq(code, 0, out .. err)
+  t.eq(apps_named("Sales Dashboard"), {}, "outside the plan: not imported")
+  t.match(out, "qvapps%.import%s+1 unchanged\n")
+end)
+
 T.test("qvapps.import: a run that lost its cache finds its apps by marker and adds only what is missing", function()
   the_sim():reset()
   space("Finance QV"); space("QV staging")
