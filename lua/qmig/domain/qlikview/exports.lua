@@ -32,6 +32,22 @@ function M.find(folder, doc_id, object_id)
   return nil
 end
 
+-- The export files of a document whose name is no object id in `known`
+-- (a set): a file named after a chart's title, or a mistyped id, would
+-- otherwise be passed over without a word while its chart shows as "no
+-- export".
+function M.unmatched(folder, doc_id, known)
+  if not folder then return {} end
+  local out = {}
+  for _, n in ipairs(fs.dir(folder .. "/" .. doc_id:gsub("%.[Qq][Vv][Ww]$", "")) or {}) do
+    local stem, ext = n:match("^(.*)%.(%w+)$")
+    ext = ext and ext:lower()
+    if (ext == "csv" or ext == "qvo") and not known[stem] then out[#out + 1] = n end
+  end
+  table.sort(out)
+  return out
+end
+
 -- A document validated again once one of its charts is exported again.
 function M.fingerprint(folder, doc_id)
   if not folder then return "no exports" end
