@@ -203,6 +203,8 @@ T.test("plan filters by folder and name; the plan shows each document by name an
   local code, out, err = cli.run { "plan", file }
   t.eq(code, 0, out .. err)
   t.match(out, "'Inventory' %(Operations/Inventory%.qvw%)[^\n]*would convert")
+  -- the run generates a new document's id: the plan cannot name its folder yet
+  t.match(out, "'Inventory' [^\n]*%(convert converted/%(known after run%)%)\n")
   t.truthy(not out:find("Sales Dashboard", 1, true) and not out:find("Legacy", 1, true), out)
   t.truthy(not fs.exists(dir .. "/project/converted") or #fs.dir(dir .. "/project/converted") == 0)
   file = job("qvapps.convert", "plan:\n  qlikview:\n    names: ['Sales*']")
