@@ -56,8 +56,15 @@ function M.fingerprint(folder, doc_id)
   table.sort(names)
   local parts = {}
   for _, n in ipairs(names) do
-    local hex, size = hash.sha256_file(dir .. "/" .. n)
-    if hex then parts[#parts + 1] = n .. ":" .. size .. ":" .. hex end
+    -- A FIFO or a device (or a link to one) would block or never end:
+    -- only regular files are opened, as find() only returns those.
+    local st = fs.stat(dir .. "/" .. n)
+    if st and st.type == "file" and st.size <= M.MAX_BYTES then
+      local hex, size = hash.sha256_file(dir .. "/" .. n)
+      if hex then parts[#parts + 1] = n .. ":" .. size .. ":" .. hex end
+    elseif st then
+      parts[#parts + 1] = n .. ":" .. st.type .. ":" .. st.size
+    end
   end
   return hash.sha256(table.concat(parts, "\n"))
 end
