@@ -13,7 +13,8 @@ local function type_of(node)
   if node.kind == "record" then return "mapping" end
   if node.kind == "oneof" then return node.describe end
   if node.kind == "path" then
-    return "path" .. (node.exists and " (must exist)" or "") .. (node.private and ", mode 0600" or "")
+    return (node.folder and "folder" or "path") .. (node.exists and " (must exist)" or "")
+      .. (node.private and ", mode 0600" or "")
   end
   if node.kind == "string" and node.secret then return "string (secret: redacted everywhere)" end
   return node.kind

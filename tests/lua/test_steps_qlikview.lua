@@ -170,12 +170,41 @@ T.test("qvapps.convert: a hostile -prj fails its document with file:line:col and
   t.eq(fs.dir(dir .. "/project/converted") or {}, {}, "nothing written for a refused document")
 end)
 
+T.test("qvapps.convert: a -prj file that is a symlink or a FIFO fails its document; nothing outside is read",
+    function()
+  local file, dir = job "qvapps.convert"
+  -- Anyone who can write to the share could point a project file at the
+  -- migration host's files (their text would go into a Cloud app) or at
+  -- a FIFO or /dev/zero (the run would block or fill memory).
+  t.write(dir .. "/host-secret.txt", "HOST-SECRET-LINE\n")
+  local script = dir .. "/share/Finance/Sales Dashboard-prj/LoadScript.txt"
+  os.remove(script)
+  assert(os.execute(string.format("ln -s '%s/host-secret.txt' '%s'", dir, script)))
+  local fifo = dir .. "/share/Operations/Inventory-prj/CH02.xml"
+  os.remove(fifo)
+  assert(os.execute(string.format("mkfifo '%s'", fifo)))
+  local code, out, err = cli.run { "run", file }
+  t.eq(code, 1, out .. err)
+  local st = status(file)
+  local sales, inv = st["qvapp.convert " .. SALES], st["qvapp.convert " .. INVENTORY]
+  t.eq({ sales.status, inv.status }, { "failed", "failed" })
+  t.match(sales.last_error, lit(script) .. ": a symbolic link, not a file: refused")
+  t.match(inv.last_error, lit(fifo) .. ": not a regular file: refused")
+  for _, n in ipairs(fs.dir(dir .. "/project/converted") or {}) do
+    for _, f in ipairs(fs.dir(dir .. "/project/converted/" .. n) or {}) do
+      t.truthy(not t.read(dir .. "/project/converted/" .. n .. "/" .. f):find("HOST-SECRET", 1, true), f)
+    end
+  end
+end)
+
 T.test("plan filters by folder and name; the plan shows each document by name and writes nothing", function()
   local file, dir = job("qvapps.convert", "plan:\n  qlikview:\n    folders: [Operations]\n"
     .. "    exclude: {names: ['Legacy*']}")
   local code, out, err = cli.run { "plan", file }
   t.eq(code, 0, out .. err)
   t.match(out, "'Inventory' %(Operations/Inventory%.qvw%)[^\n]*would convert")
+  -- the run generates a new document's id: the plan cannot name its folder yet
+  t.match(out, "'Inventory' [^\n]*%(convert converted/%(known after run%)%)\n")
   t.truthy(not out:find("Sales Dashboard", 1, true) and not out:find("Legacy", 1, true), out)
   t.truthy(not fs.exists(dir .. "/project/converted") or #fs.dir(dir .. "/project/converted") == 0)
   file = job("qvapps.convert", "plan:\n  qlikview:\n    names: ['Sales*']")
@@ -190,8 +219,18 @@ T.test("job file: a QlikView folder that does not exist is a configuration error
   t.write(file, (t.read(file):gsub("qlikview: {folder: share}", "qlikview: {folder: nowhere}")))
   local code, out, err = cli.run { "check", file }
   t.eq(code, 2, out .. err)
-  t.match(err, lit(file) .. ":%d+: source%.qlikview%.folder: file 'nowhere' does not exist")
-  t.truthy(dir)
+  t.match(err, lit(file) .. ":%d+: source%.qlikview%.folder: folder 'nowhere' does not exist")
+  -- a file where the share should be: the same kind of error, before anything is contacted
+  t.write(dir .. "/afile", "x")
+  for _, key in ipairs { "folder: afile", "folder: share, exports: afile" } do
+    t.write(file, (t.read(file):gsub("qlikview: {[^}]*}", "qlikview: {" .. key .. "}")))
+    for _, cmd in ipairs { "check", "plan", "run" } do
+      code, out, err = cli.run { cmd, file }
+      t.eq(code, 2, cmd .. " " .. key .. ": " .. out .. err)
+      t.match(err, lit(file) .. ":%d+: source%.qlikview%.%a+: 'afile' is not a folder")
+    end
+  end
+  t.truthy(not fs.exists(dir .. "/project/converted"), "nothing converted")
 end)
 
 -- {====== qvapps.import
@@ -278,6 +317,33 @@ T.test("qvapps.import: an app per document, filled over the engine; a re-run wri
   t.eq(code, 0, out)
   t.eq(the_sim():counts().total_writes, 0, "an identical re-run writes nothing")
   t.match(out, "qvapps%.import%s+2 unchanged")
+end)
+
+T.test("qvapps.import: a document gone from the share (renamed, moved, filtered out) is not imported again",
+    function()
+  the_sim():reset()
+  space("Finance QV"); space("QV staging")
+  local file, dir = job("qvapps.convert, qvapps.import", IMPORT_PLAN)
+  t.eq((cli.run { "run", file }), 0)
+  local old = apps_named("Inventory")
+  t.eq(#old, 1)
+  local prj_dir = dir .. "/share/Operations/"
+  assert(os.rename(prj_dir .. "Inventory.qvw", prj_dir .. "Stock.qvw"))
+  assert(os.rename(prj_dir .. "Inventory-prj", prj_dir .. "Stock-prj"))
+  -- what docs/qlikview.md tells a user to do with the app of the old name
+  t.eq((api("DELETE", "apps/" .. old[1].id)), 200)
+  local code, out, err = cli.run { "run", file }
+  t.eq(code, 0, out .. err)
+  t.eq(#apps_named("Stock"), 1, "the renamed document is a new app")
+  t.eq(apps_named("Inventory"), {}, "the old name's app, deleted in Qlik Cloud, is not made again")
+  -- a plan that no longer selects a document leaves its app alone too
+  t.write(file, (t.read(file):gsub("  qlikview:\n", "  qlikview:\n    names: ['Stock']\n", 1)))
+  local sales = apps_named("Sales Dashboard")
+  t.eq((api("DELETE", "apps/" .. sales[1].id)), 200)
+  code, out, err = cli.run { "run", file }
+  t.eq(code, 0, out .. err)
+  t.eq(apps_named("Sales Dashboard"), {}, "outside the plan: not imported")
+  t.match(out, "qvapps%.import%s+1 unchanged\n")
 end)
 
 T.test("qvapps.import: a run that lost its cache finds its apps by marker and adds only what is missing", function()

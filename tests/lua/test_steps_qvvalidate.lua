@@ -124,7 +124,8 @@ T.test("equal charts pass; a chart with no export is not validated; a re-run wri
   tenant()
   local file, dir = job()
   -- Inventory's line chart was never exported (its scatter chart, CH03, has no master visualization)
-  assert(os.remove(dir .. "/exports/Operations/Inventory/CH01.csv"))
+  -- and its export is saved under the chart's title, as a user might
+  assert(os.rename(dir .. "/exports/Operations/Inventory/CH01.csv", dir .. "/exports/Operations/Inventory/Stock.csv"))
   local code, out, err = cli.run { "run", file }
   t.eq(code, 0, out .. err)
   local st = status(file)
@@ -133,7 +134,8 @@ T.test("equal charts pass; a chart with no export is not validated; a re-run wri
   t.match(sales.reason, "^equal: 4 chart%(s%), %d+ cell%(s%) as the QlikView exports show them$")
   t.eq(inv.status, "unchanged")
   t.match(inv.reason, "^equal: 1 chart%(s%), %d+ cell%(s%) as the QlikView exports show them; "
-    .. "1 chart%(s%) not validated: no export %(CH01%)$")
+    .. "1 chart%(s%) not validated: no export %(CH01%); 1 export%(s%) named after no chart of the document, "
+    .. "not compared %(name each file after the chart's object id%): Stock%.csv$")
   -- the rows join apps.validate's reports, marked as QlikView's
   local rows = rows_of(dir)
   t.eq({ rows[SALES].outcome, rows[SALES].origin, rows[INVENTORY].outcome }, { "equal", "qlikview", "equal" })
@@ -149,11 +151,23 @@ T.test("equal charts pass; a chart with no export is not validated; a re-run wri
 
   -- no export at all for a document: skipped, saying so
   assert(os.remove(dir .. "/exports/Operations/Inventory/CH02.csv"))
+  assert(os.remove(dir .. "/exports/Operations/Inventory/Stock.csv"))
   code, out = cli.run { "run", file }
   t.eq(code, 0, out)
   inv = status(file)["qvapp.validation " .. INVENTORY]
   t.eq(inv.status, "skipped")
   t.eq(inv.reason, "not validated: no export for any of its 2 chart(s) (CH01, CH02)")
+end)
+
+T.test("a FIFO in the exports folder does not block the run; it is named as no chart's export", function()
+  tenant()
+  local file, dir = job()
+  -- the exports folder is on a share others write to
+  local fifo = dir .. "/exports/Operations/Inventory/CH09.csv"
+  assert(os.execute(string.format("mkfifo '%s'", fifo)))
+  local code, out, err = cli.run { "run", file }
+  t.eq(code, 0, out .. err)
+  t.match(status(file)["qvapp.validation " .. INVENTORY].reason, "not compared [^\n]*: CH09%.csv$")
 end)
 
 T.test("a changed value fails naming the chart and the cell; a malformed export names its file and line", function()

@@ -153,10 +153,10 @@ M.schema = S.record {
     -- QlikView documents: a folder (a mounted share) of .qvw files, each
     -- read through its -prj folder (docs/qlikview.md)
     qlikview = S.record {
-      folder = S.path { required = true, exists = true },
+      folder = S.path { required = true, exists = true, folder = true },
       -- the charts' exports from QlikView (qvapps.validate): <document path
       -- without .qvw>/<chart object id>.csv or .qvo
-      exports = S.path { exists = true },
+      exports = S.path { exists = true, folder = true },
     },
   }, { required = true }),
   target = S.record({

@@ -134,8 +134,15 @@ function checkers.path(self, node, v, line, path)
   local full = v:sub(1, 1) == "/" and v or (self.base_dir .. "/" .. v)
   if node.exists then
     local f = io.open(full, "rb")
-    if not f then return self:fail(line, string.format("%s: file '%s' does not exist", path, v)) end
+    if not f then
+      return self:fail(line, string.format("%s: %s '%s' does not exist", path, node.folder and "folder" or "file", v))
+    end
     f:close()
+  end
+  -- A folder given as a file would otherwise fail later, inside a step,
+  -- after the run has started.
+  if node.folder and self.fs and not self.fs.dir(full) then
+    return self:fail(line, string.format("%s: '%s' is not a folder", path, v))
   end
   if node.private and self.fs then
     local st = self.fs.stat(full)

@@ -184,6 +184,15 @@ function M.compare(doc, conv, folder, opts)
   end
   local not_validated = #missing > 0
     and string.format("%d chart(s) not validated: no export (%s)", #missing, table.concat(missing, ", ")) or nil
+  local known = {}
+  for _, v in ipairs(conv.visualizations or {}) do known[v.from] = true end
+  for _, n in ipairs(conv.not_carried or {}) do if n.object then known[n.object] = true end end
+  local stray = exports.unmatched(folder, conv.doc, known)
+  if #stray > 0 then
+    local note = string.format("%d export(s) named after no chart of the document, not compared (name each "
+      .. "file after the chart's object id): %s", #stray, table.concat(stray, ", "))
+    not_validated = not_validated and (not_validated .. "; " .. note) or note
+  end
   if result.counts.charts == 0 then
     result.outcome, result.no_data = "no data", "export"
     result.details = #missing > 0 and ("not validated: no export for any of its " .. #missing .. " chart(s) ("

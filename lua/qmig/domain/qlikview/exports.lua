@@ -32,6 +32,22 @@ function M.find(folder, doc_id, object_id)
   return nil
 end
 
+-- The export files of a document whose name is no object id in `known`
+-- (a set): a file named after a chart's title, or a mistyped id, would
+-- otherwise be passed over without a word while its chart shows as "no
+-- export".
+function M.unmatched(folder, doc_id, known)
+  if not folder then return {} end
+  local out = {}
+  for _, n in ipairs(fs.dir(folder .. "/" .. doc_id:gsub("%.[Qq][Vv][Ww]$", "")) or {}) do
+    local stem, ext = n:match("^(.*)%.(%w+)$")
+    ext = ext and ext:lower()
+    if (ext == "csv" or ext == "qvo") and not known[stem] then out[#out + 1] = n end
+  end
+  table.sort(out)
+  return out
+end
+
 -- A document validated again once one of its charts is exported again.
 function M.fingerprint(folder, doc_id)
   if not folder then return "no exports" end
@@ -40,8 +56,15 @@ function M.fingerprint(folder, doc_id)
   table.sort(names)
   local parts = {}
   for _, n in ipairs(names) do
-    local hex, size = hash.sha256_file(dir .. "/" .. n)
-    if hex then parts[#parts + 1] = n .. ":" .. size .. ":" .. hex end
+    -- A FIFO or a device (or a link to one) would block or never end:
+    -- only regular files are opened, as find() only returns those.
+    local st = fs.stat(dir .. "/" .. n)
+    if st and st.type == "file" and st.size <= M.MAX_BYTES then
+      local hex, size = hash.sha256_file(dir .. "/" .. n)
+      if hex then parts[#parts + 1] = n .. ":" .. size .. ":" .. hex end
+    elseif st then
+      parts[#parts + 1] = n .. ":" .. st.type .. ":" .. st.size
+    end
   end
   return hash.sha256(table.concat(parts, "\n"))
 end

@@ -78,8 +78,16 @@ function M.fingerprint(doc)
   if not doc.prj then return "no-prj" end
   local parts = {}
   for _, n in ipairs(assert(fs.dir(doc.prj))) do
-    local hex, size = hash.sha256_file(doc.prj .. "/" .. n)
-    if hex then parts[#parts + 1] = n .. ":" .. size .. ":" .. hex end
+    -- Only regular files within the limit are opened: a FIFO, a device or
+    -- a symlink to one would block the run or never end; read() refuses
+    -- them, and the fingerprint still changes when one appears.
+    local st = fs.stat(doc.prj .. "/" .. n)
+    if st and st.type == "file" and st.size <= M.MAX_FILE then
+      local hex, size = hash.sha256_file(doc.prj .. "/" .. n)
+      if hex then parts[#parts + 1] = n .. ":" .. size .. ":" .. hex end
+    elseif st then
+      parts[#parts + 1] = n .. ":" .. st.type .. ":" .. st.size
+    end
   end
   return hash.sha256(table.concat(parts, "\n"))
 end
@@ -94,6 +102,10 @@ local function read(prj, name, optional)
     if optional then return nil end
     error(path .. ": missing (the -prj folder is incomplete: save the document in QlikView Desktop)", 0)
   end
+  -- The share is written by many people: a symlink could carry the
+  -- migration host's own files into a Cloud app, a FIFO would block.
+  if st.type == "link" then error(path .. ": a symbolic link, not a file: refused", 0) end
+  if st.type ~= "file" then error(path .. ": not a regular file: refused", 0) end
   if st.size > M.MAX_FILE then
     error(string.format("%s:1:1: %d bytes, larger than the limit of %d", path, st.size, M.MAX_FILE), 0)
   end
