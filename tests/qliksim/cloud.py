@@ -1,7 +1,7 @@
 """qliksim — the Qlik Cloud tenant half.
 
 Implements the subset of the Qlik Cloud REST API (`/api/v1/...`) that qmig-lua
-uses, with the shapes, status codes and rules of reference/qlik-apis.md Part B.
+uses, with the shapes, status codes and rules qlik.dev documents for it.
 Python 3.11 standard library only.  See README-cloud.md for the seed format
 and every rule this simulator enforces.
 

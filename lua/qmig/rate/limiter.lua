@@ -13,7 +13,7 @@ M.DEFAULTS = { tier1 = 1000, tier2 = 100, special = 60 }  -- requests per minute
 
 -- Which tier a Cloud request counts against.  The whole reloads API
 -- (POST /reloads, and the GET /reloads/{id} polls too) is rate tier
--- "Special" (reference/qlik-apis.md B13), as in qliksim; counting the polls
+-- "Special" (qlik.dev's rate-limit tiers; docs/job-file.md, tests/qliksim/cloud.py); counting the polls
 -- against tier 1 let them overrun the special tier into 429s until items
 -- failed (found by bench/, part 2).  `path` may be a full URL (next links).
 function M.tier(method, path)

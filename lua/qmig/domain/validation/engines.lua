@@ -5,7 +5,7 @@
 -- memory), so whatever the step's concurrency, at most `per_host` sessions
 -- are open to one host; a task that wants one more waits for one to close.
 --
--- Where the engine is (../shared/reference/qix-engine.md §1):
+-- Where the engine is:
 --   QSEoW    source.engine_url, else the QRS URL's host on port 4747 when
 --            the QRS is on 4242 (certificates: the engine port), else the
 --            QRS URL's origin (a virtual proxy forwards /app/ to the engine);

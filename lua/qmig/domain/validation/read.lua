@@ -1,7 +1,8 @@
 -- qmig.domain.validation.read: what validation reads of one app through an open
 -- engine document (qmig.clients.qix): its data model, fields, public sheets and
 -- their charts, master items and variables, and a chart's hypercube.
--- Shapes: ../shared/reference/qix-engine.md §4, §6.
+-- Shapes: the engine's GetTablesAndKeys, GetFieldDescription, GetLayout and
+-- GetHyperCubeData replies, as tests/qliksim/engine_data.py answers them.
 local json = require "qmig.json"
 
 local M = {}
