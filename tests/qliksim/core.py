@@ -371,7 +371,7 @@ class Faults:
                 "error_status": 503, "rate_429": 0.0, "retry_after": 1, "drop_rate": 0.0,
                 "drop_after_apply_rate": 0.0, "slow_rate": 0.0, "slow_ms": 2000,
                 "tiers": None, "apply_to": ["cloud", "qrs"], "rules": [],
-                "kill_after_writes": None, "catalogue_lag_ms": 0}
+                "kill_after_writes": None, "catalogue_lag_ms": 0, "engine_faults": []}
     ACTIONS = ("error", "429", "drop", "drop_after_apply", "slow", "kill", "kill_mid_reply")
     RANDOM = (("rate_429", "429"), ("error_rate", "error"), ("drop_rate", "drop"),
               ("drop_after_apply_rate", "drop_after_apply"), ("slow_rate", "slow"))
@@ -389,6 +389,10 @@ class Faults:
                 raise ValueError(f"a rule needs a 'match' string and an action in {self.ACTIONS}")
             if rule["action"] in ("kill", "kill_mid_reply") and "pid" not in rule:
                 raise ValueError("a kill rule needs a 'pid'")
+        for ef in config.get("engine_faults") or []:
+            if not isinstance(ef, dict) or ef.get("action") not in ("stall", "close") \
+                    or not isinstance(ef.get("method", "*"), str):
+                raise ValueError("an engine fault needs an action 'stall' or 'close' and a 'method' string (or '*')")
         spec = config.get("kill_after_writes")
         if spec is not None and not ("pid" in spec and "n" in spec):
             raise ValueError("kill_after_writes needs 'pid' and 'n'")

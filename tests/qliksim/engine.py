@@ -177,7 +177,23 @@ class Session:
                 self.reply({"jsonrpc": "2.0", "id": None,
                             "error": {"code": -32700, "parameter": "", "message": "Parse error"}})
                 continue
+            fault = self.engine_fault(req)
+            if fault == "stall":
+                continue      # an engine that stops answering: the request is read, never answered
+            if fault == "close":
+                return        # the connection dropped: closed with no reply and no close frame
             self.reply(self.call(req))
+
+    def engine_fault(self, req):
+        """The action of the first of the faults' engine_faults (core.Faults)
+        naming this request's method (or "*"), on a half they apply to."""
+        faults = self.engine.sim.faults
+        if not faults.applies(self.half_name):
+            return None
+        for ef in faults.cfg.get("engine_faults") or []:
+            if ef.get("method", "*") in ("*", req.get("method")):
+                return ef["action"]
+        return None
 
     def reply(self, msg):
         if msg is not None:

@@ -190,6 +190,37 @@ class EngineTest(unittest.TestCase):
         self.assertNotIn("delta", plain)
         self.assertEqual(plain["result"]["qLayout"], full)
 
+    def test_engine_faults_stall_or_drop_a_method(self):
+        # faults.engine_faults (core.Faults): a stalled call is never answered
+        # (the session stays open), a closing one drops the connection.
+        self.running.sim.faults.set({"engine_faults": [{"method": "DoSave", "action": "stall"}]})
+        try:
+            c = self.cloud()
+            c.text()
+            doc = c.rpc(1, "OpenDoc", params=[APP])["result"]["qReturn"]["qHandle"]
+            c.sock.settimeout(1)
+            c.send(wsserver.OP_TEXT, json.dumps({"jsonrpc": "2.0", "id": 2, "method": "DoSave",
+                                                 "handle": doc, "params": []}).encode())
+            with self.assertRaises(socket.timeout):
+                c.text()
+            c.sock.settimeout(10)
+            self.assertIn("result", c.rpc(3, "GetScript", doc, []), "other calls are still answered")
+            self.running.sim.faults.set({"engine_faults": [{"method": "*", "action": "close"}],
+                                         "apply_to": ["cloud"]})
+            q = self.qrs()
+            q.text()
+            self.assertIn("result", q.rpc(1, "EngineVersion"), "a half the faults do not apply to")
+            c = self.cloud()
+            c.text()
+            c.send(wsserver.OP_TEXT, json.dumps({"jsonrpc": "2.0", "id": 1, "method": "OpenDoc",
+                                                 "params": [APP]}).encode())
+            with self.assertRaises(EOFError):
+                c.text()
+            with self.assertRaises(ValueError):
+                self.running.sim.faults.set({"engine_faults": [{"method": "DoSave", "action": "explode"}]})
+        finally:
+            self.running.sim.faults.set({})
+
     def test_do_save_persists_the_script_into_the_app(self):
         c = self.cloud()
         c.text()
