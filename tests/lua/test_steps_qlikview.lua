@@ -382,6 +382,52 @@ T.test("qvapps.import: a mapped space missing from the tenant skips the document
   t.eq(st["qvapp " .. INVENTORY].status, "created")
 end)
 
+-- An engine failure names what was being done, the app and the engine's
+-- message, never a Lua position (r21: "engine.lua:124:" from an assert);
+-- a dropped connection is retried (errors.engine: unknown outcome), and
+-- many in a row stop the run with exit 4 (qmig.rate.breaker.engine_call).
+T.test("qvapps.import: an engine that drops its connection fails the document saying what, where and why",
+  function()
+  the_sim():reset()
+  space("Finance QV"); space("QV staging")
+  -- one document: its 1 + 3 attempts (retried: unknown outcome) stay below the breaker's 5 in a row;
+  -- two documents pass it only because they are retried (the next test)
+  local file = job("qvapps.convert, qvapps.import", "plan:\n  qlikview:\n    names: ['Sales*']\n"
+    .. "    spaces: {Finance: Finance QV}\n  spaces: {staging: QV staging}")
+  the_sim():faults { engine_faults = { { method = "DoSave", action = "close" } } }
+  local code, out, err = cli.run { "run", file }
+  the_sim():faults {}
+  t.eq(code, 1, out .. err)
+  local rec = status(file)["qvapp " .. SALES]
+  t.eq(rec.status, "failed", out)
+  local why = rec.last_error or rec.reason
+  t.match(why, "^saving %(DoSave%) in app [%w%-]+: ws://127%.0%.0%.1:%d+/app/[%w%-]+: ")
+  t.truthy(not why:find("%.lua:%d"), why)
+  t.eq(#apps_named("Sales Dashboard"), 1, "the retries found the app again: no second one")
+  code, out = cli.run { "run", file }
+  t.eq(code, 0, out)
+  t.eq(#apps_named("Sales Dashboard"), 1)
+end)
+
+T.test("qvapps.import: an engine that stops answering every document stops the run with exit 4, then resumes",
+  function()
+  the_sim():reset()
+  space("Finance QV"); space("QV staging")
+  local file = job("qvapps.convert, qvapps.import", IMPORT_PLAN)
+  the_sim():faults { engine_faults = { { method = "*", action = "close" } } }
+  local started = qmig.monotonic()
+  local code, out, err = cli.run { "run", file }
+  local took = qmig.monotonic() - started
+  the_sim():faults {}
+  t.eq(code, 4, out .. err)
+  t.match(err, "target http://127%.0%.0%.1:%d+ is unreachable: its engine: ")
+  t.truthy(not (out .. err):find("%.lua:%d"), out .. err)
+  t.truthy(took < 60, "stopped in " .. took .. " s")
+  code, out, err = cli.run { "run", file }
+  t.eq(code, 0, out .. err)
+  t.eq({ #apps_named("Sales Dashboard"), #apps_named("Inventory") }, { 1, 1 }, "resumed, no duplicate")
+end)
+
 -- {====== the steps after the import: the Qlik Sense app steps, reused
 
 local PIPELINE = "qvapps.convert, qvapps.import, qvapps.scripts, qvapps.reload, qvapps.publish, qvapps.owners"

@@ -42,6 +42,24 @@ function M.transport(method, msg, code, is_write)
   }
 end
 
+-- Codes of qmig.clients.qix (the WebSocket's, src/lws.c and src/ws_conn.c)
+-- that mean the engine gave no answer: it stopped answering (timeout: "no
+-- message in time"), the connection closed or dropped, or it could not be
+-- made.  "qix" (the engine answered with an error) is not one of them.
+M.ENGINE_TRANSPORT = { timeout = true, closed = true, dropped = true, io = true, refused = true, dns = true,
+  connect = true, tls = true }
+
+-- From a failed engine call (nil, msg, code of qmig.clients.qix): `what`
+-- says what was being done and on which app.  A transport failure is
+-- transient, and its outcome unknown (a call sent may have been applied),
+-- so the engine (qmig.engine.step) runs the item again, looking first;
+-- an engine error (code "qix") fails the item.
+function M.engine(what, msg, code)
+  local transport = M.ENGINE_TRANSPORT[code] or false
+  return M.new { message = what .. ": " .. tostring(msg), code = code, method = "engine",
+    transient = transport, unknown = transport, engine = true }
+end
+
 -- From an HTTP reply with an error status.
 function M.http(method, url, resp, detail, code)
   local status = resp.status

@@ -80,4 +80,43 @@ function Breaker:guard(client)
   return client
 end
 
+-- The engine (WebSocket) of a client's side has a count of its own: the
+-- REST calls between engine calls get replies, which must not close the
+-- count of an engine that stopped answering.  When it opens, so does the
+-- side's breaker (client.breaker), so the engine (qmig.engine.step's
+-- outage) stops the run as for a side gone away (exit 4, the next run
+-- resumes).  -> the engine breaker (one per client), or nil without one.
+function M.engine(client)
+  if not client or not client.breaker then return nil end
+  if not client.engine_breaker then
+    local side = client.breaker
+    client.engine_breaker = M.new { side = side.side .. " engine", url = side.url, threshold = side.threshold,
+      on_open = function(b)
+        if not side.open then
+          side.open, side.failures = true, b.failures
+          side.reason, side.code = "its engine: " .. tostring(b.reason), b.code
+        end
+      end }
+  end
+  return client.engine_breaker
+end
+
+-- Counts an engine call's outcome (nil, msg, code of qmig.clients.qix, or
+-- a result) on the engine breaker of a client; a call that failed raises
+-- errors.engine(what, ...), or the side's outage error once it is open.
+function M.engine_call(client, what, res, msg, code, ...)
+  local b = M.engine(client)
+  if res ~= nil or (msg == nil and code == nil) then   -- (a result may be nil: no script yet)
+    if b then b:success() end
+    return res, msg, code, ...
+  end
+  if b and errors.ENGINE_TRANSPORT[code] then
+    b:failure(tostring(msg), code)
+    if client.breaker.open then error(client.breaker:error(), 0) end
+  elseif b and code == "qix" then
+    b:success()   -- an answer, even an error, proves the engine is there
+  end
+  error(errors.engine(what, msg, code), 0)
+end
+
 return M

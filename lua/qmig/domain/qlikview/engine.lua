@@ -7,6 +7,7 @@
 -- conversion again finds what an earlier (or interrupted) attempt made:
 -- the engine answers 11 "already exists", counted as existing, never a
 -- second copy.  Variables are unique by name (the same answer).
+local breaker = require "qmig.rate.breaker"
 local qix = require "qmig.clients.qix"
 
 local M = {}
@@ -19,26 +20,38 @@ function M.open(ctx, app_id)
   local t = ctx.job.target
   local url = t.url:gsub("^[Hh][Tt][Tt][Pp]([Ss]?)://", "ws%1://")
   local auth = ctx.target.oauth and ctx.target.oauth:header() or ("Bearer " .. tostring(t.api_key))
+  -- (the target's breaker is open: the run stops without a session more)
+  if ctx.target.breaker and ctx.target.breaker.open then error(ctx.target.breaker:error(), 0) end
   local s, err, code = qix.open { url = url, app_id = app_id, ca = t.ca, insecure = t.insecure,
     headers = { Authorization = auth } }
-  if not s then
-    error("engine session for app " .. app_id .. ": " .. tostring(err) .. " (" .. tostring(code) .. ")", 0)
-  end
-  local doc, derr, dcode = s:open_doc(app_id)
-  if not doc then
+  -- (a session opened is not an answer: an engine that drops every call
+  -- still greets; only a call answered closes the breaker's count)
+  if not s then breaker.engine_call(ctx.target, "opening an engine session for app " .. app_id, nil, err, code) end
+  local ok, doc = pcall(breaker.engine_call, ctx.target, "opening app " .. app_id .. " (OpenDoc)", s:open_doc(app_id))
+  if not ok then
     s:close()
-    error("OpenDoc " .. app_id .. ": " .. tostring(derr) .. " (" .. tostring(dcode) .. ")", 0)
+    error(doc, 0)
   end
+  -- every failure of write names the app, and counts on the target's engine breaker
+  doc.qmig_client, doc.qmig_app = ctx.target, app_id
   return s, doc
 end
 
-local function created(counts, kind, ok, err, code, e)
+-- A call's result, else an error saying what was being done on which app
+-- with the engine's message (never a Lua position: r21's user saw
+-- "engine.lua:124:" from an assert), classified by qmig.rate.breaker's
+-- engine_call: a transport failure is retried, many in a row stop the run.
+local function check(doc, what, ...)
+  return breaker.engine_call(doc.qmig_client, what .. " in app " .. tostring(doc.qmig_app or "?"), ...)
+end
+
+local function created(doc, counts, kind, ok, err, code, e)
   if ok then
     counts[kind] = (counts[kind] or 0) + 1
   elseif code == "qix" and type(e) == "table" and e.code == EXISTS then
     counts.existing = (counts.existing or 0) + 1
   else
-    error(kind .. ": " .. tostring(err), 0)
+    check(doc, "creating a " .. kind, nil, err, code or "qix")
   end
 end
 
@@ -46,17 +59,16 @@ end
 -- existing; else its properties set to the conversion's (SetProperties on
 -- the fixed id: no second item, and the visualizations that use it follow).
 local function changed(doc, counts, method, props, differs)
-  local res, err = doc:call(method, { qId = props.qInfo.qId })
-  local h = res and type(res.qReturn) == "table" and res.qReturn.qHandle
-  if type(h) ~= "number" then error(method .. " " .. props.qInfo.qId .. ": " .. tostring(err or "not found"), 0) end
-  local cur, gerr = doc.session:call(h, "GetProperties")
-  if not cur then error(method .. " " .. props.qInfo.qId .. ": " .. tostring(gerr), 0) end
+  local what = method .. " " .. props.qInfo.qId
+  local res = check(doc, what, doc:call(method, { qId = props.qInfo.qId }))
+  local h = type(res.qReturn) == "table" and res.qReturn.qHandle
+  if type(h) ~= "number" then check(doc, what, nil, "not found", "qix") end
+  local cur = check(doc, what .. " (GetProperties)", doc.session:call(h, "GetProperties"))
   if not differs(cur.qProp or {}) then
     counts.existing = (counts.existing or 0) + 1
     return
   end
-  local ok, serr = doc.session:call(h, "SetProperties", { qProp = props })
-  if not ok then error("SetProperties " .. props.qInfo.qId .. ": " .. tostring(serr), 0) end
+  check(doc, "SetProperties " .. props.qInfo.qId, doc.session:call(h, "SetProperties", { qProp = props }))
   counts.changed = (counts.changed or 0) + 1
 end
 
@@ -96,16 +108,16 @@ end
 -- label changed)}
 function M.write(doc, conv)
   local counts = { script = false }
-  local current = assert(doc:script())
+  local current = check(doc, "reading the script (GetScript)", doc:script())
   if current ~= conv.script then
-    assert(doc:set_script(conv.script))
+    check(doc, "setting the script (SetScript)", doc:set_script(conv.script))
     counts.script = true
   end
   for _, v in ipairs(conv.variables) do
-    created(counts, "variable", doc:create_variable { qInfo = { qType = "variable" }, qName = v.name,
+    created(doc, counts, "variable", doc:create_variable { qInfo = { qType = "variable" }, qName = v.name,
       qDefinition = v.definition, qComment = v.comment, qIncludeInBookmark = false })
   end
-  for _, d in ipairs(conv.dimensions) do created(counts, "dimension", doc:create_dimension(M.dimension(d))) end
+  for _, d in ipairs(conv.dimensions) do created(doc, counts, "dimension", doc:create_dimension(M.dimension(d))) end
   for _, m in ipairs(conv.measures) do
     local props = M.measure(m)
     local obj, err, code, e = doc:create_measure(props)
@@ -115,13 +127,13 @@ function M.write(doc, conv)
         return a.qDef ~= b.qDef or a.qLabel ~= b.qLabel or (cur.qMetaDef or {}).title ~= props.qMetaDef.title
       end)
     else
-      created(counts, "measure", obj, err, code, e)
+      created(doc, counts, "measure", obj, err, code, e)
     end
   end
   for _, v in ipairs(conv.visualizations) do
-    created(counts, "visualization", doc:create_object(M.visualization(v)))
+    created(doc, counts, "visualization", doc:create_object(M.visualization(v)))
   end
-  assert(doc:save())
+  check(doc, "saving (DoSave)", doc:save())
   return counts
 end
 
