@@ -429,6 +429,25 @@ T.test("a transforms hook that raises fails each item it touches, exit 1, with t
   t.match(out, "transforms%.lua: hook 'space' failed: .-no space for ")
   t.eq(spaces_made(), 4)
 end)
+-- {====== a file that cannot be read names its path once
+-- (r21: "X: X: Is a directory"; fs.read_file's message already starts with the path)
+T.test("a file that cannot be read is named once: secrets, chart export, plan file", function()
+  local dir = fs.realpath(t.tmpdir())
+  local bad = dir .. "/secrets.yaml"
+  assert(fs.mkdirs(bad, 448))
+  local function once(msg)
+    local _, n = tostring(msg):gsub(bad:gsub("%p", "%%%0"), "")
+    t.eq(n, 1, tostring(msg))
+    t.match(tostring(msg), "Is a directory")
+  end
+  local ok, err = pcall(require("qmig.domain.assets").credentials, bad)
+  t.eq(ok, false)
+  once(err)
+  local _, xerr = require("qmig.domain.qlikview.exports").read(bad)
+  once(xerr)
+  local _, perr = require("qmig.ui.plan").read(bad)
+  once(perr)
+end)
 -- }======
 
 return T

@@ -89,7 +89,8 @@ function M.credentials(path)
     error(errors.new { message = path .. ": readable by group or others; chmod 600 it" }, 0)
   end
   local text, err = fs.read_file(path)
-  if not text then error(errors.new { message = "cannot read " .. path .. ": " .. tostring(err) }, 0) end
+  -- (fs.read_file's message starts with the path: src/lfs.c, luaL_fileresult)
+  if not text then error(errors.new { message = "cannot read " .. tostring(err) }, 0) end
   local doc, perr = yaml.decode(text, path)
   if doc == nil then error(errors.new { message = tostring(perr) }, 0) end
   if doc == json.null then doc = {} end

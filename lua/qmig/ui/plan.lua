@@ -146,7 +146,8 @@ end
 -- -> records | nil, "FILE:LINE: why"
 function M.read(path)
   local text, err = fs.read_file(path)
-  if not text then return nil, path .. ": " .. tostring(err) end
+  -- (fs.read_file's message starts with the path: src/lfs.c, luaL_fileresult)
+  if not text then return nil, tostring(err) end
   local out, n = {}, 0
   for line in (text .. "\n"):gmatch("([^\n]*)\n") do
     n = n + 1

@@ -136,7 +136,8 @@ function M.read(path)
     return nil, string.format("%s:1: %d bytes, more than a chart export (%d) holds", path, st.size, M.MAX_BYTES)
   end
   local text, err = fs.read_file(path)
-  if not text then return nil, path .. ": " .. tostring(err) end
+  -- (fs.read_file's message starts with the path: src/lfs.c, luaL_fileresult)
+  if not text then return nil, tostring(err) end
   text = text:gsub("^\239\187\191", "")   -- a UTF-8 byte-order mark
   local valid, bad = utf8.len(text)
   if not valid then

@@ -110,7 +110,8 @@ local function read(prj, name, optional)
     error(string.format("%s:1:1: %d bytes, larger than the limit of %d", path, st.size, M.MAX_FILE), 0)
   end
   local text, err = fs.read_file(path)
-  if not text then error(path .. ": " .. tostring(err), 0) end
+  -- (fs.read_file's message starts with the path: src/lfs.c, luaL_fileresult)
+  if not text then error(tostring(err), 0) end
   return text, path
 end
 
