@@ -428,6 +428,23 @@ T.test("qvapps.import: an engine that stops answering every document stops the r
   t.eq({ #apps_named("Sales Dashboard"), #apps_named("Inventory") }, { 1, 1 }, "resumed, no duplicate")
 end)
 
+T.test("check warns that a space of plan.qlikview.spaces or publish is not in the tenant, as plan does", function()
+  the_sim():reset()
+  space("QV staging")
+  local file = job("qvapps.convert, qvapps.import", "plan:\n  qlikview:\n    spaces: {Finance: Finance QV}\n"
+    .. "    publish: {Operations: Ops Reports}\n  spaces: {staging: QV staging}")
+  local code, out, err = cli.run { "check", file }
+  -- a warning, as for a stream of plan.spaces.map that does not exist: check exits 0
+  t.eq(code, 0, out .. err)
+  t.match(out, "warn plan%.qlikview%.spaces maps folder 'Finance' to space 'Finance QV', which is not in the tenant")
+  t.match(out, "warn plan%.qlikview%.publish maps folder 'Operations' to space 'Ops Reports', which is not in")
+  space("Finance QV")
+  code, out = cli.run { "check", file }
+  t.eq(code, 0, out)
+  t.truthy(not out:find("'Finance QV'", 1, true), out)
+  t.match(out, "'Ops Reports', which is not in the tenant")
+end)
+
 -- {====== the steps after the import: the Qlik Sense app steps, reused
 
 local PIPELINE = "qvapps.convert, qvapps.import, qvapps.scripts, qvapps.reload, qvapps.publish, qvapps.owners"

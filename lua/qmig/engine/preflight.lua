@@ -6,6 +6,7 @@ local errors = require "qmig.clients.errors"
 local glob = require "qmig.job.glob"
 local identity_spaces = require "qmig.domain.spaces"
 local identity_users = require "qmig.domain.users"
+local retrieve = require "qmig.clients.retrieve"
 
 local M = {}
 
@@ -106,6 +107,37 @@ function M.run(job, source, target, transforms)
       n = n + 1
     end
     add(out, "ok", "%d spaces planned", n)
+  end)
+
+  -- The spaces plan.qlikview maps folders to: qvapps.import (steps/qvapps/import.lua,
+  -- placement) skips the documents of a folder whose space is not in the tenant, and
+  -- `plan` says so; check warns as it does for a stream of plan.spaces.map that is missing.
+  try(out, "QlikView spaces", function()
+    local qv = job.plan.qlikview
+    if type(qv) ~= "table" or not (qv.spaces or qv.publish) then return end
+    -- (a space spaces.create will make, when the job runs it, is there by then)
+    local creates, planned = false, {}
+    for _, j in ipairs(job.jobs or {}) do
+      for _, st in ipairs(j.steps or {}) do creates = creates or st == "spaces.create" or st.name == "spaces.create" end
+    end
+    for _, item in ipairs(creates and identity_spaces.items(ctx) or {}) do
+      if item.name then planned[item.name] = true end
+    end
+    for _, key in ipairs { "spaces", "publish" } do
+      local names = {}
+      for folder, name in pairs(qv[key] or {}) do names[#names + 1] = { folder = folder, name = name } end
+      table.sort(names, function(x, y) return x.folder < y.folder end)
+      for _, m in ipairs(names) do
+        local sp = retrieve.space(target, m.name)
+        if not sp and not planned[m.name] then
+          add(out, "warn", "plan.qlikview.%s maps folder '%s' to space '%s', which is not in the tenant "
+            .. "(create it first: qvapps.import skips its documents)", key, m.folder, m.name)
+        elseif sp and key == "publish" and sp.type ~= "managed" then
+          add(out, "warn", "plan.qlikview.publish maps folder '%s' to space '%s', which is not a managed space",
+            m.folder, m.name)
+        end
+      end
+    end
   end)
 
   try(out, "data connections", function()
