@@ -94,12 +94,7 @@ return {
     -- Only documents the share still has and the plan still selects: a
     -- renamed or removed document's app would otherwise be made again
     -- each time a user deletes it in Qlik Cloud.
-    local current = {}
-    for _, doc in ipairs(conversion.documents(ctx)) do current[doc.id] = true end
-    local items = {}
-    for _, item in ipairs(conversion.converted(ctx)) do
-      if current[item.id] then items[#items + 1] = item end
-    end
+    local items = conversion.current(ctx)
     for _, item in ipairs(items) do
       local rec = ctx.cache:get("qvapp.convert", item.id)
       item.fp = rec and rec.fingerprint or ""

@@ -548,6 +548,36 @@ T.test("qvapps.delete and post.reset_qv_descriptions: only this project's QlikVi
   t.eq(#apps_named("Sales Dashboard"), 1)
 end)
 
+-- r21: reload, owners (and validate, scripts, publish) went on with the apps of documents gone
+-- from the share; qvapps.delete must still remove them (qmig.domain.qlikview.conversion.current).
+T.test("the steps after qvapps.import leave a gone document's app alone; qvapps.delete still removes it",
+  function()
+  pipeline_tenant()
+  local file, dir = job(PIPELINE, PIPELINE_PLAN)
+  local code, out, err = cli.run { "run", file }
+  t.eq(code, 0, out .. err)
+  local st = status(file)
+  local sales_id, inv_id = st["qvapp " .. SALES].target_id, st["qvapp " .. INVENTORY].target_id
+  -- both documents leave the share; the user deletes Inventory's app in Qlik Cloud
+  for _, doc in ipairs { SALES, INVENTORY } do
+    local base = dir .. "/share/" .. doc:gsub("%.qvw$", "")
+    assert(os.execute(string.format("rm -rf '%s.qvw' '%s-prj'", base, base)))
+  end
+  t.eq((api("DELETE", "apps/" .. inv_id)), 200)
+  -- (--force: every item runs again, not only the changed ones)
+  code, out, err = cli.run { "run", file, "--force" }
+  t.eq(code, 0, out .. err)
+  t.truthy(not out:find("Inventory", 1, true) and not out:find("Sales Dashboard", 1, true), out)
+  t.eq(#apps_named("Inventory"), 0, "not made again")
+  t.truthy(app_by_id(sales_id), "a gone document's app is left as it is")
+  -- delete: this project's app of the gone document is removed all the same
+  t.write(file, (t.read(file):gsub("steps: %[[^%]]*%]", "steps: [qvapps.delete]")))
+  code, out, err = cli.run { "run", file, "--step", "qvapps.delete", "--yes" }
+  t.eq(code, 0, out .. err)
+  t.eq(#apps_named("Sales Dashboard"), 0, out)
+  t.eq(status(file)["qvapp.delete " .. SALES].status, "deleted")
+end)
+
 T.test("qvapps.delete finds a marked app the cache does not know (a lost project database)", function()
   pipeline_tenant()
   local file, dir = job("qvapps.convert, qvapps.import, qvapps.delete", IMPORT_PLAN)

@@ -19,6 +19,23 @@ function M.documents(ctx)
   return prj.select(prj.list(src.folder), ctx.plan and ctx.plan.qlikview)
 end
 
+-- current(ctx) -> the converted documents (M.converted) that the share
+-- still has and the plan still selects.  The steps after qvapps.convert
+-- act on these only: a renamed, removed or filtered-out document's app
+-- would otherwise be made again (qvapps.import, r21), or reloaded, given
+-- an owner and validated after the user deleted it.  qvapps.delete and
+-- post.reset_qv_descriptions read M.converted: they still clean up the
+-- apps of documents that are gone.
+function M.current(ctx)
+  local here = {}
+  for _, doc in ipairs(M.documents(ctx)) do here[doc.id] = true end
+  local out = {}
+  for _, item in ipairs(M.converted(ctx)) do
+    if here[item.id] then out[#out + 1] = item end
+  end
+  return out
+end
+
 function M.folder(ctx, qv_id) return ctx.project:object_path("converted", qv_id) end
 
 local function arrays(conv)

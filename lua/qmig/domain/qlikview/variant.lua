@@ -31,10 +31,13 @@ local function methods(obj, map, overrides)
   end })
 end
 
--- The converted documents as the Qlik Sense steps see source apps.
+-- The converted documents as the Qlik Sense steps see source apps: those
+-- the share still has and the plan selects (conversion.current), as for
+-- qvapps.import, so reload, scripts, publish, owners and validate leave a
+-- gone document's app alone (qvapps.delete lists its own items).
 function M.documents(ctx)
   local out = {}
-  for _, d in ipairs(conversion.converted(ctx)) do
+  for _, d in ipairs(conversion.current(ctx)) do
     local rec = ctx.cache:get("qvapp", d.id)
     local data = rec and type(rec.data) == "table" and rec.data or {}
     out[#out + 1] = { id = d.id, name = d.name, qv_id = d.qv_id, folder = d.folder,
