@@ -63,8 +63,8 @@ return {
       error(setmetatable({ method = "validate", path = "apps/" .. item.open_id,
         reason = "validated once the run has imported it" }, errors.DryRun), 0)
     end
-    local result, err = validate(ctx, item)
-    if not result then common.fail("cannot validate: " .. tostring(err)) end
+    local result, err, code = validate(ctx, item)
+    if not result then engines.fail("cannot validate", err, code, common.fail) end
     return report.outcome(ctx, item, result)
   end,
   finish = function(ctx, outcomes) return report.finish(ctx, outcomes) end,

@@ -61,8 +61,8 @@ return variant.of(require "qmig.steps.apps.validate", {
     end
     local conv, why = conversion.load(ctx, item.qv_id or "")
     if not conv then common.fail("cannot validate: " .. tostring(why)) end
-    local result, err = validate(ctx, item, conv)
-    if not result then common.fail("cannot validate: " .. tostring(err)) end
+    local result, err, code = validate(ctx, item, conv)
+    if not result then engines.fail("cannot validate", err, code, common.fail) end
     return report.outcome(variant.ctx(ctx), item, result, ORIGIN)
   end,
   finish = function(ctx, outcomes) return report.finish(variant.ctx(ctx), outcomes, ORIGIN) end,

@@ -575,6 +575,25 @@ T.test("validate: both engines, reports/validation.csv and the XLSX, a differenc
   t.truthy(not csv:find("differs", 1, true), csv)
 end)
 
+-- An engine that drops every OpenDoc: validation is retried (errors.engine) and, many in a
+-- row, stops the run with exit 4 (the engine breaker, qmig.domain.validation.engines),
+-- instead of failing app after app.
+T.test("validate: a Qlik Cloud engine that drops its connections stops the run with exit 4", function()
+  clean()
+  local file, _, env = job("apps.object_owners, apps.scripts, apps.publish, apps.validate")
+  local code, out, err = run(file, env, "--step", "apps.object_owners", "--step", "apps.scripts",
+    "--step", "apps.publish", table.unpack(FIXTURE_ARGS))
+  t.eq(code, 0, out .. err)
+  the_sim():faults { engine_faults = { { method = "OpenDoc", action = "close" } }, apply_to = { "cloud" } }
+  code, out, err = run(file, env)
+  the_sim():faults {}
+  t.eq(code, 4, out .. err)
+  t.match(err, "is unreachable: its engine: ")
+  code, out, err = run(file, env)
+  t.truthy(code == 0 or code == 1, out .. err)
+  t.truthy(not (out .. err):find("unreachable", 1, true), out .. err)
+end)
+
 T.test("plan: every step says what it would do and nothing is written", function()
   clean()
   local steps = "apps.object_owners, apps.scripts, apps.publish, apps.shares, apps.validate, apps.owners"

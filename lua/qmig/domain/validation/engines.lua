@@ -13,6 +13,8 @@
 --   Cloud    target.engine_url, else the tenant URL as wss://;
 --            Authorization: Bearer <API key or OAuth access token>.
 local qmig = require "qmig"
+local breaker = require "qmig.rate.breaker"
+local errors = require "qmig.clients.errors"
 local qix = require "qmig.clients.qix"
 local qrs = require "qmig.clients.qrs"
 
@@ -38,6 +40,19 @@ function M.target_url(target)
 end
 
 local function host_of(url) return url:match("^wss?://([^/]+)") or url end
+
+-- An engine that gave no answer counts on its side's engine breaker
+-- (qmig.rate.breaker.engine): many in a row stop the run (exit 4) instead of
+-- failing app after app; -> nil, msg, code, or raises the outage error.
+local function no_answer(ctx, side, msg, code)
+  local client = side == "source" and ctx.source or ctx.target
+  local b = errors.ENGINE_TRANSPORT[code] and breaker.engine(client)
+  if b then
+    b:failure(tostring(msg), code)
+    if client.breaker.open then error(client.breaker:error(), 0) end
+  end
+  return nil, msg, code
+end
 
 -- engines.open(ctx, side ("source" | "target"), app_id [, per_host]) ->
 -- session, doc | nil, msg, code.  Close with engines.close(session).
@@ -70,15 +85,25 @@ function M.open(ctx, side, app_id, per_host)
   local session, err, code = qix.open(opts)
   if not session then
     open_count[host] = open_count[host] - 1
-    return nil, err, code
+    return no_answer(ctx, side, err, code)
   end
   session.validation_host = host
   local doc, derr, dcode = session:open_doc(app_id)
   if not doc then
     M.close(session)
-    return nil, derr, dcode
+    return no_answer(ctx, side, derr, dcode)
   end
+  -- (OpenDoc answered: the engine is there; a session opened alone is not an answer)
+  local b = breaker.engine(side == "source" and ctx.source or ctx.target)
+  if b then b:success() end
   return session, doc
+end
+
+-- Fails a validation that could not get its engine: a transport code is
+-- errors.engine's (transient, retried by qmig.engine.step), else fail(msg).
+function M.fail(what, msg, code, fail)
+  if errors.ENGINE_TRANSPORT[code] then error(errors.engine(what, msg, code), 0) end
+  fail(what .. ": " .. tostring(msg))
 end
 
 function M.close(session)
