@@ -87,6 +87,7 @@ build = {
     ["qmig.domain.schedules"] = "lua/qmig/domain/schedules.lua",
     ["qmig.engine.sched"] = "lua/qmig/engine/sched.lua",
     ["qmig.job.schema"] = "lua/qmig/job/schema.lua",
+    ["qmig.job.packopts"] = "lua/qmig/job/packopts.lua",
     ["qmig.engine.loader"] = "lua/qmig/engine/loader.lua",
     ["qmig.engine.undo"] = "lua/qmig/engine/undo.lua",
     ["qmig.domain.validation.compare"] = "lua/qmig/domain/validation/compare.lua",

@@ -56,6 +56,11 @@ local function walk(node, path, own_row)
 end
 
 walk(job.schema, "", false)
+-- a step pack's sections: their schema is the pack's (lua/qmig/job/packopts.lua)
+local last_plan
+for i, row in ipairs(rows) do if row:find("^| `plan%.") then last_plan = i end end
+table.insert(rows, last_plan + 1, "| `plan.<category>` | mapping: a step pack's own options, checked against the "
+  .. "`options` its steps of that category declare (docs/steps.md) |  |  |")
 print([[
 # Job file reference
 

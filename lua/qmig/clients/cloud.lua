@@ -5,7 +5,6 @@
 -- mode: the engine turns the refusal into "would create/update/delete".
 local budget = require "qmig.rate.budget"
 local clock = require "qmig.clients.clock"
-local durable = require "qmig.store.durable"
 local errors = require "qmig.clients.errors"
 local http = require "qmig.http"
 local json = require "qmig.json"
@@ -34,6 +33,12 @@ function M.new(target, opts)
   local self = setmetatable({
     client = client, base = base, retries = opts.retries or 5,
     dry_run = opts.dry_run or false, writes = 0, on_write = opts.on_write,
+    -- opts.barrier: called before each write; returns true once every
+    -- in-progress marker committed so far is on disk (the engine's, from
+    -- lua/qmig/engine/job.lua: an item's marker is durable before the write
+    -- it announces leaves; lua/qmig/store/cache.lua Cache:group).  Without
+    -- one, qmig.http's blocking safety net still holds the write back.
+    barrier = opts.barrier,
     limiter = opts.rate_limits ~= false and limiter.new(opts.rate_limits,
       { budget = opts.shared_budget ~= false and budget.open(target) or nil }) or nil,
   }, Cloud)
@@ -116,7 +121,7 @@ function Cloud:raw(method, path, opts)
   -- The barrier first: it may wait for an fsync that several tasks share,
   -- and requests that took their tokens before it would then leave
   -- together, a burst the server's bucket answers with 429s.
-  local covered = is_write and durable.wait()
+  local covered = is_write and self.barrier ~= nil and self.barrier()
   local tier = limiter.tier(method, api_path(path))
   if self.limiter then self.limiter:acquire(tier) end
   local headers, token = opts.headers, nil

@@ -71,17 +71,20 @@ function M.problem(side, conf, err)
   return what .. text, M.EXIT.failed
 end
 
--- M.open(job, {dry_run}) -> source, target | nil, message, exit status
+-- M.open(job, {dry_run, barrier}) -> source, target | nil, message, exit
+-- status.  barrier: what the clients call before each write (qmig.clients.cloud's new).
 function M.open(job, opts)
   local bad_key = M.key_problem(job)
   if bad_key then return nil, bad_key, M.EXIT.config end
-  local source = qrs.new(job.source, { retries = job.options.retries, dry_run = opts.dry_run })
+  local source = qrs.new(job.source, { retries = job.options.retries, dry_run = opts.dry_run,
+    barrier = opts.barrier })
   local rates = job.options.rate_limits
   if type(rates) == "table" then
     local defaults = require("qmig.rate.limiter").DEFAULTS
     for tier, n in pairs(defaults) do rates[tier] = rates[tier] or n end
   end
-  local target = cloud.new(job.target, { retries = job.options.retries, dry_run = opts.dry_run, rate_limits = rates })
+  local target = cloud.new(job.target, { retries = job.options.retries, dry_run = opts.dry_run, rate_limits = rates,
+    barrier = opts.barrier })
   breaker.new({ side = "source", url = job.source.url }):guard(source)
   breaker.new({ side = "target", url = job.target.url }):guard(target)
   local ok, err = pcall(function() return target:me() end)

@@ -1,7 +1,6 @@
 -- Client of the QSEoW Repository Service (QRS) API.  Read-only by design:
 -- the source is never written to (exports aside).  Every call carries a
 -- fresh Xrfkey as query parameter and header, and X-Qlik-User.
-local durable = require "qmig.store.durable"
 local errors = require "qmig.clients.errors"
 local http = require "qmig.http"
 local json = require "qmig.json"
@@ -62,8 +61,9 @@ function M.new(source, opts)
     ca = source.ca, insecure = source.insecure, headers = headers,
     user_agent = "qmig-lua/" .. qmig.version,
   }
+  -- opts.barrier: the engine's write barrier, as for qmig.clients.cloud
   return setmetatable({ client = client, retries = opts and opts.retries or 5, dry_run = opts and opts.dry_run,
-    memo = {}, memo_bytes = 0, base = source.url }, Qrs)
+    memo = {}, memo_bytes = 0, base = source.url, barrier = opts and opts.barrier }, Qrs)
 end
 
 local function api_path(path)
@@ -95,7 +95,8 @@ function Qrs:raw(method, path, opts)
   local query = {}
   for k, v in pairs(opts.query or {}) do query[k] = v end
   query.xrfkey = key
-  local covered = method ~= "GET" and durable.wait()
+  -- the engine's barrier (see qmig.clients.cloud's new): the marker first
+  local covered = method ~= "GET" and self.barrier ~= nil and self.barrier()
   local resp, msg, code = self.client:request {
     method = method, path = api_path(path), query = query, json = opts.json, sink = opts.sink,
     headers = { ["X-Qlik-Xrfkey"] = key }, timeout = opts.timeout, durable = covered,

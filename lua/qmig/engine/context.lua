@@ -19,6 +19,8 @@ M.FIELDS = {
     .. "identity it acts as, read once), `local_time(iso)` (a tenant time on this machine's clock), "
     .. "`request(method, path, opts)` (files: `source=`, `sink=`, `multipart=`)" },
   { "plan", "step", "the job file's `plan` (validated)" },
+  { "options", "step", "the job file's `plan.<category>` section as the step's `options` schema validated it "
+    .. "(\"A pack's own options\" above); nil for a step that declares none" },
   { "job", "step", "the validated job file" },
   { "cache", "step", "the project's cache (lua/qmig/store/cache.lua); in a plan, its in-memory overlay" },
   { "project", "step", "the project folder: `path(...)`, `object_path(folder, name, ext)`, `write_json`, `read_json`" },
@@ -102,6 +104,8 @@ function M.install(Engine)
       -- a step's own table for one run of it: what items() worked out
       -- (plan options, a listing) for key, fingerprint and run to read
       memo = self:memo(step),
+      -- a pack's own options (lua/qmig/job/packopts.lua put them in job.plan)
+      options = step.options ~= nil and (self.job.plan or {})[step.name:match("^([%w_]+)%.")] or nil,
     }
     -- True for the target id of an object this plan would create (it has
     -- a placeholder id: qmig.store.overlay); never in a run.

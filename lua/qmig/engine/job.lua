@@ -20,6 +20,7 @@
 -- and the engine's own step/item events (qmig.engine.step).
 local catalogue = require "qmig.job.catalogue"
 local connect = require "qmig.clients.connect"
+local durable = require "qmig.store.durable"
 local engine = require "qmig.engine.step"
 local http = require "qmig.http"
 local jobfile = require "qmig.job.file"
@@ -223,7 +224,10 @@ function M.run(opts, emit)
   retry.base_delay = job.options.retry_delay
   -- both connections are proven before the project folder is even made:
   -- a run refused at the door leaves nothing behind
-  local source, target, status = connect.open(job, opts)
+  -- the clients wait, before each write, until the markers the cache has
+  -- committed are on disk (qmig.store.durable, set by Cache:group while a
+  -- step's items run): crash safety's rule, handed to them explicitly
+  local source, target, status = connect.open(job, { dry_run = opts.dry_run, barrier = durable.wait })
   if not source then return refuse(target, status) end
   local proj, perr, pcode = project.open(job.project.dir)
   if not proj then return refuse(perr, pcode == "locked" and EXIT.auth or EXIT.config) end

@@ -52,6 +52,8 @@ local optional_fields = {
   -- what it records for later steps, and what it reads of theirs
   -- (lua/qmig/engine/contract.lua)
   produces = "table", consumes = "table",
+  -- the schema of its pack's plan.<category> section (lua/qmig/job/packopts.lua)
+  options = "table",
 }
 
 -- Checks a loaded module against the contract; returns true or nil, why.
@@ -78,6 +80,8 @@ function M.validate(mod, name)
     return nil, string.format("field 'if_gone' must be \"recreate\" or \"report\", got '%s'", tostring(mod.if_gone))
   end
   local shaped, why = require("qmig.engine.contract").validate(mod)
+  if not shaped then return nil, why end
+  shaped, why = require("qmig.job.packopts").validate(mod)
   if not shaped then return nil, why end
   if mod.name ~= name then
     return nil, string.format("field 'name' is '%s' but the file provides step '%s'", mod.name, name)

@@ -7,6 +7,7 @@ local catalogue = require "qmig.job.catalogue"
 local fs = require "qmig.fs"
 local json = require "qmig.json"
 local log = require "qmig.ui.log"
+local packopts = require "qmig.job.packopts"
 local yaml = require "qmig.yaml"
 
 local M = {}
@@ -344,15 +345,21 @@ function M.load(path, opts)
   local positions = type(positions_or_err) == "table" and positions_or_err or nil
   local dir = fs.dirname(fs.realpath(path) or path)
   local secrets = {}
-  local job, errors = S.check(M.schema, doc, {
-    file = path, positions = positions, base_dir = dir, env = opts.env or os.getenv, fs = fs,
-    on_secret = function(s) secrets[#secrets + 1] = s end,
-  })
-  for _, s in ipairs(secrets) do log.add_secret(s) end
-  if #errors == 0 and opts.resolve then
+  -- plan sections of step packs wait for the steps declaring them (qmig.job.packopts)
+  local sections = packopts.split(M.schema.fields.plan.fields, doc)
+  local ctx = { file = path, positions = positions, base_dir = dir, env = opts.env or os.getenv, fs = fs,
+    on_secret = function(s) secrets[#secrets + 1] = s end, doc = doc, fields = M.schema.fields.plan.fields }
+  local job, errors = S.check(M.schema, doc, ctx)
+  ctx.errors = errors
+  local resolve = opts.resolve or (next(sections) and require("qmig.engine.loader").resolve)
+  if #errors == 0 and resolve then
     job.file = path
-    resolve_steps(job, doc, positions, opts.resolve, errors)
+    resolve_steps(job, doc, positions, resolve, errors)
+    if #errors == 0 then packopts.check(ctx, job, sections) end
+  elseif #errors > 0 then
+    packopts.early(ctx, sections)
   end
+  for _, s in ipairs(secrets) do log.add_secret(s) end
   if #errors == 0 then
     local oauth = job.target.oauth
     if (job.target.api_key == nil) == (oauth == nil) then

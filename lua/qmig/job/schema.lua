@@ -248,14 +248,16 @@ function check(self, node, v, line, path)
 end
 
 -- schema.check(node, value, {file=, positions=, base_dir=, env=fn, fs=,
--- on_secret=fn}) -> normalised value, errors (sorted by line, each
--- {line=, message=}).
+-- on_secret=fn, path=, line=}) -> normalised value, errors (sorted by line,
+-- each {line=, message=}).  path names value in the messages ("plan.acme"
+-- for a pack's section: lua/qmig/job/packopts.lua); "" is the whole file.
 function M.check(node, value, ctx)
   local self = setmetatable({
     file = ctx.file or "<job>", positions = ctx.positions, base_dir = ctx.base_dir or ".",
     env = ctx.env or os.getenv, fs = ctx.fs, on_secret = ctx.on_secret, errors = {},
   }, Checker)
-  local out = check(self, node, value, self:line_of(value, nil, self.positions and 1 or nil), "")
+  local out = check(self, node, value, self:line_of(value, nil, ctx.line or (self.positions and 1 or nil)),
+    ctx.path or "")
   table.sort(self.errors, function(a, b) return a.line < b.line end)
   return out, self.errors
 end

@@ -300,7 +300,7 @@ end
 -- before the write it announces; and at group(false).  Inside the group
 -- commits are made with synchronous=NORMAL (no fsync) and made durable by
 -- an fsync of the WAL on the I/O worker (fs.sync), which the task about
--- to write waits for (qmig.store.durable) while the other tasks go on; one fsync
+-- to write waits for (qmig.store.durable: the clients' barrier) while the other tasks go on; one fsync
 -- covers every marker committed before it.  A write made without that
 -- barrier still gets a blocking commit + fsync (qmig.host.before_send).  A
 -- crash loses at most outcomes not committed yet; their markers are, so
