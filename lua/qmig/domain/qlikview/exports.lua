@@ -14,7 +14,7 @@
 --   exports.read(path) -> {header = {...}, rows = {{...}, ...}, lines = {n, ...}}
 --                         | nil, "path:line: why"
 local fs = require "qmig.fs"
-local hash = require "qmig.hash"
+local prj = require "qmig.domain.qlikview.prj"
 
 local M = {}
 
@@ -52,21 +52,8 @@ end
 function M.fingerprint(folder, doc_id)
   if not folder then return "no exports" end
   local dir = folder .. "/" .. doc_id:gsub("%.[Qq][Vv][Ww]$", "")
-  local names = fs.dir(dir) or {}
-  table.sort(names)
-  local parts = {}
-  for _, n in ipairs(names) do
-    -- A FIFO or a device (or a link to one) would block or never end:
-    -- only regular files are opened, as find() only returns those.
-    local st = fs.stat(dir .. "/" .. n)
-    if st and st.type == "file" and st.size <= M.MAX_BYTES then
-      local hex, size = hash.sha256_file(dir .. "/" .. n)
-      if hex then parts[#parts + 1] = n .. ":" .. size .. ":" .. hex end
-    elseif st then
-      parts[#parts + 1] = n .. ":" .. st.type .. ":" .. st.size
-    end
-  end
-  return hash.sha256(table.concat(parts, "\n"))
+  -- only regular files are opened, as find() only returns those
+  return prj.folder_digest(dir, fs.dir(dir) or {}, M.MAX_BYTES)
 end
 
 local function delimiter_of(path)

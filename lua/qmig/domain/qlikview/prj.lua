@@ -72,24 +72,31 @@ function M.select(docs, p)
   return out
 end
 
--- fingerprint(doc) -> sha256 over the names, sizes and hashes of every
--- file of the -prj folder: any change QlikView Desktop saves changes it.
-function M.fingerprint(doc)
-  if not doc.prj then return "no-prj" end
+-- folder_digest(dir, names, max_bytes) -> sha256 over the names, sizes and
+-- hashes of the files `names` of dir (fs.dir's sorted list).  Only regular
+-- files within max_bytes are opened: a FIFO, a device or a symlink to one
+-- would block the run or never end; the digest still changes when one
+-- appears.  Shared by the -prj folder and the chart exports
+-- (qmig.domain.qlikview.exports).
+function M.folder_digest(dir, names, max_bytes)
   local parts = {}
-  for _, n in ipairs(assert(fs.dir(doc.prj))) do
-    -- Only regular files within the limit are opened: a FIFO, a device or
-    -- a symlink to one would block the run or never end; read() refuses
-    -- them, and the fingerprint still changes when one appears.
-    local st = fs.stat(doc.prj .. "/" .. n)
-    if st and st.type == "file" and st.size <= M.MAX_FILE then
-      local hex, size = hash.sha256_file(doc.prj .. "/" .. n)
+  for _, n in ipairs(names) do
+    local st = fs.stat(dir .. "/" .. n)
+    if st and st.type == "file" and st.size <= max_bytes then
+      local hex, size = hash.sha256_file(dir .. "/" .. n)
       if hex then parts[#parts + 1] = n .. ":" .. size .. ":" .. hex end
     elseif st then
       parts[#parts + 1] = n .. ":" .. st.type .. ":" .. st.size
     end
   end
   return hash.sha256(table.concat(parts, "\n"))
+end
+
+-- fingerprint(doc) -> the digest of every file of the -prj folder: any
+-- change QlikView Desktop saves changes it.
+function M.fingerprint(doc)
+  if not doc.prj then return "no-prj" end
+  return M.folder_digest(doc.prj, assert(fs.dir(doc.prj)), M.MAX_FILE)
 end
 -- }======
 
