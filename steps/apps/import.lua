@@ -141,6 +141,8 @@ return {
   },
   requires = { "apps.export", "spaces.create" },
   items = function(ctx) return scope.list(ctx) end,
+  -- its item for an app starts once the steps before it are done for that app
+  after = "object",
   key = function(app) return app.id end,
   fingerprint = common.definition_fingerprint,
   -- (an app gone from the tenant is imported again; what later steps did

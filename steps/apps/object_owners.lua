@@ -78,6 +78,8 @@ return {
     end
     return items
   end,
+  -- its item for an app starts once the steps before it are done for that app
+  after = "object",
   key = function(item) return item.id end,
   run = function(ctx, item)
     local app_id = item.open_id

@@ -53,6 +53,8 @@ return {
   requires = { "apps.import" },
   poll = POLL,
   items = function(ctx) return scope.list(ctx) end,
+  -- its item for an app starts once the steps before it are done for that app
+  after = "object",
   key = function(app) return app.id end,
   -- Reloaded once: a changed source app is not re-imported by apps.import,
   -- so there is nothing new to reload (apps.delete forgets the reload of

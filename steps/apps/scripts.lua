@@ -94,6 +94,8 @@ return {
     end
     return items
   end,
+  -- its item for an app starts once the steps before it are done for that app
+  after = "object",
   key = function(item) return item.id end,
   fingerprint = function(item)
     return table.concat({ item.app_id, item.import_fp or "", item.rules or "" }, "|")

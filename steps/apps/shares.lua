@@ -104,6 +104,8 @@ return {
     end
     return out
   end,
+  -- its item for an app starts once the steps before it are done for that app
+  after = "object",
   key = function(item) return item.id end,
   run = function(ctx, item)
     local app_id = item.open_id

@@ -57,6 +57,8 @@ return {
     for _, item in ipairs(items) do item.open_id = ctx.app_for(item.id) or item.app_id end
     return items
   end,
+  -- its item for an app starts once the steps before it are done for that app
+  after = "object",
   key = function(item) return item.id end,
   run = function(ctx, item)
     if ctx.is_planned(item.open_id) then

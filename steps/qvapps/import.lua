@@ -101,6 +101,8 @@ return {
     end
     return items
   end,
+  -- its item for an app starts once the steps before it are done for that app
+  after = "object",
   key = function(item) return item.id end,
   fingerprint = function(item) return item.fp end,
   target_path = function(rec) return "apps/" .. rec.target_id end,

@@ -88,6 +88,8 @@ return {
     return out
   end,
 
+  -- its item for an app starts once the steps before it are done for that app
+  after = "object",
   key = function(x) return x.id end,
 
   run = function(ctx, x)

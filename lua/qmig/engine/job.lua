@@ -22,6 +22,7 @@ local catalogue = require "qmig.job.catalogue"
 local connect = require "qmig.clients.connect"
 local durable = require "qmig.store.durable"
 local engine = require "qmig.engine.step"
+local overlap = require "qmig.engine.overlap"
 local http = require "qmig.http"
 local jobfile = require "qmig.job.file"
 local log = require "qmig.ui.log"
@@ -169,27 +170,32 @@ local RUN_STATUS = { [0] = "done", [1] = "failed", [3] = "failed", [4] = "interr
 -- reads; the totals of their counts.
 local function run_steps(eng, selection, proj, opts, emit, plan)
   local totals, scheduled = {}, {}
+  local function ended(step, summary)
+    for k, n in pairs(summary.counts) do totals[k] = (totals[k] or 0) + n end
+    if opts.dry_run then
+      for _, o in ipairs(summary.outcomes) do
+        plan.planned[#plan.planned + 1] = o
+        plan.records[#plan.records + 1] = planview.record(step.name, step.object, o)
+      end
+    end
+    emit { kind = "job.step", step = step, summary = summary, dry_run = opts.dry_run }
+    log.info("step done", { step = step.name, counts = summary.counts })
+  end
   for _, j in ipairs(selection) do
     emit { kind = "job.job", name = j.name }
     eng.job_name = j.name
-    for _, step in ipairs(j.steps) do
+    -- steps that go object by object run with the step before them (qmig.engine.overlap)
+    for _, group in ipairs(overlap.groups(j.steps, opts.dry_run)) do
       if eng.aborted or qmig.interrupted() then break end
-      for _, req in ipairs(step.requires or {}) do
-        if not scheduled[req] and not proj.cache:step_ran(req) then
-          emit { kind = "job.warning", step = step.name, requires = req }
+      for _, step in ipairs(group) do
+        for _, req in ipairs(step.requires or {}) do
+          if not scheduled[req] and not proj.cache:step_ran(req) then
+            emit { kind = "job.warning", step = step.name, requires = req }
+          end
         end
+        scheduled[step.name] = true
       end
-      scheduled[step.name] = true
-      local summary = eng:run_step(step)
-      for k, n in pairs(summary.counts) do totals[k] = (totals[k] or 0) + n end
-      if opts.dry_run then
-        for _, o in ipairs(summary.outcomes) do
-          plan.planned[#plan.planned + 1] = o
-          plan.records[#plan.records + 1] = planview.record(step.name, step.object, o)
-        end
-      end
-      emit { kind = "job.step", step = step, summary = summary, dry_run = opts.dry_run }
-      log.info("step done", { step = step.name, counts = summary.counts })
+      eng:run_group(group, ended)
     end
   end
   return totals

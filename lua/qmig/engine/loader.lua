@@ -54,6 +54,10 @@ local optional_fields = {
   produces = "table", consumes = "table",
   -- the schema of its pack's plan.<category> section (lua/qmig/job/packopts.lua)
   options = "table",
+  -- after = "object": its item for an object starts once the steps before
+  -- it are done for that object (lua/qmig/engine/overlap.lua); object_of(item,
+  -- ctx) -> that object's id, when it is not the item's key
+  after = "string", object_of = "function",
 }
 
 -- Checks a loaded module against the contract; returns true or nil, why.
@@ -75,6 +79,9 @@ function M.validate(mod, name)
     if mod[field] ~= nil and type(mod[field]) ~= ty then
       return nil, string.format("field '%s' must be a %s, got %s", field, ty, type(mod[field]))
     end
+  end
+  if mod.after ~= nil and mod.after ~= "step" and mod.after ~= "object" then
+    return nil, string.format("field 'after' must be \"step\" or \"object\", got '%s'", tostring(mod.after))
   end
   if mod.if_gone ~= nil and mod.if_gone ~= "recreate" and mod.if_gone ~= "report" then
     return nil, string.format("field 'if_gone' must be \"recreate\" or \"report\", got '%s'", tostring(mod.if_gone))

@@ -30,6 +30,7 @@ function M.new(opts)
     concurrency = concurrency,
     max_open = max_open,
     queued = {},      -- tasks not started yet, in spawn order
+    urgent = {},      -- the same, from spawn_next: started first
     woken = {},       -- sleepers whose time has come, waiting for a place
     ready = {},       -- running tasks to resume, with the values to pass
     waiting = {},     -- request object -> task
@@ -43,6 +44,16 @@ end
 
 -- sched:spawn(fn, ...) -> task; fn runs inside a coroutine later, in run().
 -- task.ok / task.result / task.error are set when it ends.
+-- sched:spawn_next(fn, ...): the same, started before every task spawned
+-- with spawn (qmig.engine.overlap: an object's next step before another
+-- object's first, so objects get through every step and the pipeline flows).
+function Scheduler:spawn_next(fn, ...)
+  local task = self:spawn(fn, ...)
+  self.queued[#self.queued] = nil
+  self.urgent[#self.urgent + 1] = task
+  return task
+end
+
 function Scheduler:spawn(fn, ...)
   self.next_id = self.next_id + 1
   local args = table.pack(...)
@@ -84,6 +95,9 @@ function Scheduler:step(task, ...)
   end
 end
 
+-- Tasks not started yet.
+function Scheduler:pending() return #self.queued + #self.urgent end
+
 -- Gives free places to woken sleepers first (work already under way ends
 -- sooner), then to tasks not started yet.
 function Scheduler:start_queued()
@@ -91,9 +105,9 @@ function Scheduler:start_queued()
     self.running = self.running + 1
     self.ready[#self.ready + 1] = { task = table.remove(self.woken, 1) }
   end
-  while self.running < self.concurrency and self.open < self.max_open and #self.queued > 0
+  while self.running < self.concurrency and self.open < self.max_open and self:pending() > 0
       and not self.draining do
-    local task = table.remove(self.queued, 1)
+    local task = table.remove(#self.urgent > 0 and self.urgent or self.queued, 1)
     task.status = "running"
     self.running = self.running + 1
     self.open = self.open + 1
@@ -108,8 +122,10 @@ end
 -- for Ctrl-C.
 function Scheduler:drain()
   self.draining = true
-  for _, task in ipairs(self.queued) do task.status = "cancelled" end
-  self.queued = {}
+  for _, list in ipairs { self.queued, self.urgent } do
+    for _, task in ipairs(list) do task.status = "cancelled" end
+  end
+  self.queued, self.urgent = {}, {}
   -- an fsync cannot be cut short: its task resumes when it ends
   for req in pairs(self.waiting) do
     if http.is_request(req) then http.abort(req) end
@@ -132,17 +148,19 @@ function Scheduler:idle_timeout()
   return 1
 end
 
--- Runs until every spawned task has ended.
+-- Runs until every spawned task has ended.  on_tick(), when set, is
+-- called on every turn (at least once a second): it may spawn tasks.
 function Scheduler:run()
   while true do
     if qmig.interrupted() and not self.draining then self:drain() end
+    if self.on_tick and not self.draining then self.on_tick() end
     self:start_queued()
     self:wake_timers()
     if #self.ready > 0 then
       local batch = self.ready
       self.ready = {}
       for _, entry in ipairs(batch) do self:step(entry.task) end
-    elseif self.open == 0 and (#self.queued == 0 or self.draining) then
+    elseif self.open == 0 and (self:pending() == 0 or self.draining) then
       return
     elseif #self.woken == 0 or self.running >= self.concurrency then
       -- (a woken sleeper with a free place is handed it on the next turn)

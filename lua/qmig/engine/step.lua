@@ -31,6 +31,7 @@ local function step_error(e)
   log.debug("step error", { traceback = debug.traceback(tostring(e), 2) })
   return tostring(e)
 end
+M.step_error = step_error
 
 
 
@@ -208,72 +209,6 @@ function Engine:run_item(step, item)
   end
 end
 
--- The order in which a step's items start, for steps whose items wait
--- for others of the same step (step.depends(item) -> keys of items that
--- must end first, e.g. a chained schedule after the task it follows):
--- every item after the items it waits for, otherwise as items() listed
--- them.  Spawning in this order means an item only ever waits for items
--- already started, so waiting cannot starve them of a place.  Keys not
--- among the items are ignored; a dependency that closes a cycle is
--- dropped (the step reports cycles itself: the engine only must not hang).
--- -> {{key=, item=}}, {key = {keys to wait for}}, done = {}
-function M.dependency_order(step, items, ctx)
-  local entries, by_key = {}, {}
-  for _, item in ipairs(items) do
-    local ok, key = pcall(step.key, item, ctx)
-    local entry = { key = ok and key ~= nil and tostring(key) or nil, item = item }
-    entries[#entries + 1] = entry
-    if entry.key then by_key[entry.key] = by_key[entry.key] or entry end
-  end
-  if not step.depends then return entries, {}, {} end
-  local order, after, state = {}, {}, {}
-  local function visit(entry)
-    if state[entry] == "done" then return end
-    state[entry] = "visiting"
-    local ok, deps = pcall(step.depends, entry.item, ctx)
-    local waits = {}
-    for _, dep in ipairs(ok and type(deps) == "table" and deps or {}) do
-      local other = by_key[tostring(dep)]
-      if other and other ~= entry and state[other] ~= "visiting" then
-        visit(other)
-        waits[#waits + 1] = other.key
-      end
-    end
-    if entry.key and #waits > 0 then after[entry.key] = waits end
-    state[entry] = "done"
-    order[#order + 1] = entry
-  end
-  for _, entry in ipairs(entries) do visit(entry) end
-  return order, after, {}
-end
-
--- Where a step's items() is defined, "file:line", for messages about it.
-local function items_where(step)
-  local info = type(step.items) == "function" and debug.getinfo(step.items, "S")
-  return info and (info.short_src .. ":" .. info.linedefined) or tostring(step.name)
-end
-
--- The cache record standing for a step whose items() failed: status and
--- the report read the cache, so the reason must be there too; a later
--- run whose items() works drops it.
-local ITEMS_KEY = "@items"
-M.ITEMS_KEY = ITEMS_KEY
-
--- items() failing fails the whole step: the reason goes to every output
--- (the console and --json through step_failed, the run log, the cache).
-function Engine:items_failed(step, summary, reason)
-  reason = log.redact(reason)
-  summary.error = reason
-  summary.counts.failed = 1
-  log.info("step failed", { step = step.name, reason = reason })
-  if self.cache and not self.dry_run then
-    self.cache:begin_item(step.object, ITEMS_KEY, { step = step.name, run_id = self.run_id })
-    self.cache:fail_item(step.object, ITEMS_KEY, reason, self.run_id)
-  end
-  self:emit { kind = "step_failed", step = step.name, reason = reason }
-  return summary
-end
-
 -- A name for an item's outcome lines when the outcome has none: what
 -- the step recorded, else the item's own name (or that of the object it
 -- is about: item.app, item.stream...).
@@ -290,110 +225,9 @@ local function item_name(item, outcome)
 end
 M.item_name = item_name
 
--- The breaker of a side found unreachable, if any (qmig.rate.breaker).
-function Engine:outage()
-  for _, client in ipairs { self.source or false, self.target or false } do
-    local b = client and client.breaker
-    if b and b.open then return b end
-  end
-  return nil
-end
-
--- Runs every item of one step concurrently; returns the summary
--- {counts = {status = n}, items = {outcomes}}.
-function Engine:run_step(step)
-  local summary = { step = step.name, counts = {}, outcomes = {} }
-  local reads_before = self.target_reads or 0
-  -- a new ctx.memo for each run of the step
-  if self.step_ctxs then self.step_ctxs[step.name] = nil end
-  if self.step_memos then self.step_memos[step.name] = nil end
-  local ctx = self:step_context(step)
-  local ok, items = xpcall(step.items, step_error, ctx)
-  if not ok then
-    local err = items
-    if errors.is(err) and err.auth then self.aborted = err end
-    if errors.is(err) and err.outage then
-      -- not the step's fault: the run stops and the next one lists again
-      self.aborted = err
-      summary.counts.interrupted = 1
-      self:emit { kind = "step_failed", step = step.name, reason = log.redact(tostring(err)) }
-      return summary
-    end
-    local where, text = items_where(step), tostring(err)
-    -- a Lua error names its own file:line; an API error does not
-    return self:items_failed(step, summary, text:find(where:match("^(.-):%d+$"), 1, true) and text
-      or (where .. ": " .. step.name .. ": items() failed: " .. text))
-  end
-  if type(items) ~= "table" then
-    return self:items_failed(step, summary, items_where(step) .. ": " .. step.name
-      .. ": items() must return a list, got " .. type(items))
-  end
-  if self.cache and self.cache:get(step.object, ITEMS_KEY) then
-    self.cache:drop_item(step.object, ITEMS_KEY)
-  end
-  self:emit { kind = "step_start", step = step.name, total = #items }
-  -- Sleepers give their place up (qmig.engine.sched), and up to 4 x concurrency
-  -- items may be under way.  Not under rate limits: there the tenant's
-  -- rate bounds the run, and dozens of items waiting for tokens only
-  -- bunch requests into bursts its buckets answer with 429s (bench/,
-  -- part 2: 16 429s and 0.83 of the allowed rate, against 4 and 0.91-0.95).
-  local order, after, done = M.dependency_order(step, items, ctx)
-  local limited = self.target and self.target.limiter
-  local s = sched.new { concurrency = self.concurrency, max_open = limited and self.concurrency or nil }
-  s.on_done = function(task)
-    if task.key then done[task.key] = true end
-    if not task.ok then  -- an engine or cache failure outside the step's own code
-      summary.counts.failed = (summary.counts.failed or 0) + 1
-      summary.outcomes[#summary.outcomes + 1] = { status = "failed", reason = log.redact(tostring(task.error)) }
-    end
-  end
-  local function wait_for(deps)
-    for _, key in ipairs(deps) do
-      while not done[key] and not self.aborted and not qmig.interrupted() do qmig.sleep(0.02) end
-    end
-  end
-  for _, entry in ipairs(order) do
-    local item = entry.item
-    local task = s:spawn(function()
-      if self.aborted then return end
-      if after[entry.key] then wait_for(after[entry.key]) end
-      local outcome = self:run_item(step, item)
-      if outcome.name == nil then outcome.name = item_name(item, outcome) end
-      summary.counts[outcome.status] = (summary.counts[outcome.status] or 0) + 1
-      summary.outcomes[#summary.outcomes + 1] = outcome
-      self:emit { kind = "item", step = step.name, object = step.object, outcome = outcome }
-      if outcome.status == "failed" and self.aborted then s:drain() end
-      local down = self:outage()
-      if down then
-        -- a side is unreachable (qmig.rate.breaker): the items not started yet
-        -- are left for the next run instead of failing one by one
-        self.aborted = self.aborted or down:error()
-        s:drain()
-      end
-    end)
-    task.key = entry.key
-  end
-  -- One commit per batch of items instead of two fsyncs per item (Cache:group).
-  local grouped = self.cache and not self.dry_run
-  if grouped then self.cache:group(true) end
-  s:run()
-  if grouped then self.cache:group(false) end
-  if step.finish and not self.aborted then
-    -- After every item: for outputs that cover all of them (e.g. appObjects.json).
-    local fok, ferr = xpcall(step.finish, step_error, ctx, summary.outcomes)
-    if not fok then
-      summary.counts.failed = (summary.counts.failed or 0) + 1
-      summary.error = log.redact(tostring(ferr))
-      self:emit { kind = "step_failed", step = step.name, reason = summary.error }
-    end
-  end
-  if (self.target_reads or 0) > reads_before then
-    -- what checking done records costs (target_path), in the run log
-    log.info("recorded objects looked at in the tenant", { step = step.name,
-      reads = self.target_reads - reads_before })
-  end
-  self:emit { kind = "step_done", step = step.name, counts = summary.counts }
-  return summary
-end
+-- Running a step's items on the scheduler, alone (run_step) or overlapped
+-- with the steps before it, object by object (run_group).
+require("qmig.engine.steprun").install(Engine, M)
+require("qmig.engine.overlap").install(Engine, M)
 
 return M

@@ -42,8 +42,8 @@ end
 
 -- Since the step started: {received_per_s, sent_per_s, tiers = {{tier,
 -- per_minute, limit}}} (tiers used during the step, by name).
-function Progress:rates()
-  local s = self.step
+function Progress:rates(s)
+  s = s or self.step
   local st = marks(self)
   local secs = math.max(1e-3, st.at - s.mark.at)
   local out = { received_per_s = (st.received - s.mark.received) / secs, sent_per_s = (st.sent - s.mark.sent) / secs,
@@ -165,19 +165,29 @@ function Progress:event(event)
     return
   end
   if self.json then
-    if event.kind == "step_start" then self.step = { mark = marks(self) } end
-    if event.kind == "step_done" and self.step then event.rates = self:rates() end
+    -- steps that overlap (qmig.engine.overlap) are under way together
+    self.open_steps = self.open_steps or {}
+    if event.kind == "step_start" then self.open_steps[event.step] = { mark = marks(self) } end
+    if event.kind == "step_done" and self.open_steps[event.step] then
+      event.rates = self:rates(self.open_steps[event.step])
+      self.open_steps[event.step] = nil
+    end
     self:write(json.encode(log.redact(event), { sort_keys = true }), "\n")
     self.out:flush()
     return
   end
+  -- Steps that overlap (qmig.engine.overlap) are under way together: each
+  -- is counted, the live line shows the one started last.
+  self.open_steps = self.open_steps or {}
   if event.kind == "step_start" then
     self.step = { name = event.step, total = event.total, done = 0, failed = 0, started = qmig.monotonic(),
       mark = marks(self) }
+    self.open_steps[event.step] = self.step
     self:draw(true)
   elseif event.kind == "item" then
-    local o, s = event.outcome, self.step
+    local o, s = event.outcome, self.open_steps[event.step] or self.step
     if s then
+      s.total = math.max(s.total, s.done + 1)  -- an overlapping step's total grows as it lists
       s.done = s.done + 1
       if o.status == "failed" then s.failed = s.failed + 1 end
     end
@@ -195,7 +205,8 @@ function Progress:event(event)
     self:say("    %s: %s", event.step, event.reason)
   elseif event.kind == "step_done" then
     self:clear_line()
-    self.step = nil
+    self.open_steps[event.step] = nil
+    if self.step and self.step.name == event.step then self.step = select(2, next(self.open_steps)) end
   end
 end
 

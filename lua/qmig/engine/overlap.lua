@@ -1,0 +1,249 @@
+-- Steps that overlap, object by object.  A step declaring
+-- `after = "object"` does not wait for the whole step before it: its item
+-- for an object starts once every earlier step of its group is done for
+-- that object, while those steps go on with other objects.  apps.reload
+-- reloads one app while apps.import still waits out the catalogue's lag
+-- for another, so a step's slowest item no longer holds every object.
+--
+-- A group is a step that waits for all before it (the default,
+-- after = "step": a pack's items() may read a listing of every space)
+-- followed by the after = "object" steps that come next in the job.  The
+-- objects are the steps' item keys (or object_of(item, ctx)): the source
+-- ids every app step keys its items by.  What makes it safe:
+--   - an object's steps still run in the global order, one after the other;
+--   - a step's items for an object depend only on records of that object
+--     made by the steps before it in the group (what after = "object"
+--     promises), so a listing taken once those are done lists all of them;
+--   - a step's items() is called again as objects get through the steps
+--     before it (at most every few times what the call costs), and once
+--     more when they are all done, which lists everything as before;
+--   - a step's finish() and step_done come after its last item, in order.
+-- A plan (dry run) runs step after step: its lines read in step order.
+local qmig = require "qmig"
+
+local M = {}
+
+-- The least time between two listings of a step, and how many times a
+-- listing's own cost must pass before the next one: enough to keep
+-- items() calls a small share of the run on a site of thousands of apps.
+local MIN_GAP, COST_FACTOR = 0.02, 4
+
+local function overlaps(step)
+  return step.after == "object" and step.depends == nil
+end
+
+-- M.groups(steps, dry_run) -> a list of groups, each a list of steps in
+-- order: a step that overlaps joins the group of the step before it.
+function M.groups(steps, dry_run)
+  local out = {}
+  for _, step in ipairs(steps) do
+    if overlaps(step) and not dry_run and #out > 0 then
+      local g = out[#out]
+      g[#g + 1] = step
+    else
+      out[#out + 1] = { step }
+    end
+  end
+  return out
+end
+
+local function object_of(step, item, ctx, key)
+  if step.object_of then
+    local ok, o = pcall(step.object_of, item, ctx)
+    return ok and o ~= nil and tostring(o) or nil
+  end
+  return key
+end
+
+function M.install(Engine, engine)
+  -- Runs a group of steps (M.groups); on_step(step, summary) as each one
+  -- ends, in order.  A group of one step is run_step.
+  function Engine:run_group(group, on_step)
+    if #group == 1 then return on_step(group[1], self:run_step(group[1])) end
+    local s = self:item_scheduler()
+    local known = {}  -- every object some listing named
+    local states = {}
+    for i, step in ipairs(group) do
+      local summary, ctx = self:open_step(step)
+      states[i] = { index = i, step = step, summary = summary, ctx = ctx, spawned = {}, pending = {}, has = {},
+        absent = {}, open = 0, next_list = 0, cost = 0 }
+    end
+
+    -- st is done for object o: its items for o have ended, or it has none
+    local function done_for(st, o)
+      if st.complete then return true end
+      local left = st.pending[o] or 0
+      if st.final then return left == 0 end
+      return st.absent[o] or (st.has[o] and left == 0) or false
+    end
+    local function ready(j, o)
+      for i = 1, j - 1 do
+        if not done_for(states[i], o) then return false end
+      end
+      return true
+    end
+    local function dirty_after(j)
+      for k = j + 1, #states do states[k].dirty = true end
+    end
+
+    local function start(st, entry, first)
+      if not st.started then
+        st.started = true
+        self:emit { kind = "step_start", step = st.step.name, total = st.listed or 0 }
+      end
+      st.spawned[entry.key or entry] = true
+      st.open = st.open + 1
+      if entry.object then
+        st.has[entry.object] = true
+        st.pending[entry.object] = (st.pending[entry.object] or 0) + 1
+      end
+      local spawn = first and s.spawn or s.spawn_next
+      local task = spawn(s, self:item_task(s, st.step, entry.item, st.summary, entry.wait))
+      task.state, task.entry = st, entry
+    end
+
+    local function entries(st, items)
+      local order, after, done = engine.dependency_order(st.step, items, st.ctx)
+      st.done_keys = done
+      for _, entry in ipairs(order) do
+        entry.object = entry.key and object_of(st.step, entry.item, st.ctx, entry.key)
+        if entry.object then known[entry.object] = true end
+        local deps = after[entry.key]
+        if deps then
+          entry.wait = function()
+            for _, key in ipairs(deps) do
+              while not done[key] and not self.aborted and not qmig.interrupted() do qmig.sleep(0.02) end
+            end
+          end
+        end
+      end
+      return order
+    end
+
+    -- A listing while steps before are still under way: it starts the
+    -- items of the objects those steps are done with, and notes the
+    -- objects it has no item for.
+    local function list_early(j)
+      local st = states[j]
+      local waiting = {}
+      for o in pairs(known) do
+        if not st.has[o] and not st.absent[o] and ready(j, o) then waiting[o] = true end
+      end
+      local t0 = qmig.monotonic()
+      local items = self:list_items(st.step, st.summary, st.ctx, true)
+      st.cost = qmig.monotonic() - t0
+      st.next_list = qmig.monotonic() + math.max(MIN_GAP, COST_FACTOR * st.cost)
+      if not items or st.final or self.aborted then return end
+      local listed = {}
+      for _, entry in ipairs(entries(st, items)) do
+        local o = entry.object
+        if o then
+          listed[o] = true
+          if waiting[o] and not st.spawned[entry.key] then start(st, entry) end
+        end
+      end
+      for o in pairs(waiting) do
+        if not listed[o] then st.absent[o] = true end
+      end
+      st.listed = #items
+      dirty_after(j)
+    end
+
+    -- The listing once every step before is over: everything not started yet.
+    local function list_final(j)
+      local st = states[j]
+      local items = self:list_items(st.step, st.summary, st.ctx)
+      st.final = true
+      if not items then
+        -- as run_step: the step failed (or the run stopped) before any item
+        st.complete, st.summary.reads_before = true, nil
+        dirty_after(j)
+        return on_step(st.step, st.summary)
+      end
+      st.listed = #items
+      if not st.started then
+        st.started = true
+        self:emit { kind = "step_start", step = st.step.name, total = #items }
+      end
+      for _, entry in ipairs(entries(st, items)) do
+        if not st.spawned[entry.key or entry] then start(st, entry, j == 1) end
+      end
+      dirty_after(j)
+    end
+
+    local advance
+    local function control(fn, j)
+      local task = s:spawn_next(function() fn(j) end)
+      task.control = j
+      return task
+    end
+    local function close(j)
+      local st = states[j]
+      self:close_step(st.step, st.summary, st.ctx)
+      st.complete = true
+      dirty_after(j)
+      on_step(st.step, st.summary)
+    end
+
+    advance = function()
+      if self.aborted or qmig.interrupted() then return end
+      local now = qmig.monotonic()
+      local before_done = true
+      for j, st in ipairs(states) do
+        if st.busy then  -- a listing or the close is under way
+          before_done = false
+        elseif not st.final then
+          if before_done then
+            st.busy = true
+            control(list_final, j)
+          elseif st.dirty and now >= st.next_list then
+            st.busy, st.dirty = true, false
+            control(list_early, j)
+          end
+          before_done = false
+        elseif not st.complete then
+          if st.open == 0 and before_done then
+            st.busy = true
+            control(close, j)
+          end
+          before_done = false
+        end
+      end
+    end
+
+    s.on_done = function(task)
+      local st = task.state
+      if task.control then
+        local cst = states[task.control]
+        cst.busy = false
+        if not task.ok then
+          -- the engine's own failure: counted, and the step is not waited for
+          self:task_failed(cst.summary, task)
+          cst.final = true
+          if cst.open == 0 then cst.complete = true end
+        end
+      elseif st then
+        st.open = st.open - 1
+        local entry = task.entry
+        if entry.key and st.done_keys then st.done_keys[entry.key] = true end
+        if entry.object then st.pending[entry.object] = st.pending[entry.object] - 1 end
+        if not task.ok then self:task_failed(st.summary, task) end
+        dirty_after(st.index)
+      end
+      advance()
+    end
+    s.on_tick = advance
+    advance()
+    self:run_scheduler(s)
+    -- stopped (an abort, an outage, Ctrl-C): the steps under way end as
+    -- run_step's do, without finish(); those never begun are not reported
+    for _, st in ipairs(states) do
+      if st.started and not st.complete then
+        st.complete = true
+        on_step(st.step, self:close_step(st.step, st.summary, st.ctx))
+      end
+    end
+  end
+end
+
+return M
