@@ -127,6 +127,50 @@ function Engine.run_step(self, step)
   return summary
 end
 
+-- Steps that overlap (qmig.engine.overlap) share their time and their
+-- requests: they get one line, named "first..last (n steps)", timed from
+-- the group's start to its last step's end; items_s is every listing of
+-- its steps summed (they run beside the items, not before them).
+local run_group = Engine.run_group
+function Engine.run_group(self, group, on_step)
+  if #group == 1 then return run_group(self, group, on_step) end
+  local row = { step = string.format("%s..%s (%d steps)", group[1].name, group[#group].name, #group),
+    sleeps = {}, items_s = 0 }
+  rows[#rows + 1] = row
+  step_sleeps = row.sleeps
+  local w0, c0, u0, t0 = used("waited"), counts(), used(), qmig.monotonic()
+  row.run_at = qmig.time()
+  local wrapped = {}
+  for i, step in ipairs(group) do
+    wrapped[i] = setmetatable({
+      items = function(...)
+        local l0 = qmig.monotonic()
+        local r = table.pack(step.items(...))
+        row.items_s = row.items_s + (qmig.monotonic() - l0)
+        return table.unpack(r, 1, r.n)
+      end }, { __index = step })
+  end
+  local n = 0
+  run_group(self, wrapped, function(step, summary)
+    n = n + #summary.outcomes
+    return on_step(step, summary)
+  end)
+  local c1, u1 = counts(), used()
+  row.end_at = qmig.time()
+  row.tiers, row.waited = {}, {}
+  for tier, k in pairs(u1) do
+    if k - (u0[tier] or 0) > 0 then row.tiers[tier] = k - (u0[tier] or 0) end
+  end
+  for tier, w in pairs(used("waited")) do
+    if w - (w0[tier] or 0) > 0 then row.waited[tier] = w - (w0[tier] or 0) end
+  end
+  step_sleeps = nil
+  row.run_s = qmig.monotonic() - t0
+  row.items_requests, row.run_requests = 0, c1.total - c0.total
+  row.endpoints = diff(c0, c1)
+  row.n = n
+end
+
 local code = require("qmig.ui.cli").main(...)
 for _, r in ipairs(rows) do
   if next(r.endpoints or {}) == nil then r.endpoints = nil end

@@ -173,7 +173,7 @@ function M.install(Engine, engine)
 
     local advance
     local function control(fn, j)
-      local task = s:spawn_next(function() fn(j) end)
+      local task = s:spawn_now(function() fn(j) end)
       task.control = j
       return task
     end
@@ -199,6 +199,8 @@ function M.install(Engine, engine)
           elseif st.dirty and now >= st.next_list then
             st.busy, st.dirty = true, false
             control(list_early, j)
+          elseif st.dirty then
+            s:alarm(st.next_list)
           end
           before_done = false
         elseif not st.complete then

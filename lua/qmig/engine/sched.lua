@@ -54,6 +54,19 @@ function Scheduler:spawn_next(fn, ...)
   return task
 end
 
+-- sched:spawn_now(fn, ...): started at once, even with every place
+-- taken (the engine's own bookkeeping, e.g. a step's listing: what it
+-- costs the API is small, and every item behind it waits for it).
+function Scheduler:spawn_now(fn, ...)
+  local task = self:spawn(fn, ...)
+  self.queued[#self.queued] = nil
+  task.status = "running"
+  self.running = self.running + 1
+  self.open = self.open + 1
+  self.ready[#self.ready + 1] = { task = task }
+  return task
+end
+
 function Scheduler:spawn(fn, ...)
   self.next_id = self.next_id + 1
   local args = table.pack(...)
@@ -141,10 +154,19 @@ function Scheduler:wake_timers()
   end
 end
 
+-- sched:alarm(at): the next turn comes by monotonic time `at` at the
+-- latest (for on_tick's work that waits on time rather than on a task).
+function Scheduler:alarm(at)
+  if not self.alarm_at or at < self.alarm_at then self.alarm_at = at end
+end
+
 function Scheduler:idle_timeout()
-  if self.timers[1] then
-    return math.max(0, math.min(1, self.timers[1].at - qmig.monotonic()))
+  local at = self.timers[1] and self.timers[1].at
+  if self.alarm_at then
+    at = math.min(at or self.alarm_at, self.alarm_at)
+    self.alarm_at = nil
   end
+  if at then return math.max(0, math.min(1, at - qmig.monotonic())) end
   return 1
 end
 

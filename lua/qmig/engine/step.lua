@@ -12,7 +12,6 @@ local log = require "qmig.ui.log"
 local overlay = require "qmig.store.overlay"
 local qmig = require "qmig"
 local retry = require "qmig.rate.retry"
-local sched = require "qmig.engine.sched"
 local steps = require "qmig.engine.loader"
 
 local M = {}

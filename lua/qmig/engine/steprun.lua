@@ -156,7 +156,7 @@ function M.install(Engine, engine)
 
   -- A task that ended in an engine or cache failure, outside the step's
   -- own code (run_item catches the step's), counted as a failed item.
-  function Engine:task_failed(summary, task)
+  function Engine.task_failed(_, summary, task)
     summary.counts.failed = (summary.counts.failed or 0) + 1
     summary.outcomes[#summary.outcomes + 1] = { status = "failed", reason = log.redact(tostring(task.error)) }
   end
