@@ -691,8 +691,10 @@ return {
   requires = { "apps.import" },
   items = items,
   key = function(item) return item.id end,
-  -- the app a trigger is on, so the app's later steps (apps.validate,
-  -- apps.owners) wait for its schedules (qmig.engine.overlap)
+  -- an app's triggers start once the steps before are done for the app
+  -- (a chained one also waits for the trigger it follows: depends), and
+  -- its later steps (apps.validate, apps.owners) wait for them
+  after = "object",
   object_of = function(item) return item.app and item.app.id end,
   fingerprint = function(item) return hash.sha256(json.encode(definition(item), { sort_keys = true })) end,
   -- a task deleted in the tenant (or with its app) is made again

@@ -29,20 +29,18 @@ local json = require "qmig.json"
 local qmig = require "qmig"
 local script = require "qmig.domain.scripts"
 
--- The rename table, built once per items() call (one step at a time runs
--- in a process).
-local current_table
-
 local function rules(ctx)
   return ctx.plan and ctx.plan.scripts and ctx.plan.scripts.replace or {}
 end
 
+-- The rename table, built once per run of the step (ctx.memo: items() is
+-- called more than once when the step overlaps the ones before it).
 local function table_for(ctx)
-  if not current_table then
+  if not ctx.memo.renames then
     local list = conns.build(ctx)
-    current_table = { index = script.index(list), digest = conns.digest(list, rules(ctx)) }
+    ctx.memo.renames = { index = script.index(list), digest = conns.digest(list, rules(ctx)) }
   end
-  return current_table
+  return ctx.memo.renames
 end
 
 local function backup_paths(ctx, id)
@@ -86,7 +84,6 @@ return {
   },
   requires = { "apps.import" },
   items = function(ctx)
-    current_table = nil
     local items = common.imported(ctx)
     if #items > 0 then
       local t = table_for(ctx)

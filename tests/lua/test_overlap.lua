@@ -15,8 +15,10 @@ local function new_engine(opts)
   local cache = assert(require("qmig.store.cache").open(t.tmpdir() .. "/qmig.db"))
   opts = opts or {}
   local events = {}
+  -- (a target with a limiter: at most `concurrency` items under way, as
+  -- against Qlik Cloud, where an item waiting for another holds a place)
   local eng = engine.new { job = { options = {}, plan = {} }, project = { cache = cache },
-    concurrency = opts.concurrency or 4, dry_run = opts.dry_run, reporter = function(e) events[#events + 1] = e end }
+    target = opts.limited and { limiter = true } or nil, concurrency = opts.concurrency or 4, dry_run = opts.dry_run, reporter = function(e) events[#events + 1] = e end }
   return eng, cache, events
 end
 
@@ -147,6 +149,37 @@ T.test("overlap: object_of: a later step waits for every item of its object", fu
   t.truthy(at(trace, "v", "X", "begin") >= at(trace, "s", "e2", "end"), "v X after both of X's items")
   t.truthy(at(trace, "v", "Y", "end") < at(trace, "s", "e2", "end"), "v Y did not wait for X's slow item")
   cache:close()
+end)
+
+T.test("overlap: depends across objects: a chained item waits for the one it follows, on another object", function()
+  for _, concurrency in ipairs { 1, 4 } do
+    local eng, cache = new_engine { concurrency = concurrency, limited = true }
+    local trace = {}
+    local chained = step("s", trace, { after = "object", ids = { "e1", "e2", "e3" },
+      app = { e1 = "X", e2 = "Y", e3 = "Y" }, object_of = function(x) return x.app end,
+      depends = function(x) return x.id == "e2" and { "e1" } or {} end })
+    -- a deadlock (an item waiting for one that cannot start) ends as a
+    -- failure after 10 s instead of hanging the suite
+    local sleep, deadline = qmig.sleep, qmig.monotonic() + 10
+    qmig.sleep = function(s)
+      if qmig.monotonic() > deadline then error("deadlock: still waiting after 10 s", 0) end
+      return sleep(s)
+    end
+    local ok, ended = pcall(run_groups, eng, {
+      step("a", trace, { ids = { "Y", "X" }, slow = { X = 0.4 } }),  -- (Y first: its triggers are listed early)
+      chained,
+      step("v", trace, { after = "object", ids = { "X", "Y" } }),
+    })
+    qmig.sleep = sleep
+    t.truthy(ok, tostring(ended))
+    for _, e in ipairs(ended) do t.eq(e[2].counts.failed, nil, e[1] .. " at concurrency " .. concurrency) end
+    t.eq(#ended, 3)
+    t.truthy(at(trace, "s", "e2", "begin") >= at(trace, "s", "e1", "end"), "e2 after e1")
+    t.truthy(at(trace, "v", "Y", "begin") >= math.max(at(trace, "s", "e2", "end"), at(trace, "s", "e3", "end")),
+      "v Y after both of Y's triggers")
+    t.truthy(at(trace, "v", "X", "begin") >= at(trace, "s", "e1", "end"), "v X after X's trigger")
+    cache:close()
+  end
 end)
 
 T.test("overlap: a later step whose items() fails fails as alone; the steps after it still run", function()

@@ -23,13 +23,16 @@ local qmig = require "qmig"
 
 local M = {}
 
--- The least time between two listings of a step, and how many times a
--- listing's own cost must pass before the next one: enough to keep
--- items() calls a small share of the run on a site of thousands of apps.
-local MIN_GAP, COST_FACTOR = 0.02, 4
+-- The early listings of a group (every step's, together) take at most
+-- 1 / (1 + COST_FACTOR) of its time: after one that took c seconds, the
+-- next of any step waits COST_FACTOR x c, and at least MIN_GAP.  Per
+-- step, ten overlapping steps could spend most of the CPU listing (bench/,
+-- part 1 at concurrency 16: listings 1.03 s of a 3.6 s run).  The steps
+-- come first to last: an earlier step's items free a later one's.
+local MIN_GAP, COST_FACTOR = 0.03, 4
 
 local function overlaps(step)
-  return step.after == "object" and step.depends == nil
+  return step.after == "object"
 end
 
 -- M.groups(steps, dry_run) -> a list of groups, each a list of steps in
@@ -62,11 +65,12 @@ function M.install(Engine, engine)
     if #group == 1 then return on_step(group[1], self:run_step(group[1])) end
     local s = self:item_scheduler()
     local known = {}  -- every object some listing named
+    local next_list = 0  -- when the next early listing may begin (MIN_GAP)
     local states = {}
     for i, step in ipairs(group) do
       local summary, ctx = self:open_step(step)
       states[i] = { index = i, step = step, summary = summary, ctx = ctx, spawned = {}, pending = {}, has = {},
-        absent = {}, open = 0, next_list = 0, cost = 0 }
+        absent = {}, open = 0, cost = 0, done_keys = {} }
     end
 
     -- st is done for object o: its items for o have ended, or it has none
@@ -102,14 +106,18 @@ function M.install(Engine, engine)
       task.state, task.entry = st, entry
     end
 
+    -- The listing's items as {key, item, object, deps, wait}, in the
+    -- order depends asks for (engine.dependency_order); wait() holds an
+    -- item for the items of its step it depends on.
     local function entries(st, items)
-      local order, after, done = engine.dependency_order(st.step, items, st.ctx)
-      st.done_keys = done
+      local order, after = engine.dependency_order(st.step, items, st.ctx)
+      local done = st.done_keys
       for _, entry in ipairs(order) do
         entry.object = entry.key and object_of(st.step, entry.item, st.ctx, entry.key)
         if entry.object then known[entry.object] = true end
         local deps = after[entry.key]
         if deps then
+          entry.deps = deps
           entry.wait = function()
             for _, key in ipairs(deps) do
               while not done[key] and not self.aborted and not qmig.interrupted() do qmig.sleep(0.02) end
@@ -118,6 +126,15 @@ function M.install(Engine, engine)
         end
       end
       return order
+    end
+    -- Before the step's last listing an item starts only once the items it
+    -- depends on have ended: it never waits holding a place that they
+    -- (not started yet) may need.
+    local function deps_done(st, entry)
+      for _, key in ipairs(entry.deps or {}) do
+        if not st.done_keys[key] then return false end
+      end
+      return true
     end
 
     -- A listing while steps before are still under way: it starts the
@@ -132,16 +149,25 @@ function M.install(Engine, engine)
       local t0 = qmig.monotonic()
       local items = self:list_items(st.step, st.summary, st.ctx, true)
       st.cost = qmig.monotonic() - t0
-      st.next_list = qmig.monotonic() + math.max(MIN_GAP, COST_FACTOR * st.cost)
+      next_list = qmig.monotonic() + math.max(MIN_GAP, COST_FACTOR * st.cost)
       if not items or st.final or self.aborted then return end
-      local listed = {}
-      for _, entry in ipairs(entries(st, items)) do
+      -- an object's items start together or not at all (held: one of
+      -- them depends on an item not ended yet), so that "done for the
+      -- object" never comes before the last of them
+      local listed, held = {}, {}
+      local order = entries(st, items)
+      for _, entry in ipairs(order) do
         local o = entry.object
         if o then
           listed[o] = true
-          if waiting[o] and not st.spawned[entry.key] then start(st, entry) end
+          if not deps_done(st, entry) then held[o] = true end
         end
       end
+      for _, entry in ipairs(order) do
+        local o = entry.object
+        if o and waiting[o] and not held[o] and not st.spawned[entry.key] then start(st, entry) end
+      end
+      st.held = next(held) ~= nil
       for o in pairs(waiting) do
         if not listed[o] then st.absent[o] = true end
       end
@@ -196,11 +222,12 @@ function M.install(Engine, engine)
           if before_done then
             st.busy = true
             control(list_final, j)
-          elseif st.dirty and now >= st.next_list then
+          elseif st.dirty and now >= next_list then
             st.busy, st.dirty = true, false
+            next_list = math.huge  -- one early listing at a time: it sets the next time
             control(list_early, j)
           elseif st.dirty then
-            s:alarm(st.next_list)
+            s:alarm(next_list)
           end
           before_done = false
         elseif not st.complete then
@@ -221,16 +248,18 @@ function M.install(Engine, engine)
         if not task.ok then
           -- the engine's own failure: counted, and the step is not waited for
           self:task_failed(cst.summary, task)
+          next_list = 0
           cst.final = true
           if cst.open == 0 then cst.complete = true end
         end
       elseif st then
         st.open = st.open - 1
         local entry = task.entry
-        if entry.key and st.done_keys then st.done_keys[entry.key] = true end
+        if entry.key then st.done_keys[entry.key] = true end
         if entry.object then st.pending[entry.object] = st.pending[entry.object] - 1 end
         if not task.ok then self:task_failed(st.summary, task) end
         dirty_after(st.index)
+        if st.held then st.dirty = true end
       end
       advance()
     end
