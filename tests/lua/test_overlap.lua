@@ -18,7 +18,8 @@ local function new_engine(opts)
   -- (a target with a limiter: at most `concurrency` items under way, as
   -- against Qlik Cloud, where an item waiting for another holds a place)
   local eng = engine.new { job = { options = {}, plan = {} }, project = { cache = cache },
-    target = opts.limited and { limiter = true } or nil, concurrency = opts.concurrency or 4, dry_run = opts.dry_run, reporter = function(e) events[#events + 1] = e end }
+    target = opts.limited and { limiter = true } or nil, concurrency = opts.concurrency or 4,
+    dry_run = opts.dry_run, reporter = function(e) events[#events + 1] = e end }
   return eng, cache, events
 end
 

@@ -154,6 +154,7 @@ function M.install(Engine, engine)
       -- an object's items start together or not at all (held: one of
       -- them depends on an item not ended yet), so that "done for the
       -- object" never comes before the last of them
+      st.listed = #items
       local listed, held = {}, {}
       local order = entries(st, items)
       for _, entry in ipairs(order) do
@@ -171,7 +172,6 @@ function M.install(Engine, engine)
       for o in pairs(waiting) do
         if not listed[o] then st.absent[o] = true end
       end
-      st.listed = #items
       dirty_after(j)
     end
 
