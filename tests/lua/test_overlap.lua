@@ -7,6 +7,8 @@ local t = require "testing"
 local qmig = require "qmig"
 
 local T = t.suite("overlap")
+local started_sims = {}
+T.after_all(function() for _, sim in ipairs(started_sims) do sim:stop() end end)
 
 local engine = require "qmig.engine.step"
 local overlap = require "qmig.engine.overlap"
@@ -218,6 +220,56 @@ T.test("overlap: an abort stops the group; the steps begun end with their counts
     t.truthy(e[2].counts.created == nil or e[2].counts.created <= 1, e[1] .. ": at most the one item before it")
   end
   cache:close()
+end)
+
+-- The demo against the simulator, its listings lagging 2.5 s: the reply
+-- of the last app import is lost after the import was made, so that item
+-- is in doubt with no later import to witness the catalogue, and waits
+-- the lag out.  The other apps' later steps go on meanwhile: some of
+-- their reloads end before that import does.  (Step after step, every
+-- reload began after the last import had ended.)
+T.test("overlap: the demo: while an import in doubt waits out the catalogue's lag, other apps reload", function()
+  local cli = require "cli"
+  local fs = require "qmig.fs"
+  local json = require "qmig.json"
+  local demo_share = require "demo_share"
+  local sim = require("sim").start { site = "examples/demo/site.json" }
+  started_sims[#started_sims + 1] = sim
+  local dir = fs.realpath(t.tmpdir())
+  t.write(dir .. "/secrets.yaml", "Finance DB: {username: u, password: p1}\n'Sales DB (CORP_jdoe)': "
+    .. "{username: s, password: p2}\n")
+  fs.chmod(dir .. "/secrets.yaml", 384)
+  local text, n = t.read("examples/demo/job.yaml"):gsub("options: {concurrency: 8}",
+    "options: {concurrency: 8, rate_limits: false, catalogue_lag: 3}")
+  t.eq(n, 1, "the demo job's options line")
+  t.write(dir .. "/job.yaml", demo_share.absolute(text))
+  local env = { QMIG_DEMO_QRS_URL = sim.info.qrs_url, QMIG_DEMO_CLOUD_URL = sim.info.cloud_url,
+    QMIG_DEMO_API_KEY = sim.info.api_key, QMIG_DEMO_CERTS = fs.dirname(sim.info.certs.ca), QMIG_DEMO_DIR = dir,
+    QMIG_DEMO_PROJECT = dir .. "/project" }
+  -- (the demo's plan takes every app of its site)
+  local imports = #json.decode(t.read("examples/demo/site.json")).qrs.apps
+  sim:faults { catalogue_lag_ms = 2500,
+    rules = { { match = "POST /api/v1/apps/import", nth = imports, action = "drop_after_apply" } } }
+  local code, out, err = cli.run({ "run", dir .. "/job.yaml", "--job", "apps", "--job", "identities",
+    "--job", "containers", "--job", "connections" }, { env = env })
+  t.truthy(code == 0 or code == 1, out .. err)
+  local doubted, reloads = nil, {}
+  for line in io.lines(dir .. "/project/logs/run-1.jsonl") do
+    local r = json.decode(line)
+    if r.msg == "item" and r.step == "apps.import" and tostring(r.reason):find("recovered", 1, true) then
+      doubted = r
+    end
+    if r.msg == "item" and r.step == "apps.reload" then reloads[#reloads + 1] = r end
+  end
+  t.truthy(doubted, "the last import was in doubt and recovered: " .. out)
+  local before = 0
+  for _, r in ipairs(reloads) do if r.key ~= doubted.key and r.ts < doubted.ts then before = before + 1 end end
+  t.truthy(before > 0, "reloads of other apps ended while the import in doubt waited (" .. #reloads .. " reloads)")
+  local marker, copies = require("qmig.clients.retrieve").marker_token(doubted.key), 0
+  for _, a in ipairs(sim:state().cloud.apps) do
+    if tostring(a.description):find(marker, 1, true) then copies = copies + 1 end
+  end
+  t.eq(copies, 1, "one app for the source app in doubt")
 end)
 
 return T
