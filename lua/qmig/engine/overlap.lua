@@ -86,8 +86,11 @@ function M.install(Engine, engine)
       end
       return true
     end
+    -- What step j does for an object (an item ends, an object found to
+    -- have none) can make it ready for step j + 1 only: for the steps
+    -- after, j + 1 must act on it first.
     local function dirty_after(j)
-      for k = j + 1, #states do states[k].dirty = true end
+      if states[j + 1] then states[j + 1].dirty = true end
     end
 
     local function start(st, entry, first)
@@ -215,6 +218,7 @@ function M.install(Engine, engine)
       if self.aborted or qmig.interrupted() then return end
       local now = qmig.monotonic()
       local before_done = true
+      local early  -- the step to list early: of those waiting, the one listed longest ago
       for j, st in ipairs(states) do
         if st.busy then  -- a listing or the close is under way
           before_done = false
@@ -222,12 +226,8 @@ function M.install(Engine, engine)
           if before_done then
             st.busy = true
             control(list_final, j)
-          elseif st.dirty and now >= next_list then
-            st.busy, st.dirty = true, false
-            next_list = math.huge  -- one early listing at a time: it sets the next time
-            control(list_early, j)
-          elseif st.dirty then
-            s:alarm(next_list)
+          elseif st.dirty and (not early or (st.listed_at or 0) < (early.listed_at or 0)) then
+            early = st
           end
           before_done = false
         elseif not st.complete then
@@ -237,6 +237,13 @@ function M.install(Engine, engine)
           end
           before_done = false
         end
+      end
+      if early and now >= next_list then
+        early.busy, early.dirty, early.listed_at = true, false, now
+        next_list = math.huge  -- one early listing at a time: it sets the next time
+        control(list_early, early.index)
+      elseif early then
+        s:alarm(next_list)
       end
     end
 
