@@ -25,11 +25,12 @@ local M = {}
 
 -- The early listings of a group (every step's, together) take at most
 -- 1 / (1 + COST_FACTOR) of its time: after one that took c seconds, the
--- next of any step waits COST_FACTOR x c, and at least MIN_GAP.  Per
--- step, ten overlapping steps could spend most of the CPU listing (bench/,
--- part 1 at concurrency 16: listings 1.03 s of a 3.6 s run).  The steps
--- come first to last: an earlier step's items free a later one's.
-local MIN_GAP, COST_FACTOR = 0.03, 4
+-- next of any step waits COST_FACTOR x c, and at least MIN_GAP.  On a
+-- site of 2000 apps a listing costs tens of milliseconds of CPU, and at 4
+-- (a fifth of the time) they cost 41 s of CPU in a 210 s run on two cores
+-- (bench/, part 1, full site); per step instead of per group, ten steps
+-- listing spent most of it.
+local MIN_GAP, COST_FACTOR = 0.03, 9
 
 local function overlaps(step)
   return step.after == "object"
