@@ -78,9 +78,21 @@ print([[
 
 ## Rate limits
 
-Qlik Cloud limits requests per minute per rate tier; qmig-lua keeps under
-95 % of each limit (a tier answering 429 waits out its `Retry-After`).
-Unless `options.rate_limits` says otherwise (`false`: no limiting):
+Qlik Cloud limits requests per rate tier, per user, and counts them over a
+5-minute window: [qlik.dev's rate limiting](https://qlik.dev/apis/rest/rate-limiting)
+says tier 1 (1,000 per min) and tier 2 (100 per min) are "evaluated over a
+5-minute window to support bursts of requests", and the
+[reloads changelog](https://qlik.dev/changelog/108-api-ratelimit-reloads) meters
+`POST /reloads` the same way ("up to 250 requests within that window" at 50
+per min). So a tier allows 5 minutes' worth of requests at once, and no
+more than that in any 5 minutes. qmig-lua does the same at 95 % of each
+limit: a tier's first requests go out without waiting up to 95 % of its
+window's worth (475 writes at tier 2's 100 per min), none goes beyond that
+within any 5 minutes, and over longer runs the tier holds 95 % of its rate
+per minute. A tier answering 429 waits out its `Retry-After` (Qlik blocks
+the whole tier), and processes on one machine acting as the same identity
+share the tiers and their windows. Unless `options.rate_limits` says
+otherwise (`false`: no limiting):
 
 | tier | requests | default per minute |
 |---|---|---|

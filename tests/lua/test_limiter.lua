@@ -122,34 +122,81 @@ T.test("AIMD: a 429 cuts the rate once per pause; clean time raises it back, nev
   t.truthy(l:stats().tier2.rate >= ceiling * limiter.FLOOR - 1e-9)
 end)
 
+T.test("by default a tier takes a window's worth at once: 400 tier-2 requests without waiting", function()
+  local l, now = fake({ tier2 = 100 })  -- Qlik's 5-minute window: 500 tokens
+  for _ = 1, 400 do l:acquire("tier2") end
+  t.eq(now.t, 1000, "no wait")
+  t.eq(l.waited, 0)
+end)
+
+T.test("the window: no more than MARGIN x a window's worth in any 300 s; the next waits until the oldest leave it",
+  function()
+  local l, now = fake({ tier2 = 100 })
+  local allowed = 100 * 5 * limiter.MARGIN  -- 475 of the server's 500
+  -- 300 now, 175 a hundred seconds later: the window is full
+  for _ = 1, 300 do l:acquire("tier2") end
+  now.t = now.t + 100
+  for _ = 1, allowed - 300 do l:acquire("tier2") end
+  t.eq(now.t, 1100, "a window's worth without waiting")
+  -- the bucket has refilled 158 meanwhile; the window has no room until
+  -- the first 300 (second 1000) have left it, at 1000 + 1 + 300
+  l:acquire("tier2")
+  t.truthy(math.abs(now.t - 1301) < 1e-6, string.format("waited for the oldest: at %.3f", now.t))
+  -- it slides: the first 300's room, no more, until second 1100 leaves
+  for _ = 1, 299 do l:acquire("tier2") end
+  t.truthy(math.abs(now.t - 1301) < 1e-6, "the room they left at once")
+  l:acquire("tier2")
+  t.truthy(math.abs(now.t - 1401) < 1e-6, string.format("then the next oldest: at %.3f", now.t))
+end)
+
 T.test("a stray 429 well under the budget keeps the bucket; one near the budget empties it", function()
-  local l, now = fake({ tier2 = 100 })  -- a minute's burst: 100 tokens
+  local l, now = fake({ tier2 = 100 })
   for _ = 1, 10 do l:acquire("tier2") end
   l:pause("tier2", 1)
   local started = now.t
   for _ = 1, 40 do l:acquire("tier2") end
   t.truthy(now.t - started < 1.01, string.format("40 more requests right after the pause (%.1f s)", now.t - started))
-  -- near the budget: the next requests wait for the (cut) rate
+  -- near the budget (3/4 of the window's 475): the next requests wait for the (cut) rate
   local l2, now2 = fake({ tier2 = 100 })
-  for _ = 1, 80 do l2:acquire("tier2") end
+  for _ = 1, 400 do l2:acquire("tier2") end
   l2:pause("tier2", 1)
   local t0 = now2.t
   for _ = 1, 5 do l2:acquire("tier2") end
   t.truthy(now2.t - t0 > 2, "bucket emptied: the rate holds")
 end)
 
-T.test("over half a minute's budget sent, then a 429: still well under, the bucket is kept", function()
-  local l, now = fake({ special = 60 })
-  for _ = 1, 34 do l:acquire("special") end
+T.test("a 429 after 100 tier-2 requests in the first seconds of an idle window is not near the budget", function()
+  -- a minute's worth, which a one-minute count called near: the window
+  -- allows 475, and the bucket is kept
+  local l, now = fake({ tier2 = 100 })
+  for _ = 1, 100 do l:acquire("tier2") end
+  now.t = now.t + 3
+  l:pause("tier2", 1)
+  local started = now.t
+  for _ = 1, 300 do l:acquire("tier2") end
+  t.truthy(now.t - started < 1.01, string.format("300 more right after the pause (%.1f s)", now.t - started))
+end)
+
+T.test("over half a window's budget sent, then a 429: still well under, the bucket is kept", function()
+  local l, now = fake({ special = 60 })  -- 285 of 300 in a window
+  for _ = 1, 160 do l:acquire("special") end
   l:pause("special", 1)
   local started = now.t
   for _ = 1, 10 do l:acquire("special") end
   t.truthy(now.t - started < 1.01, string.format("10 more right after the pause (%.1f s)", now.t - started))
 end)
 
-T.test("alone, a 429 while the bucket holds over a quarter of its burst is a stray, however much was sent; a second "
-  .. "one before the clean answers keeps its cut", function()
-  local l, now = fake({ tier2 = 100 })  -- 100 tokens, 95 a minute
+T.test("alone, a full window is an overrun however full the bucket: the count decides, not the tokens", function()
+  local l, now = fake({ tier2 = 100 })
+  for _ = 1, 400 do l:acquire("tier2") end
+  now.t = now.t + 200  -- the bucket refills (to 416 tokens); the 400 are still in the window
+  l:pause("tier2", 1)
+  t.eq(l.buckets.tier2.tokens, 0, "emptied")
+end)
+
+T.test("with an explicit burst (a token-bucket server), alone, a 429 while the bucket holds over a quarter of it is "
+  .. "a stray, however much was sent; a second one before the clean answers keeps its cut", function()
+  local l, now = fake({ tier2 = 100 }, { burst = 100 })  -- 100 tokens, 95 a minute
   -- a minute's worth sent, then 40 s in which the refill put 63 back, 20 more
   for _ = 1, 100 do l:acquire("tier2") end
   now.t = now.t + 40
@@ -170,7 +217,7 @@ T.test("alone, a 429 while the bucket holds over a quarter of its burst is a str
   l:acquire("tier2")
   t.truthy(l.buckets.tier2.aimd < 100 * limiter.MARGIN / 60 * 0.6, "cut twice, kept")
   -- a low bucket (under a quarter) with as much sent: near, emptied at once
-  local l2, now2 = fake({ tier2 = 100 })
+  local l2, now2 = fake({ tier2 = 100 }, { burst = 100 })
   for _ = 1, 90 do l2:acquire("tier2") end
   l2:pause("tier2", 1)
   local t0 = now2.t
@@ -184,14 +231,15 @@ T.test("with another process on the identity, a full bucket is no proof of a str
   local target = { url = "https://t.example/", api_key = "k" }
   local l1, now1 = fake({ tier2 = 100 }, { budget = budget.open(target, { dir = dir }) })
   local l2, now2 = fake({ tier2 = 100 }, { budget = budget.open(target, { dir = dir }) })
-  -- both send: 60 of l1 and 30 of l2 within the minute (over 3/4 of it)
-  for _ = 1, 30 do l2:acquire("tier2") end
+  -- both send: 220 of l1 and 160 of l2 within the window (over 3/4 of
+  -- its 475; neither's own count is)
+  for _ = 1, 160 do l2:acquire("tier2") end
   now1.t = now2.t
-  for _ = 1, 30 do l1:acquire("tier2") end
+  for _ = 1, 160 do l1:acquire("tier2") end
   now1.t = now1.t + 35
   now2.t = now1.t
   l2:sync(true)
-  for _ = 1, 30 do l1:acquire("tier2") end
+  for _ = 1, 60 do l1:acquire("tier2") end
   l1:sync(true)
   t.truthy(l1.buckets.tier2.others and l1.buckets.tier2.others.procs == 1, "l1 sees l2")
   l1:pause("tier2", 1)
@@ -226,7 +274,7 @@ T.test("a 429 well under the budget, then clean answers: a stray, the rate comes
   t.truthy(l.buckets.tier2.aimd < ceiling * limiter.DECREASE, "cut twice, kept")
   -- near the budget: clean answers after the pause do not undo the cut
   local l2, now2 = fake({ tier2 = 100 })
-  for _ = 1, 80 do l2:acquire("tier2") end
+  for _ = 1, 400 do l2:acquire("tier2") end
   l2:pause("tier2", 1)
   now2.t = now2.t + 1
   for _ = 1, 10 do l2:answered("tier2") end
@@ -260,6 +308,23 @@ T.test("two limiters on one budget file share the tier and each other's 429 paus
   -- the file holds hashes and counts, never the key
   local text = fs.read_file(dir .. "/" .. budget.key(target) .. ".json")
   t.truthy(text and not text:find("secret%-key"), "no secret in the shared file")
+end)
+
+T.test("the window counts the others on the identity: what they sent leaves less room for this one", function()
+  local budget = require "qmig.rate.budget"
+  local dir = os.tmpname(); os.remove(dir)
+  local target = { url = "https://t.example/", api_key = "k" }
+  local l1, now1 = fake({ tier2 = 100 }, { budget = budget.open(target, { dir = dir }) })
+  local l2, now2 = fake({ tier2 = 100 }, { budget = budget.open(target, { dir = dir }) })
+  for _ = 1, 240 do l2:acquire("tier2") end
+  l2:sync(true)
+  now1.t = now2.t + 0.5
+  l1:sync(true)
+  -- l1's part of the bucket is 250: the window (475 - 240), not the tokens, stops it
+  for _ = 1, 235 do l1:acquire("tier2") end
+  t.eq(now1.t, now2.t + 0.5, "the window's room without waiting")
+  l1:acquire("tier2")
+  t.truthy(now1.t >= now2.t + 300, string.format("waited for the window: %.1f s", now1.t - now2.t))
 end)
 
 T.test("the shared file's folder: QMIG_CACHE_DIR, XDG_CACHE_HOME, ~/.cache; keys differ per identity", function()

@@ -57,6 +57,20 @@ end
 local PLAN_CHANGES = { "create", "update", "adopt", "export", "delete", "validate", "convert" }
 local RUN_CHANGES = { "created", "updated", "adopted", "deleted" }
 
+T.test("the time the rate limits allow: a window's allowance at once, each further one a window later", function()
+  local plan = require "qmig.ui.plan"
+  local function writes(n)
+    local all = {}
+    for i = 1, n do all[i] = { status = "planned", write = { method = "POST", path = "/api/v1/spaces" } } end
+    return all
+  end
+  -- tier 2 at 100 a minute: 500 in Qlik's 5-minute window
+  t.match(plan.totals(writes(400), { tier2 = 100 })[2], "at least 400 writes to the target; at the tenant's rate "
+    .. "limits that is at least 0 s")
+  t.match(plan.totals(writes(600), { tier2 = 100 })[2], "that is at least 300 s")
+  t.match(plan.totals(writes(1001), { tier2 = 100 })[2], "that is at least 600 s")
+end)
+
 T.test("plan on a fresh project: every step, every object, the counts of the run that follows", function()
   local sim, env, dir = demo()
   local code, out, err = cli.run({ "plan", "examples/demo/job.yaml" }, { env = env })

@@ -6,6 +6,7 @@ The two API halves (qrs.QRS and cloud.Cloud) plug in through a tiny interface:
     state() -> dict
     tier(method, path) -> str
 """
+import collections
 import cProfile
 import datetime
 import email.parser
@@ -396,6 +397,11 @@ class Faults:
         spec = config.get("kill_after_writes")
         if spec is not None and not ("pid" in spec and "n" in spec):
             raise ValueError("kill_after_writes needs 'pid' and 'n'")
+        for name, spec in (config.get("tiers") or {}).items():
+            window = spec.get("window_s") if isinstance(spec, dict) else None
+            if window is not None and (isinstance(window, bool) or not isinstance(window, (int, float))
+                                       or window <= 0):
+                raise ValueError(f"tiers.{name}.window_s must be a number of seconds > 0")
         lag = config.get("catalogue_lag_ms", 0)
         if isinstance(lag, bool) or not isinstance(lag, (int, float)) or not 0 <= lag < 1e9:
             raise ValueError("catalogue_lag_ms must be a number of milliseconds >= 0")
@@ -438,18 +444,23 @@ class Faults:
         return None, None
 
     def take_token(self, tier):
-        """Token bucket per tier. Returns None or the Retry-After seconds."""
+        """The tier's limit: a token bucket (refill per_minute/60 a second, capacity
+        `burst`), or with `window_s` a sliding window as qlik.dev documents Qlik
+        Cloud's tiers (evaluated over 5 minutes): at most per_minute * window_s / 60
+        requests in any window_s seconds.  Returns None or the Retry-After seconds."""
         tiers = self.cfg["tiers"] or {}
         spec = tiers.get(tier)
         if not spec:
             return None
-        rate = float(spec["per_minute"]) / 60.0
-        capacity = float(spec.get("burst", tiers.get("burst", 10)))
         now = time.monotonic()
         with self.lock:
             blocked = self.blocked_until.get(tier, 0)
             if now < blocked:
                 return max(1, math.ceil(blocked - now))
+            if spec.get("window_s") is not None:
+                return self._take_window(tier, spec, now)
+            rate = float(spec["per_minute"]) / 60.0
+            capacity = float(spec.get("burst", tiers.get("burst", 10)))
             tokens, last = self.buckets.get(tier, (capacity, now))
             tokens = min(capacity, tokens + (now - last) * rate)
             if tokens >= 1:
@@ -459,6 +470,23 @@ class Faults:
             self.buckets[tier] = (tokens, now)
             self.blocked_until[tier] = now + wait
             return wait
+
+    def _take_window(self, tier, spec, now):
+        """Sliding window (under self.lock): a log of the times of the tier's
+        requests let through in the last window_s seconds (the ones answered 429
+        are not in it: they were refused, not served)."""
+        window = float(spec["window_s"])
+        allowed = int(float(spec["per_minute"]) * window / 60.0)
+        log = self.buckets.setdefault(tier, collections.deque())
+        while log and log[0] <= now - window:
+            log.popleft()
+        if len(log) < allowed:
+            log.append(now)
+            return None
+        # until the oldest leaves the window (nothing ever fits when allowed is 0)
+        wait = max(1, math.ceil(log[0] + window - now)) if log else max(1, math.ceil(window))
+        self.blocked_until[tier] = now + wait
+        return wait
 
     def count_write(self):
         """Count an applied write; return the kill spec if this write triggers it."""

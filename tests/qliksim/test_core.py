@@ -277,6 +277,40 @@ class FaultTests(CoreBase):
         time.sleep(1.05)
         self.assertEqual(self.c.request("GET", "/items").status, 200)
 
+    def test_tier_window_counts_the_whole_window(self):
+        # qlik.dev: a tier is evaluated over a 5-minute window, so a burst of
+        # several minutes' worth passes (a token bucket of burst 10 would stop at 10)
+        self.set_faults({"tiers": {"tier2": {"per_minute": 3, "window_s": 300}}})
+        statuses = [self.post_item(f"w{i}").status for i in range(16)]
+        self.assertEqual(statuses, [201] * 15 + [429])
+        blocked = self.post_item("late")
+        self.assertEqual(blocked.status, 429)
+        self.assertIn(blocked.headers["Retry-After"], ("299", "300"))   # until the oldest leaves
+        self.assertEqual(self.c.request("DELETE", "/items/seed-1").status, 429)   # the whole tier
+        self.assertEqual(self.c.request("GET", "/items").status, 200)   # tier1 unlimited
+
+    def test_tier_window_slides(self):
+        # 4 in any 4 s: two now, two 2 s later; once the first two have left
+        # the window exactly two fit again, and the next waits for the third
+        self.set_faults({"tiers": {"tier1": {"per_minute": 60, "window_s": 4}}})
+        get = lambda: self.c.request("GET", "/items").status
+        self.assertEqual([get(), get()], [200, 200])
+        first_out = time.monotonic() + 4
+        time.sleep(2)
+        second_in = time.monotonic()
+        self.assertEqual([get(), get()], [200, 200])
+        time.sleep(max(0, first_out + 0.2 - time.monotonic()))
+        if time.monotonic() >= second_in + 4:
+            self.skipTest("the machine was too slow to place requests inside the window")
+        self.assertEqual([get(), get()], [200, 200])
+        blocked = self.c.request("GET", "/items")
+        self.assertEqual(blocked.status, 429)
+        self.assertIn(blocked.headers["Retry-After"], ("1", "2"))
+
+    def test_tier_window_must_be_positive(self):
+        reply = self.c.request("POST", "/_sim/faults", {"tiers": {"tier2": {"per_minute": 5, "window_s": 0}}})
+        self.assertEqual(reply.status, 400, reply.data)
+
     def test_kill_after_writes(self):
         victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         try:

@@ -70,12 +70,14 @@ function M.open(target, opts)
     id = qmig.getpid() .. ":" .. qmig.random_string(8), pid = qmig.getpid() }, Budget)
 end
 
--- b:sync({tier = {rate=, n60=, pause_until=, hungry=}}) -> the others'
--- figures summed per tier {tier = {rate=, n60=, pause_until=, procs=,
+-- b:sync({tier = {rate=, n60=, nwin=, pause_until=, hungry=}}) -> the others'
+-- figures summed per tier {tier = {rate=, n60=, nwin=, pause_until=, procs=,
 -- hungry= (how many), idle_rate= (what the others not hungry send)}}, or nil
 -- when the file is locked right now (the caller keeps what it had and
 -- tries again at its next sync: never waits for another process).
 -- rate: requests per second lately; n60: requests in the last minute;
+-- nwin: requests in the last window (Qlik's 5 minutes, qmig.rate.limiter
+-- M.WINDOW; an entry of an older qmig-lua has only n60, which stands in);
 -- pause_until: wall-clock time a 429 paused the tier until; hungry: it
 -- waited for tokens just now (it would take a larger share).
 function Budget:sync(mine)
@@ -92,7 +94,8 @@ function Budget:sync(mine)
       kept[id] = e
       for tier, f in pairs(type(e.tiers) == "table" and e.tiers or {}) do
         if type(f) == "table" then
-          local o = others[tier] or { rate = 0, n60 = 0, pause_until = 0, procs = 0, hungry = 0, idle_rate = 0 }
+          local o = others[tier]
+            or { rate = 0, n60 = 0, nwin = 0, pause_until = 0, procs = 0, hungry = 0, idle_rate = 0 }
           o.rate = o.rate + (tonumber(f.rate) or 0)
           if f.hungry == true then
             o.hungry = o.hungry + 1
@@ -100,6 +103,7 @@ function Budget:sync(mine)
             o.idle_rate = o.idle_rate + (tonumber(f.rate) or 0)
           end
           o.n60 = o.n60 + (tonumber(f.n60) or 0)
+          o.nwin = o.nwin + (tonumber(f.nwin) or tonumber(f.n60) or 0)
           o.pause_until = math.max(o.pause_until, tonumber(f.pause_until) or 0)
           o.procs = o.procs + 1
           others[tier] = o

@@ -83,7 +83,10 @@ local WRITES = { POST = true, PUT = true, PATCH = true, DELETE = true }
 -- The closing lines: counts per action over every step, the writes the
 -- first of each object's changes takes at least, and the time the
 -- tenant's rate limits allow for them (rates: per tier per minute, nil:
--- no limits).
+-- no limits).  Qlik counts a tier over a window (qmig.rate.limiter
+-- M.WINDOW, 5 minutes): a window's allowance goes at once, each further
+-- one a window later; writes / rate would claim minutes for what one
+-- window takes at once.
 function M.totals(all_outcomes, rates)
   local counts, per_tier, writes = M.counts(all_outcomes), {}, 0
   for _, o in ipairs(all_outcomes) do
@@ -100,7 +103,10 @@ function M.totals(all_outcomes, rates)
     local seconds = 0
     for tier, n in pairs(per_tier) do
       local rate = rates[tier]
-      if rate and rate > 0 then seconds = math.max(seconds, n / rate * 60) end
+      if rate and rate > 0 then
+        local allowance = rate * limiter.WINDOW / 60
+        seconds = math.max(seconds, (math.ceil(n / allowance) - 1) * limiter.WINDOW)
+      end
     end
     text = text .. string.format("; at the tenant's rate limits that is at least %.0f s", seconds)
   end

@@ -106,8 +106,8 @@ end
 
 -- Items per second the rate limits allow from here on: for each tier,
 -- its limit over the requests an item has needed of it so far.  The
--- first minute's burst runs faster than that, and an ETA from it alone
--- would promise too much.  -> rate or nil (no limit in play).
+-- first window's burst (Qlik's 5 minutes, qmig.rate.limiter M.WINDOW)
+-- runs faster than that, and an ETA from it alone would promise too much.  -> rate or nil (no limit in play).
 function Progress:allowed_rate(s)
   if not self.limiter or s.done == 0 or not s.mark then return nil end
   local best
