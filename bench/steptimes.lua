@@ -19,7 +19,7 @@ local qmig = require "qmig"
 local Engine = getmetatable(engine.new {}).__index
 
 -- BENCH_BURST: the client-side token buckets' capacity (qmig.rate.limiter's
--- default is a minute's worth, like Qlik's window), set to the
+-- default is Qlik's window's worth: five minutes of the rate), set to the
 -- simulator's burst so that a run of seconds measures the rate, not the
 -- burst.  Only this wrapper changes it; the product keeps its default.
 -- The limiter is also wrapped to know this process's own requests per
