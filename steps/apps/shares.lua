@@ -35,7 +35,10 @@ end
 
 -- Resolves one plan entry -> type, assignee id (or false), label.
 local function resolver(ctx)
-  local memo = {}
+  -- (in ctx.memo: items() is called again as apps get through the steps
+  -- before, qmig.engine.overlap, and each look-up is a request)
+  local memo = ctx.memo.assignees or {}
+  ctx.memo.assignees = memo
   return function(entry)
     local typ, who = entry.group and "group" or "user", entry.group or entry.user
     local key = typ .. ":" .. tostring(who)

@@ -52,7 +52,6 @@ return {
   consumes = { { kind = "app", data = { "space_id", "bound_for" } }, { kind = "app.published" } },
   requires = { "apps.import" },
   items = function(ctx)
-    report.reset()
     local items = common.imported(ctx)
     for _, item in ipairs(items) do item.open_id = ctx.app_for(item.id) or item.app_id end
     return items

@@ -19,8 +19,15 @@ return variant.of(base, {
       item.open_id = qv.app_for(item.id) or item.app_id
       local who = map[item.id] or map[item.name]
       item.owner = { userDirectory = "QlikView", userId = who or "(none)" }
-      local user = who and retrieve.user(ctx.target, { email = who:find("@", 1, true) and who or nil, subject = who })
-      item.owner_to = user and user.id or false
+      -- (one request per owner for the step's run: items() is called again
+      -- as documents get through the steps before, qmig.engine.overlap)
+      local users = ctx.memo.owners or {}
+      ctx.memo.owners = users
+      if who and users[who] == nil then
+        local user = retrieve.user(ctx.target, { email = who:find("@", 1, true) and who or nil, subject = who })
+        users[who] = user and user.id or false
+      end
+      item.owner_to = who and users[who] or false
       item.mapped = who ~= nil
     end
     return items

@@ -42,7 +42,6 @@ return variant.of(require "qmig.steps.apps.validate", {
   name = "qvapps.validate", object = "qvapp.validation",
   requires = { "qvapps.import" },
   items = function(ctx)
-    report.reset()
     local qv = variant.ctx(ctx)
     local items = common.imported(qv)
     for _, item in ipairs(items) do

@@ -222,6 +222,31 @@ T.test("overlap: an abort stops the group; the steps begun end with their counts
   cache:close()
 end)
 
+-- apps.validate's items() is called more than once when it overlaps the
+-- steps before it.  Each call used to empty the rows its items had made
+-- (a module-level table), and a differing app's item fails, so its record
+-- holds no row: the report then left the difference out (found by the
+-- whole suite: report.json's "differs" 0 instead of 1).
+T.test("overlap: apps.validate: a row made before items() is called again is still in the report", function()
+  local json = require "qmig.json"
+  local project = assert(require("qmig.store.project").open(t.tmpdir() .. "/p"))
+  local step = require "qmig.steps.apps.validate"
+  local report = require "qmig.domain.validation.report"
+  local ctx = { memo = {}, cache = project.cache, project = project, run_id = "1", job_name = "apps" }
+  local result = { outcome = "differs", found = 1, differences = {
+      { check = "chart", object = "bar c1", where = "row 1", source = 1, target = 2 } },
+    counts = { tables = 1, rows = 2, target_rows = 2, fields = 1, charts = 1, cells = 2 } }
+  local ok, err = pcall(report.outcome, ctx, { id = "a1", name = "Accounts", open_id = "t1" }, result)
+  t.truthy(not ok and tostring(err):find("validation differs", 1, true), tostring(err))
+  t.eq(#step.items(ctx), 0, "the step listed again (no app imported in this cache)")
+  report.finish(ctx, { { key = "a1", status = "failed" } })
+  local v = json.decode(t.read(project:path("reports", "validation.json")))
+  t.eq(#v.apps, 1, "the differing app's row")
+  t.eq(v.apps[1].outcome, "differs")
+  project.cache:close()
+  project.lock:unlock()
+end)
+
 -- The demo against the simulator, its listings lagging 2.5 s: the reply
 -- of the last app import is lost after the import was made, so that item
 -- is in doubt with no later import to witness the catalogue, and waits

@@ -19,9 +19,14 @@ M.KIND = "app.validation"   -- the cache kind (a QlikView variant maps it: qmig.
 M.COLUMNS = { "source_id", "name", "target_id", "outcome", "tables", "rows", "target_rows", "fields", "charts",
   "cells", "differences", "details" }
 
-local rows = {}   -- key -> row, for this process's run of the step
-
-function M.reset() rows = {} end
+-- key -> row, for this run of the step: in ctx.memo, not in the module,
+-- as items() is called more than once when the step overlaps the ones
+-- before it (qmig.engine.overlap), and apps.validate and qvapps.validate
+-- may be under way at once
+local function rows(ctx)
+  ctx.memo.validation_rows = ctx.memo.validation_rows or {}
+  return ctx.memo.validation_rows
+end
 
 local function csv_field(v)
   v = tostring(v == nil and "" or v)
@@ -48,7 +53,7 @@ function M.outcome(ctx, item, result, origin)
   else
     row.details = compare.summary(result)
   end
-  rows[item.id] = row
+  rows(ctx)[item.id] = row
   if ctx.dry_run then
     -- plan: the apps may not be where this run will put them yet
     return { status = "skipped", target_id = item.open_id,
@@ -76,7 +81,7 @@ function M.finish(ctx, outcomes, origin)
   if ctx.dry_run then return end
   local list = {}
   for _, o in ipairs(outcomes) do
-    local row = o.key and rows[o.key]
+    local row = o.key and rows(ctx)[o.key]
     if not row and o.key then
       local rec = ctx.cache:get(M.KIND, o.key)
       row = rec and type(rec.data) == "table" and rec.data.row or nil
