@@ -230,7 +230,7 @@ end)
 T.test("overlap: apps.validate: a row made before items() is called again is still in the report", function()
   local json = require "qmig.json"
   local project = assert(require("qmig.store.project").open(t.tmpdir() .. "/p"))
-  local step = require "qmig.steps.apps.validate"
+  local validate = require "qmig.steps.apps.validate"
   local report = require "qmig.domain.validation.report"
   local ctx = { memo = {}, cache = project.cache, project = project, run_id = "1", job_name = "apps" }
   local result = { outcome = "differs", found = 1, differences = {
@@ -238,7 +238,7 @@ T.test("overlap: apps.validate: a row made before items() is called again is sti
     counts = { tables = 1, rows = 2, target_rows = 2, fields = 1, charts = 1, cells = 2 } }
   local ok, err = pcall(report.outcome, ctx, { id = "a1", name = "Accounts", open_id = "t1" }, result)
   t.truthy(not ok and tostring(err):find("validation differs", 1, true), tostring(err))
-  t.eq(#step.items(ctx), 0, "the step listed again (no app imported in this cache)")
+  t.eq(#validate.items(ctx), 0, "the step listed again (no app imported in this cache)")
   report.finish(ctx, { { key = "a1", status = "failed" } })
   local v = json.decode(t.read(project:path("reports", "validation.json")))
   t.eq(#v.apps, 1, "the differing app's row")
