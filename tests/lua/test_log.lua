@@ -277,6 +277,24 @@ T.test("remove_sink and close detach sinks", function()
   done()
 end)
 
+-- The terminal's progress line (qmig.ui.cli sets the hook to clear it):
+-- a warning is written after the hook ran, on a line of its own.
+T.test("before_stderr runs before each line the stderr sink writes, and only for those", function()
+  local dir = t.tmpdir()
+  local script = dir .. "/s.lua"
+  t.write(script, [[
+    local log = require "qmig.ui.log"
+    log.before_stderr = function() io.stderr:write("[cleared]") end
+    log.info("below the stderr level")
+    log.warn("a warning")
+  ]])
+  local exe = assert(fs.realpath("/proc/self/exe"))
+  local p = io.popen("'" .. exe .. "' '" .. script .. "' 2>&1")
+  local out = p:read("a")
+  t.eq(select(3, p:close()), 0, "child exit status: " .. out)
+  t.match(out, "^%[cleared%][^\n]*WARN  a warning\n$")
+end)
+
 T.test("the stderr sink is human-readable and respects its level", function()
   local dir = t.tmpdir()
   local script = dir .. "/s.lua"

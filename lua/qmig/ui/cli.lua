@@ -97,6 +97,11 @@ function M.run(opts)
     elseif kind == "job.start" then
       show = progress.new { tty = qmig.isatty(1), json = opts.json, quiet = opts.quiet, verbose = opts.verbose,
         limiter = e.limiter, plan = e.dry_run }
+      local shown = show
+      log.before_stderr = function()
+        shown:clear_line()
+        shown.out:flush()
+      end
       show:say("%s %s%s", e.dry_run and "plan" or "run", e.file, e.run_id and (" (run " .. e.run_id .. ")") or "")
     elseif kind == "job.job" then show:say("job %s", e.name)
     elseif kind == "job.warning" then

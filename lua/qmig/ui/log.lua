@@ -139,8 +139,12 @@ end
 
 -- Names from the source reach messages; on a terminal their control
 -- characters (escape sequences) must not act, so they are shown as "?".
+-- log.before_stderr: called before a line goes to stderr (the progress
+-- line on the terminal clears itself: a warning written onto it would be
+-- glued to its end and wiped by its next redraw).
 local function stderr_sink(record)
   if LEVELS[record.level] >= stderr_level then
+    if M.before_stderr then pcall(M.before_stderr) end
     io.stderr:write((stderr_line(record):gsub("[%z\1-\8\11-\31\127]", "?")), "\n")
   end
 end
