@@ -70,16 +70,17 @@ function M.install(Engine, engine)
     local states = {}
     for i, step in ipairs(group) do
       local summary, ctx = self:open_step(step)
-      states[i] = { index = i, step = step, summary = summary, ctx = ctx, spawned = {}, pending = {}, has = {},
-        absent = {}, open = 0, cost = 0, done_keys = {} }
+      -- pending[o]: its items for object o not ended yet (nil: none started)
+      states[i] = { index = i, step = step, summary = summary, ctx = ctx, spawned = {}, pending = {},
+        absent = {}, open = 0, done_keys = {} }
     end
 
     -- st is done for object o: its items for o have ended, or it has none
     local function done_for(st, o)
       if st.complete then return true end
-      local left = st.pending[o] or 0
-      if st.final then return left == 0 end
-      return st.absent[o] or (st.has[o] and left == 0) or false
+      local left = st.pending[o]
+      if st.final then return (left or 0) == 0 end
+      return st.absent[o] or left == 0
     end
     local function ready(j, o)
       for i = 1, j - 1 do
@@ -94,17 +95,18 @@ function M.install(Engine, engine)
       if states[j + 1] then states[j + 1].dirty = true end
     end
 
+    -- step_start: with the step's first item, or its last listing if that comes first
+    local function announce(st)
+      if st.started then return end
+      st.started = true
+      self:emit { kind = "step_start", step = st.step.name, total = st.listed or 0 }
+    end
+
     local function start(st, entry, first)
-      if not st.started then
-        st.started = true
-        self:emit { kind = "step_start", step = st.step.name, total = st.listed or 0 }
-      end
+      announce(st)
       st.spawned[entry.key or entry] = true
       st.open = st.open + 1
-      if entry.object then
-        st.has[entry.object] = true
-        st.pending[entry.object] = (st.pending[entry.object] or 0) + 1
-      end
+      if entry.object then st.pending[entry.object] = (st.pending[entry.object] or 0) + 1 end
       local spawn = first and s.spawn or s.spawn_next
       local task = spawn(s, self:item_task(s, st.step, entry.item, st.summary, entry.wait))
       task.state, task.entry = st, entry
@@ -115,19 +117,11 @@ function M.install(Engine, engine)
     -- item for the items of its step it depends on.
     local function entries(st, items)
       local order, after = engine.dependency_order(st.step, items, st.ctx)
-      local done = st.done_keys
       for _, entry in ipairs(order) do
         entry.object = entry.key and object_of(st.step, entry.item, st.ctx, entry.key)
         if entry.object then known[entry.object] = true end
-        local deps = after[entry.key]
-        if deps then
-          entry.deps = deps
-          entry.wait = function()
-            for _, key in ipairs(deps) do
-              while not done[key] and not self.aborted and not qmig.interrupted() do qmig.sleep(0.02) end
-            end
-          end
-        end
+        entry.deps = after[entry.key]
+        entry.wait = self:waiter(entry.deps, st.done_keys)
       end
       return order
     end
@@ -148,12 +142,12 @@ function M.install(Engine, engine)
       local st = states[j]
       local waiting = {}
       for o in pairs(known) do
-        if not st.has[o] and not st.absent[o] and ready(j, o) then waiting[o] = true end
+        if not st.pending[o] and not st.absent[o] and ready(j, o) then waiting[o] = true end
       end
       local t0 = qmig.monotonic()
       local items = self:list_items(st.step, st.summary, st.ctx, true)
-      st.cost = qmig.monotonic() - t0
-      next_list = qmig.monotonic() + math.max(MIN_GAP, COST_FACTOR * st.cost)
+      local t1 = qmig.monotonic()
+      next_list = t1 + math.max(MIN_GAP, COST_FACTOR * (t1 - t0))
       if not items or st.final or self.aborted then return end
       -- an object's items start together or not at all (held: one of
       -- them depends on an item not ended yet), so that "done for the
@@ -191,17 +185,13 @@ function M.install(Engine, engine)
         return on_step(st.step, st.summary)
       end
       st.listed = #items
-      if not st.started then
-        st.started = true
-        self:emit { kind = "step_start", step = st.step.name, total = #items }
-      end
+      announce(st)
       for _, entry in ipairs(entries(st, items)) do
         if not st.spawned[entry.key or entry] then start(st, entry, j == 1) end
       end
       dirty_after(j)
     end
 
-    local advance
     local function control(fn, j)
       local task = s:spawn_now(function() fn(j) end)
       task.control = j
@@ -215,7 +205,7 @@ function M.install(Engine, engine)
       on_step(st.step, st.summary)
     end
 
-    advance = function()
+    local function advance()
       if self.aborted or qmig.interrupted() then return end
       local now = qmig.monotonic()
       local before_done = true

@@ -42,14 +42,31 @@ function M.new(opts)
   }, Scheduler)
 end
 
+-- A task for fn(...), marked for the C side, not filed anywhere yet.
+local function new_task(self, fn, ...)
+  self.next_id = self.next_id + 1
+  local args = table.pack(...)
+  local task = { id = self.next_id, status = "queued" }
+  task.co = coroutine.create(function()
+    return xpcall(fn, debug.traceback, table.unpack(args, 1, args.n))
+  end)
+  host.mark_task(task.co)
+  return task
+end
+
 -- sched:spawn(fn, ...) -> task; fn runs inside a coroutine later, in run().
 -- task.ok / task.result / task.error are set when it ends.
+function Scheduler:spawn(fn, ...)
+  local task = new_task(self, fn, ...)
+  self.queued[#self.queued + 1] = task
+  return task
+end
+
 -- sched:spawn_next(fn, ...): the same, started before every task spawned
 -- with spawn (qmig.engine.overlap: an object's next step before another
 -- object's first, so objects get through every step and the pipeline flows).
 function Scheduler:spawn_next(fn, ...)
-  local task = self:spawn(fn, ...)
-  self.queued[#self.queued] = nil
+  local task = new_task(self, fn, ...)
   self.urgent[#self.urgent + 1] = task
   return task
 end
@@ -58,24 +75,11 @@ end
 -- taken (the engine's own bookkeeping, e.g. a step's listing: what it
 -- costs the API is small, and every item behind it waits for it).
 function Scheduler:spawn_now(fn, ...)
-  local task = self:spawn(fn, ...)
-  self.queued[#self.queued] = nil
+  local task = new_task(self, fn, ...)
   task.status = "running"
   self.running = self.running + 1
   self.open = self.open + 1
   self.ready[#self.ready + 1] = { task = task }
-  return task
-end
-
-function Scheduler:spawn(fn, ...)
-  self.next_id = self.next_id + 1
-  local args = table.pack(...)
-  local task = { id = self.next_id, status = "queued" }
-  task.co = coroutine.create(function()
-    return xpcall(fn, debug.traceback, table.unpack(args, 1, args.n))
-  end)
-  host.mark_task(task.co)
-  self.queued[#self.queued + 1] = task
   return task
 end
 

@@ -154,6 +154,18 @@ function M.install(Engine, engine)
     end
   end
 
+  -- wait() for an item that depends on others of its step (deps: their
+  -- keys, done: key -> true once ended), or nil when it depends on none.
+  -- The item sleeps, giving its place up, until they end or the run stops.
+  function Engine:waiter(deps, done)
+    if not deps then return nil end
+    return function()
+      for _, key in ipairs(deps) do
+        while not done[key] and not self.aborted and not qmig.interrupted() do qmig.sleep(0.02) end
+      end
+    end
+  end
+
   -- A task that ended in an engine or cache failure, outside the step's
   -- own code (run_item catches the step's), counted as a failed item.
   function Engine.task_failed(_, summary, task)
@@ -220,12 +232,7 @@ function M.install(Engine, engine)
       if not task.ok then self:task_failed(summary, task) end
     end
     for _, entry in ipairs(order) do
-      local deps = after[entry.key]
-      local task = s:spawn(self:item_task(s, step, entry.item, summary, deps and function()
-        for _, key in ipairs(deps) do
-          while not done[key] and not self.aborted and not qmig.interrupted() do qmig.sleep(0.02) end
-        end
-      end))
+      local task = s:spawn(self:item_task(s, step, entry.item, summary, self:waiter(after[entry.key], done)))
       task.key = entry.key
     end
     self:run_scheduler(s)

@@ -20,6 +20,8 @@ function M.new(opts)
   local self = setmetatable({
     out = opts.out or io.stdout, tty = opts.tty, json = opts.json, quiet = opts.quiet, verbose = opts.verbose,
     limiter = opts.limiter, plan = opts.plan, last_draw = 0, line_open = false,
+    -- steps under way, by name: steps that overlap (qmig.engine.overlap) are together
+    open_steps = {},
   }, Progress)
   return self
 end
@@ -165,8 +167,6 @@ function Progress:event(event)
     return
   end
   if self.json then
-    -- steps that overlap (qmig.engine.overlap) are under way together
-    self.open_steps = self.open_steps or {}
     if event.kind == "step_start" then self.open_steps[event.step] = { mark = marks(self) } end
     if event.kind == "step_done" and self.open_steps[event.step] then
       event.rates = self:rates(self.open_steps[event.step])
@@ -176,9 +176,7 @@ function Progress:event(event)
     self.out:flush()
     return
   end
-  -- Steps that overlap (qmig.engine.overlap) are under way together: each
-  -- is counted, the live line shows the one started last.
-  self.open_steps = self.open_steps or {}
+  -- Each step under way is counted; the live line shows the one started last.
   if event.kind == "step_start" then
     self.step = { name = event.step, total = event.total, done = 0, failed = 0, started = qmig.monotonic(),
       mark = marks(self) }
