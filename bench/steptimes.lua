@@ -85,6 +85,16 @@ local function diff(a, b)
   return out
 end
 
+-- Per tier, what grew from the figures `before` to `after` (used()), only
+-- where it did.
+local function grown(before, after)
+  local out = {}
+  for tier, v in pairs(after) do
+    if v - (before[tier] or 0) > 0 then out[tier] = v - (before[tier] or 0) end
+  end
+  return out
+end
+
 local rows = {}
 local run_step = Engine.run_step
 function Engine.run_step(self, step)
@@ -109,15 +119,9 @@ function Engine.run_step(self, step)
   row.run_at = row.run_at or row.end_at
   -- this process's own requests per tier during the items' run
   local u2 = used()
-  row.tiers = {}
-  for tier, n in pairs(u2) do
-    if n - ((u1 or u2)[tier] or 0) > 0 then row.tiers[tier] = n - ((u1 or u2)[tier] or 0) end
-  end
+  row.tiers = grown(u1 or u2, u2)
   -- seconds waited for each tier's tokens during the step (over tasks)
-  row.waited = {}
-  for tier, w in pairs(used("waited")) do
-    if w - (w0[tier] or 0) > 0 then row.waited[tier] = w - (w0[tier] or 0) end
-  end
+  row.waited = grown(w0, used("waited"))
   step_sleeps = nil
   row.items_s, row.run_s = t1 - t0, t2 - t1
   row.items_requests, row.run_requests = c1.total - c0.total, c2.total - c1.total
@@ -155,15 +159,9 @@ function Engine.run_group(self, group, on_step)
     n = n + #summary.outcomes
     return on_step(step, summary)
   end)
-  local c1, u1 = counts(), used()
+  local c1 = counts()
   row.end_at = qmig.time()
-  row.tiers, row.waited = {}, {}
-  for tier, k in pairs(u1) do
-    if k - (u0[tier] or 0) > 0 then row.tiers[tier] = k - (u0[tier] or 0) end
-  end
-  for tier, w in pairs(used("waited")) do
-    if w - (w0[tier] or 0) > 0 then row.waited[tier] = w - (w0[tier] or 0) end
-  end
+  row.tiers, row.waited = grown(u0, used()), grown(w0, used("waited"))
   step_sleeps = nil
   row.run_s = qmig.monotonic() - t0
   row.items_requests, row.run_requests = 0, c1.total - c0.total
