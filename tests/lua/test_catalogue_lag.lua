@@ -19,11 +19,9 @@ local function setup()
   if sim then return end
   sim = simlib.start { site = "examples/demo/site.json" }
   dir = fs.realpath(t.tmpdir())
-  t.write(dir .. "/secrets.yaml", "Finance DB: {username: u, password: p1}\n'Sales DB (CORP_jdoe)': "
+  -- (each job of the suite has a project of its own: demo_job)
+  env = require("demo_env").new(sim, dir, "Finance DB: {username: u, password: p1}\n'Sales DB (CORP_jdoe)': "
     .. "{username: s, password: p2}\n")
-  fs.chmod(dir .. "/secrets.yaml", 384)
-  env = { QMIG_DEMO_QRS_URL = sim.info.qrs_url, QMIG_DEMO_CLOUD_URL = sim.info.cloud_url,
-    QMIG_DEMO_API_KEY = sim.info.api_key, QMIG_DEMO_CERTS = fs.dirname(sim.info.certs.ca), QMIG_DEMO_DIR = dir }
 end
 T.after_all(function() if sim then sim:stop() end end)
 

@@ -20,11 +20,7 @@ local function demo()
   local sim = simlib.start { site = "examples/demo/site.json" }
   started[#started + 1] = sim
   local dir = fs.realpath(t.tmpdir())
-  t.write(dir .. "/secrets.yaml", "Finance DB: {username: u, password: pw}\n")
-  fs.chmod(dir .. "/secrets.yaml", 384)
-  local env = { QMIG_DEMO_QRS_URL = sim.info.qrs_url, QMIG_DEMO_CLOUD_URL = sim.info.cloud_url,
-    QMIG_DEMO_API_KEY = sim.info.api_key, QMIG_DEMO_CERTS = fs.dirname(sim.info.certs.ca),
-    QMIG_DEMO_PROJECT = dir .. "/project", QMIG_DEMO_DIR = dir }
+  local env = require("demo_env").new(sim, dir, "Finance DB: {username: u, password: pw}\n")
   return sim, env
 end
 

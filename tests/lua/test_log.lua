@@ -277,28 +277,32 @@ T.test("remove_sink and close detach sinks", function()
   done()
 end)
 
--- The terminal's progress line (qmig.ui.cli sets the hook to clear it):
--- a warning is written after the hook ran, on a line of its own.
-T.test("before_stderr runs before each line the stderr sink writes, and only for those", function()
-  local dir = t.tmpdir()
-  local script = dir .. "/s.lua"
-  t.write(script, [[
-    local log = require "qmig.ui.log"
-    log.before_stderr = function() io.stderr:write("[cleared]") end
-    log.info("below the stderr level")
-    log.warn("a warning")
-  ]])
+-- What a Lua script run by a qmig-lua of its own writes to stdout and
+-- stderr (the stderr sink writes to the process's real stderr).
+local function child_output(source)
+  local script = t.tmpdir() .. "/s.lua"
+  t.write(script, source)
   local exe = assert(fs.realpath("/proc/self/exe"))
   local p = io.popen("'" .. exe .. "' '" .. script .. "' 2>&1")
   local out = p:read("a")
   t.eq(select(3, p:close()), 0, "child exit status: " .. out)
+  return out
+end
+
+-- The terminal's progress line (qmig.ui.cli sets the hook to clear it):
+-- a warning is written after the hook ran, on a line of its own.
+T.test("before_stderr runs before each line the stderr sink writes, and only for those", function()
+  local out = child_output [[
+    local log = require "qmig.ui.log"
+    log.before_stderr = function() io.stderr:write("[cleared]") end
+    log.info("below the stderr level")
+    log.warn("a warning")
+  ]]
   t.match(out, "^%[cleared%][^\n]*WARN  a warning\n$")
 end)
 
 T.test("the stderr sink is human-readable and respects its level", function()
-  local dir = t.tmpdir()
-  local script = dir .. "/s.lua"
-  t.write(script, [[
+  local out = child_output [[
     local log = require "qmig.ui.log"
     log.add_secret("stderr-secret-42")
     log.info("not shown")
@@ -308,11 +312,7 @@ T.test("the stderr sink is human-readable and respects its level", function()
     log.set_level("debug")
     log.debug("now shown")
     log.error("app \27]0;evil\7name\r")
-  ]])
-  local exe = assert(fs.realpath("/proc/self/exe"))
-  local p = io.popen("'" .. exe .. "' '" .. script .. "' 2>&1")
-  local out = p:read("a")
-  t.eq(select(3, p:close()), 0, "child exit status: " .. out)
+  ]]
   t.truthy(not out:find("not shown", 1, true))
   t.truthy(not out:find("stderr-secret-42", 1, true))
   t.match(out, "WARN  shown %*%*%* note=\"two words\" step=users.import")

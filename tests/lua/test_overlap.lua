@@ -261,16 +261,12 @@ T.test("overlap: the demo: while an import in doubt waits out the catalogue's la
   local sim = require("sim").start { site = "examples/demo/site.json" }
   started_sims[#started_sims + 1] = sim
   local dir = fs.realpath(t.tmpdir())
-  t.write(dir .. "/secrets.yaml", "Finance DB: {username: u, password: p1}\n'Sales DB (CORP_jdoe)': "
-    .. "{username: s, password: p2}\n")
-  fs.chmod(dir .. "/secrets.yaml", 384)
   local text, n = t.read("examples/demo/job.yaml"):gsub("options: {concurrency: 8}",
     "options: {concurrency: 8, rate_limits: false, catalogue_lag: 3}")
   t.eq(n, 1, "the demo job's options line")
   t.write(dir .. "/job.yaml", demo_share.absolute(text))
-  local env = { QMIG_DEMO_QRS_URL = sim.info.qrs_url, QMIG_DEMO_CLOUD_URL = sim.info.cloud_url,
-    QMIG_DEMO_API_KEY = sim.info.api_key, QMIG_DEMO_CERTS = fs.dirname(sim.info.certs.ca), QMIG_DEMO_DIR = dir,
-    QMIG_DEMO_PROJECT = dir .. "/project" }
+  local env = require("demo_env").new(sim, dir, "Finance DB: {username: u, password: p1}\n'Sales DB (CORP_jdoe)': "
+    .. "{username: s, password: p2}\n")
   -- (the demo's plan takes every app of its site)
   local imports = #json.decode(t.read("examples/demo/site.json")).qrs.apps
   sim:faults { catalogue_lag_ms = 2500,
